@@ -1,0 +1,40 @@
+# Memory Mesh. Every target bootstraps its own virtual environment from nothing.
+#   make demo   the local demo on embedded defaults
+#   make test   lint, types and the default test suite (< 10 minutes on 2 cores)
+#   make soak   the long campaigns (crash loops, big fuzz and property runs)
+#   make bench  benchmarks, JSON on stdout
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint soak bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/memmesh demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -m "not soak" -q
+
+# Long campaigns. Each knob is an environment variable the tests read, so one failing case can be
+# re-run alone with the printed seed.
+soak: $(STAMP)
+	MEMMESH_CRASH_KILLS=1000 HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q \
+		--timeout=3600 tests
+
+bench: $(STAMP)
+	$(BIN)/memmesh bench store --json
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,145 @@
+"""Ed25519 keys (PyNaCl), domain-separated signatures, and key files.
+
+A key file holds one line: the base64 of the 32-byte Ed25519 seed, then a newline. It is created
+with mode 0600 and refused when group or others may read or write it, the way ``ssh`` treats
+private keys. Exceptions from PyNaCl never leave this module: callers see ``KeyFileError`` or a
+boolean from :func:`verify`.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import stat
+from pathlib import Path
+
+import nacl.exceptions
+import nacl.signing
+
+from .errors import KeyFileError
+from .ids import short_id
+
+__all__ = [
+    "PUBLIC_KEY_BYTES",
+    "SEED_BYTES",
+    "SIGNATURE_BYTES",
+    "SigningKey",
+    "read_key_file",
+    "verify",
+    "write_key_file",
+]
+
+SEED_BYTES = 32
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+_KEY_FILE_BYTES_MAX = 256
+"""A valid key file is 45 bytes; anything much larger is not a key file, so we stop reading."""
+
+
+class SigningKey:
+    """An Ed25519 private key. Every signature is over ``domain + message``."""
+
+    __slots__ = ("_key", "public_key")
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != SEED_BYTES:
+            raise ValueError(f"an Ed25519 seed is {SEED_BYTES} bytes, got {len(seed)}")
+        self._key = nacl.signing.SigningKey(seed)
+        self.public_key: bytes = bytes(self._key.verify_key)
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        return cls(os.urandom(SEED_BYTES))
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self._key)
+
+    def sign(self, domain: bytes, message: bytes) -> bytes:
+        """Return the 64-byte signature of ``domain + message``."""
+        signature: bytes = self._key.sign(domain + message).signature
+        return signature
+
+    def __repr__(self) -> str:
+        return f"SigningKey(public={short_id(self.public_key)})"
+
+
+def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -> bool:
+    """True when ``signature`` is a valid Ed25519 signature of ``domain + message``.
+
+    Any malformed key or signature is simply invalid; libsodium's strict checks (canonical S,
+    small-order keys refused) make signatures non-malleable.
+    """
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(domain + message, signature)
+    except (nacl.exceptions.CryptoError, ValueError, TypeError):
+        return False
+    return True
+
+
+def write_key_file(path: Path, key: SigningKey, *, overwrite: bool = False) -> None:
+    """Write ``key`` to ``path`` with mode 0600, durably; refuse to replace a file unless asked."""
+    line = binascii.b2a_base64(key.seed, newline=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if overwrite else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot create key file: {exc.strerror}") from None
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask; an old file keeps its mode
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def read_key_file(path: Path) -> SigningKey:
+    """Read a key file, refusing modes that let group or others read or write it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: no such key file") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot open key file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"{path}: not a regular file")
+        loose = stat.S_IMODE(info.st_mode) & 0o077
+        if loose:
+            raise KeyFileError(
+                f"{path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users access this "
+                f"private key; run `chmod 600 {path}`"
+            )
+        data = os.read(fd, _KEY_FILE_BYTES_MAX + 1)
+    finally:
+        os.close(fd)
+    return SigningKey(_parse_key_line(path, data))
+
+
+def _parse_key_line(path: Path, data: bytes) -> bytes:
+    if len(data) > _KEY_FILE_BYTES_MAX:
+        raise KeyFileError(f"{path}: too large to be a key file")
+    body = data[:-1] if data.endswith(b"\n") else data
+    if b"\n" in body or b"\r" in body:
+        raise KeyFileError(f"{path}: a key file holds exactly one line")
+    try:
+        seed = binascii.a2b_base64(body, strict_mode=True)
+    except binascii.Error:
+        raise KeyFileError(f"{path}: not valid base64") from None
+    if len(seed) != SEED_BYTES:
+        raise KeyFileError(f"{path}: holds {len(seed)} bytes, an Ed25519 seed is {SEED_BYTES}")
+    return seed
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

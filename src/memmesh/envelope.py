@@ -1,0 +1,308 @@
+"""Signed envelopes: the replication unit (DESIGN §4), one canonical binary layout.
+
+Layout (all integers unsigned big-endian; byte-by-byte in ``docs/PROTOCOL.md``)::
+
+    version u8 | kind u8 | mesh_id 32 | author 32 | epoch u32 | seq u64 | prev 32
+    | deps_count u16 | deps 32*n | hlc u64 | claims_root 32 | payload_len u32 | payload
+    | signature 64
+
+The body is every byte before the signature. The signature is Ed25519 by ``author`` over
+``SIGNATURE_DOMAIN + body``; the id is ``tagged_hash(b"envelope-id/v1", body)``. One object has
+exactly one encoding: deps are strictly increasing, no field has slack, nothing trails.
+
+Decoding checks the total size first, then every length and count against the bytes that remain,
+before any allocation depends on it; every refusal is a :class:`~memmesh.errors.Rejected` with a
+reason code. Decoding is structural only; :func:`open_envelope` adds the signature and mesh checks
+in the admission order of DESIGN §4 rule 3.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify
+from .errors import Reason, Rejected
+from .ids import HASH_BYTES, ZERO_ID, Head, LogId, short_id, tagged_hash
+from .wire import Reader, Writer
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "HEADER_BYTES_MIN",
+    "ID_TAG",
+    "SIGNATURE_DOMAIN",
+    "Envelope",
+    "EnvelopeKind",
+    "EnvelopeLimits",
+    "decode_envelope",
+    "encode_body",
+    "open_envelope",
+    "seal",
+    "verify_envelope",
+]
+
+ENVELOPE_VERSION = 1
+SIGNATURE_DOMAIN = b"memmesh/envelope/v1\x00"
+ID_TAG = b"envelope-id/v1"
+SEQ_MAX = (1 << 63) - 1
+EPOCH_MAX = (1 << 32) - 1
+
+HEADER_BYTES_MIN = 1 + 1 + 32 + 32 + 4 + 8 + 32 + 2 + 8 + 32 + 4
+"""Bytes of a body with no deps and an empty payload."""
+_ENVELOPE_BYTES_MIN = HEADER_BYTES_MIN + SIGNATURE_BYTES
+_FIXED_TAIL_BYTES = 8 + HASH_BYTES + 4 + SIGNATURE_BYTES
+"""hlc, claims root, payload length and signature: what must follow the deps."""
+
+
+class EnvelopeKind(enum.IntEnum):
+    """What the payload is. Unknown kinds are refused, never skipped."""
+
+    UPDATE = 1
+    """A Yjs v1 update following the document grammar (DESIGN §4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeLimits:
+    """Bounds every decoder checks before it trusts a length or a count."""
+
+    envelope_bytes_max: int = 1 << 20
+    deps_max: int = 64
+
+
+DEFAULT_LIMITS = EnvelopeLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded, structurally valid envelope. ``raw`` is its exact canonical encoding."""
+
+    kind: EnvelopeKind
+    mesh_id: bytes
+    author: bytes
+    epoch: int
+    seq: int
+    prev: bytes
+    deps: tuple[bytes, ...]
+    hlc: int
+    claims_root: bytes
+    payload: bytes
+    signature: bytes
+    raw: bytes
+    id: bytes
+
+    @property
+    def log(self) -> LogId:
+        return LogId(self.author, self.epoch)
+
+    @property
+    def head(self) -> Head:
+        return Head(self.seq, self.id)
+
+    @property
+    def body(self) -> bytes:
+        return self.raw[:-SIGNATURE_BYTES]
+
+    def __repr__(self) -> str:
+        return (
+            f"Envelope({short_id(self.id)} {self.log} seq={self.seq} "
+            f"deps={len(self.deps)} payload={len(self.payload)}B)"
+        )
+
+
+def encode_body(
+    *,
+    kind: int,
+    mesh_id: bytes,
+    author: bytes,
+    epoch: int,
+    seq: int,
+    prev: bytes,
+    deps: Sequence[bytes],
+    hlc: int,
+    claims_root: bytes,
+    payload: bytes,
+    version: int = ENVELOPE_VERSION,
+    deps_count: int | None = None,
+    payload_len: int | None = None,
+) -> bytes:
+    """Encode the signed body exactly as given, without judging it.
+
+    ``deps_count`` and ``payload_len`` override the length fields; they exist so tests can build
+    (and validly sign) bodies whose lengths lie, and check that the decoder refuses them.
+    """
+    w = Writer()
+    w.u8(version)
+    w.u8(kind)
+    w.raw(mesh_id)
+    w.raw(author)
+    w.u32(epoch)
+    w.u64(seq)
+    w.raw(prev)
+    w.u16(len(deps) if deps_count is None else deps_count)
+    for dep in deps:
+        w.raw(dep)
+    w.u64(hlc)
+    w.raw(claims_root)
+    w.u32(len(payload) if payload_len is None else payload_len)
+    w.raw(payload)
+    return w.getvalue()
+
+
+def seal(
+    key: SigningKey,
+    *,
+    mesh_id: bytes,
+    epoch: int,
+    seq: int,
+    prev: bytes,
+    deps: Sequence[bytes] = (),
+    hlc: int,
+    claims_root: bytes = ZERO_ID,
+    payload: bytes,
+    kind: EnvelopeKind = EnvelopeKind.UPDATE,
+    limits: EnvelopeLimits = DEFAULT_LIMITS,
+) -> Envelope:
+    """Build and sign an envelope authored by ``key``; deps are sorted into canonical order.
+
+    The result goes through the same decoder as remote input, so a node can never produce an
+    envelope that its peers would refuse for its structure.
+    """
+    body = encode_body(
+        kind=kind,
+        mesh_id=mesh_id,
+        author=key.public_key,
+        epoch=epoch,
+        seq=seq,
+        prev=prev,
+        deps=sorted(set(deps)),
+        hlc=hlc,
+        claims_root=claims_root,
+        payload=payload,
+    )
+    return decode_envelope(body + key.sign(SIGNATURE_DOMAIN, body), limits)
+
+
+def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Envelope:
+    """Structural decode: size, every field, canonical form. Does not check the signature."""
+    if len(data) > limits.envelope_bytes_max:
+        raise Rejected(
+            Reason.TOO_LARGE,
+            f"envelope of {len(data)} bytes exceeds envelope_bytes_max={limits.envelope_bytes_max}",
+        )
+    if len(data) < _ENVELOPE_BYTES_MIN:
+        raise Rejected(
+            Reason.TRUNCATED,
+            f"envelope of {len(data)} bytes is shorter than the minimum {_ENVELOPE_BYTES_MIN}",
+        )
+    r = Reader(data, "envelope")
+    version = r.u8("version")
+    if version != ENVELOPE_VERSION:
+        raise Rejected(Reason.BAD_VERSION, f"envelope version {version}, expected 1")
+    kind_code = r.u8("kind")
+    try:
+        kind = EnvelopeKind(kind_code)
+    except ValueError:
+        raise Rejected(Reason.UNKNOWN_KIND, f"envelope kind {kind_code}") from None
+    mesh_id = r.raw(HASH_BYTES, "mesh_id")
+    author = r.raw(PUBLIC_KEY_BYTES, "author")
+    epoch, seq, prev = _read_position(r)
+    deps = _read_deps(r, limits)
+    hlc = r.u64("hlc")
+    claims_root = r.raw(HASH_BYTES, "claims_root")
+    payload_len = r.u32("payload_len")
+    if payload_len + SIGNATURE_BYTES != r.remaining:
+        too_long = payload_len + SIGNATURE_BYTES > r.remaining
+        reason = Reason.TRUNCATED if too_long else Reason.TRAILING_BYTES
+        raise Rejected(
+            reason,
+            f"payload_len {payload_len} + signature {SIGNATURE_BYTES} != {r.remaining} "
+            f"remaining bytes",
+        )
+    payload = r.raw(payload_len, "payload")
+    body_end = r.position
+    signature = r.raw(SIGNATURE_BYTES, "signature")
+    r.expect_end()
+    body = data[:body_end]
+    return Envelope(
+        kind=kind,
+        mesh_id=mesh_id,
+        author=author,
+        epoch=epoch,
+        seq=seq,
+        prev=prev,
+        deps=deps,
+        hlc=hlc,
+        claims_root=claims_root,
+        payload=payload,
+        signature=signature,
+        raw=bytes(data),
+        id=tagged_hash(ID_TAG, body),
+    )
+
+
+def verify_envelope(envelope: Envelope) -> None:
+    """Raise ``Rejected(BAD_SIGNATURE)`` unless ``author`` signed this body."""
+    if not verify(envelope.author, SIGNATURE_DOMAIN, envelope.body, envelope.signature):
+        raise Rejected(
+            Reason.BAD_SIGNATURE,
+            f"envelope {short_id(envelope.id)} is not signed by {short_id(envelope.author)}",
+        )
+
+
+def open_envelope(
+    data: bytes, *, mesh_id: bytes | None = None, limits: EnvelopeLimits = DEFAULT_LIMITS
+) -> Envelope:
+    """Decode, authenticate and scope-check bytes from outside: size, structure, signature, mesh.
+
+    The cheapest checks come first (DESIGN §4 rule 3); nothing is allocated by a length before
+    the length is checked against the bytes that remain.
+    """
+    envelope = decode_envelope(data, limits)
+    verify_envelope(envelope)
+    if mesh_id is not None and envelope.mesh_id != mesh_id:
+        raise Rejected(
+            Reason.WRONG_MESH,
+            f"envelope {short_id(envelope.id)} belongs to mesh {short_id(envelope.mesh_id)}, "
+            f"not {short_id(mesh_id)}",
+        )
+    return envelope
+
+
+def _read_position(r: Reader) -> tuple[int, int, bytes]:
+    """Epoch, seq and prev, with the rules that tie them together."""
+    epoch = r.u32("epoch")
+    if epoch == 0:
+        raise Rejected(Reason.BAD_EPOCH, "epoch 0; epochs start at 1")
+    seq = r.u64("seq")
+    if not 1 <= seq <= SEQ_MAX:
+        raise Rejected(Reason.BAD_SEQ, f"seq {seq} outside 1..2^63-1")
+    prev = r.raw(HASH_BYTES, "prev")
+    if seq > 1 and prev == ZERO_ID:
+        raise Rejected(Reason.BAD_PREV, f"seq {seq} must name its previous envelope")
+    if seq == 1 and epoch == 1 and prev != ZERO_ID:
+        raise Rejected(Reason.BAD_PREV, "the first envelope of a key has no previous envelope")
+    return epoch, seq, prev
+
+
+def _read_deps(r: Reader, limits: EnvelopeLimits) -> tuple[bytes, ...]:
+    """The deps count, bounded by the limit and by the bytes that remain, then the deps."""
+    deps_count = r.u16("deps_count")
+    if deps_count > limits.deps_max:
+        raise Rejected(
+            Reason.COUNT_EXCEEDS_LIMIT, f"{deps_count} deps exceed deps_max={limits.deps_max}"
+        )
+    # The fixed tail (hlc, claims root, payload length, signature) must still fit after the deps.
+    needed = deps_count * HASH_BYTES + _FIXED_TAIL_BYTES
+    if needed > r.remaining:
+        raise Rejected(
+            Reason.TRUNCATED,
+            f"{deps_count} deps and the fixed tail need {needed} bytes, {r.remaining} remain",
+        )
+    deps = tuple(r.raw(HASH_BYTES, "dep") for _ in range(deps_count))
+    for i, dep in enumerate(deps):
+        if dep == ZERO_ID:
+            raise Rejected(Reason.BAD_DEPS, f"dep {i} is the zero id")
+        if i and deps[i - 1] >= dep:
+            raise Rejected(Reason.NOT_CANONICAL, "deps must be strictly increasing")
+    return deps

@@ -1,0 +1,333 @@
+"""The LMDB ``Store``: durable, crash-safe, one writer process per data dir.
+
+Environment flags are fixed where durability depends on them: ``sync=True`` and ``metasync=True``
+(a commit returns only after fsync), ``writemap=False`` (a stray write through the map cannot
+corrupt the file, and a full disk fails the commit instead of raising SIGBUS), ``map_async=False``.
+
+Layout: named databases ``envelopes``, ``logs``, ``heads``, ``checkpoints``, ``evidence``,
+``meta`` and ``info`` (the on-disk format version). Every value is stored as a record:
+``crc32(key || value) u32 || value``, checked on every read, so damage at rest is reported as
+:class:`~memmesh.errors.CorruptRecord` instead of being served.
+
+A ``LOCK`` file in the data dir is held with ``flock`` for the store's lifetime (LMDB's own lock
+serialises writers but lets two processes write the same dir; we must not, DESIGN §4 rule 1).
+The kernel drops it when the process dies, even by SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import functools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from ..errors import CorruptRecord, DataDirLocked, StorageError, StorageFull, StoreClosed
+from ..ids import HASH_BYTES, Head, LogId
+from ..wire import crc32, pack_u32, pack_u64, unpack_u32, unpack_u64
+from ._base import WriteBatch, check_meta_names, plan_log_appends
+
+__all__ = ["FORMAT_VERSION", "LmdbStore"]
+
+_T = TypeVar("_T")
+
+FORMAT_VERSION = 1
+_DB_NAMES = (b"envelopes", b"logs", b"heads", b"checkpoints", b"evidence", b"meta", b"info")
+_ITER_CHUNK = 1024
+"""Log entries read per read transaction: no transaction stays open while the caller iterates."""
+_DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_DISK_FREE_BYTES_MIN = 1 << 20
+"""After an I/O error, a disk with less free space than this is reported as full.
+
+LMDB turns a short ``pwrite`` (what a full disk gives) into EIO, so EIO alone cannot tell a full
+disk from a failing one; the free space decides.
+"""
+
+
+class LmdbStore:
+    """A ``Store`` in an LMDB environment in ``path`` (created 0700 if missing)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        map_size_bytes: int = 64 << 20,
+        map_size_max_bytes: int = 1 << 40,
+        map_growth: bool = True,
+    ) -> None:
+        if map_size_bytes > map_size_max_bytes:
+            raise ValueError("map_size_bytes must not exceed map_size_max_bytes")
+        self.path = Path(path)
+        self.map_size_max_bytes = map_size_max_bytes
+        self.map_growth = map_growth
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd = _acquire_lock(self.path / "LOCK")
+        try:
+            self._env = lmdb.open(
+                str(self.path),
+                map_size=map_size_bytes,
+                subdir=True,
+                readonly=False,
+                metasync=True,
+                sync=True,
+                map_async=False,
+                writemap=False,
+                lock=True,
+                mode=0o600,
+                max_dbs=len(_DB_NAMES),
+            )
+            self._env.reader_check()  # clear reader slots left by killed processes
+            self._dbs = {name: self._env.open_db(name) for name in _DB_NAMES}
+            self._check_format()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._env.close()
+            os.close(self._lock_fd)
+            raise
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._env.close()
+        os.close(self._lock_fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> LmdbStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def info(self) -> dict[str, Any]:
+        """Environment flags, map size and usage, for operators and the flags test."""
+        self._check_open()
+        flags: dict[str, Any] = dict(self._env.flags())
+        env_info = self._env.info()
+        return {
+            "path": str(self.path),
+            "flags": flags,
+            "map_size_bytes": env_info["map_size"],
+            "map_size_max_bytes": self.map_size_max_bytes,
+            "map_growth": self.map_growth,
+            "last_page": env_info["last_pgno"],
+            "page_bytes": self._env.stat()["psize"],
+        }
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def commit(self, batch: WriteBatch) -> None:
+        self._check_open()
+        check_meta_names(batch.meta)
+        while True:
+            try:
+                self._write(batch)
+                return
+            except lmdb.MapFullError:
+                self._grow_map()
+            except lmdb.Error as exc:
+                raise self._translate(exc, "commit") from exc
+
+    def _write(self, batch: WriteBatch) -> None:
+        envs, logs, heads = self._dbs[b"envelopes"], self._dbs[b"logs"], self._dbs[b"heads"]
+        with self._env.begin(write=True) as txn:
+            fresh, new_heads = plan_log_appends(
+                batch.envelopes,
+                lambda log: self._head_in(txn, log),
+                lambda log, seq: self._get(txn, b"logs", _log_key(log, seq)),
+            )
+            for env in fresh:
+                _put(txn, envs, env.id, env.raw)
+                _put(txn, logs, _log_key(env.log, env.seq), env.id)
+            for log, head in new_heads.items():
+                _put(txn, heads, _head_key(log), pack_u64(head.seq) + head.id)
+            for name, value in batch.meta.items():
+                _put(txn, self._dbs[b"meta"], name.encode(), value)
+            for key, value in batch.evidence.items():
+                _put(txn, self._dbs[b"evidence"], key, value)
+            for number, value in batch.checkpoints.items():
+                _put(txn, self._dbs[b"checkpoints"], pack_u64(number), value)
+
+    def _grow_map(self) -> None:
+        size: int = self._env.info()["map_size"]
+        if not self.map_growth or size >= self.map_size_max_bytes:
+            raise StorageFull(
+                f"{self.path}: LMDB map is full at {size} bytes "
+                f"(map_growth={self.map_growth}, map_size_max_bytes={self.map_size_max_bytes})"
+            )
+        self._env.set_mapsize(min(size * 2, self.map_size_max_bytes))
+
+    def _translate(self, exc: lmdb.Error, action: str) -> StorageError:
+        message = str(exc)
+        code = _errno_in(message)
+        if code in _DISK_FULL_ERRNOS or (code == errno.EIO and self._disk_nearly_full()):
+            free = shutil.disk_usage(self.path).free
+            return StorageFull(f"{self.path}: disk full during {action} ({free} bytes free)")
+        return StorageError(f"{self.path}: LMDB {action} failed: {message}")
+
+    def _disk_nearly_full(self) -> bool:
+        try:
+            return shutil.disk_usage(self.path).free < _DISK_FREE_BYTES_MIN
+        except OSError:
+            return False
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get_envelope(self, envelope_id: bytes) -> bytes | None:
+        return self._read(lambda txn: self._get(txn, b"envelopes", envelope_id))
+
+    def get_log_entry(self, log: LogId, seq: int) -> bytes | None:
+        return self._read(lambda txn: self._get(txn, b"logs", _log_key(log, seq)))
+
+    def iter_log(
+        self, log: LogId, start_seq: int = 1, end_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        seq = max(start_seq, 1)
+        while end_seq is None or seq <= end_seq:
+            chunk = self._read(functools.partial(self._log_chunk, log=log, start=seq, end=end_seq))
+            yield from chunk
+            if len(chunk) < _ITER_CHUNK:
+                return
+            seq = chunk[-1][0] + 1
+
+    def _log_chunk(
+        self, txn: lmdb.Transaction, log: LogId, start: int, end: int | None
+    ) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        prefix = _head_key(log)
+        cursor = txn.cursor(db=self._dbs[b"logs"])
+        if not cursor.set_range(_log_key(log, start)):
+            return out
+        for raw_key, value in cursor:
+            key = bytes(raw_key)
+            if not key.startswith(prefix) or len(out) >= _ITER_CHUNK:
+                break
+            seq = unpack_u64(key[len(prefix) :])
+            if end is not None and seq > end:
+                break
+            out.append((seq, _open_record(b"logs", key, bytes(value))))
+        return out
+
+    def head(self, log: LogId) -> Head | None:
+        return self._read(lambda txn: self._head_in(txn, log))
+
+    def heads(self) -> list[tuple[LogId, Head]]:
+        def scan(txn: lmdb.Transaction) -> list[tuple[LogId, Head]]:
+            out = []
+            for raw_key, value in txn.cursor(db=self._dbs[b"heads"]):
+                key = bytes(raw_key)
+                body = _open_record(b"heads", key, bytes(value))
+                log = LogId(key[:HASH_BYTES], unpack_u32(key[HASH_BYTES:]))
+                out.append((log, Head(unpack_u64(body[:8]), body[8:])))
+            return out
+
+        return self._read(scan)  # LMDB keys sort bytewise: author, then big-endian epoch
+
+    def get_meta(self, name: str) -> bytes | None:
+        return self._read(lambda txn: self._get(txn, b"meta", name.encode()))
+
+    def get_evidence(self, key: bytes) -> bytes | None:
+        return self._read(lambda txn: self._get(txn, b"evidence", key))
+
+    def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:
+        def scan(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+            cursor = txn.cursor(db=self._dbs[b"evidence"])
+            return [(bytes(k), _open_record(b"evidence", bytes(k), bytes(v))) for k, v in cursor]
+
+        yield from self._read(scan)
+
+    def latest_checkpoint(self) -> tuple[int, bytes] | None:
+        def last(txn: lmdb.Transaction) -> tuple[int, bytes] | None:
+            cursor = txn.cursor(db=self._dbs[b"checkpoints"])
+            if not cursor.last():
+                return None
+            key, value = bytes(cursor.key()), bytes(cursor.value())
+            return unpack_u64(key), _open_record(b"checkpoints", key, value)
+
+        return self._read(last)
+
+    def get_checkpoint(self, number: int) -> bytes | None:
+        return self._read(lambda txn: self._get(txn, b"checkpoints", pack_u64(number)))
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"{self.path}: store is closed")
+
+    def _read(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
+        self._check_open()
+        try:
+            with self._env.begin(buffers=False) as txn:
+                return body(txn)
+        except lmdb.Error as exc:
+            raise self._translate(exc, "read") from exc
+
+    def _get(self, txn: lmdb.Transaction, db_name: bytes, key: bytes) -> bytes | None:
+        value = txn.get(key, db=self._dbs[db_name])
+        return None if value is None else _open_record(db_name, key, bytes(value))
+
+    def _head_in(self, txn: lmdb.Transaction, log: LogId) -> Head | None:
+        body = self._get(txn, b"heads", _head_key(log))
+        return None if body is None else Head(unpack_u64(body[:8]), body[8:])
+
+    def _check_format(self) -> None:
+        with self._env.begin(write=True) as txn:
+            stored = self._get(txn, b"info", b"format")
+            if stored is None:
+                _put(txn, self._dbs[b"info"], b"format", pack_u32(FORMAT_VERSION))
+            elif unpack_u32(stored) != FORMAT_VERSION:
+                raise StorageError(
+                    f"{self.path}: store format {unpack_u32(stored)}, this build reads "
+                    f"{FORMAT_VERSION}"
+                )
+
+
+def _put(txn: lmdb.Transaction, db: Any, key: bytes, value: bytes) -> None:
+    txn.put(key, pack_u32(crc32(key, value)) + value, db=db)
+
+
+def _open_record(db_name: bytes, key: bytes, record: bytes) -> bytes:
+    if len(record) < 4 or unpack_u32(record[:4]) != crc32(key, record[4:]):
+        raise CorruptRecord(f"record {key.hex()} in {db_name.decode()} failed its checksum")
+    return record[4:]
+
+
+def _head_key(log: LogId) -> bytes:
+    return log.author + pack_u32(log.epoch)
+
+
+def _log_key(log: LogId, seq: int) -> bytes:
+    return log.author + pack_u32(log.epoch) + pack_u64(seq)
+
+
+def _errno_in(message: str) -> int | None:
+    """py-lmdb reports system errors only as ``"mdb_txn_commit: <strerror>"``; map them back."""
+    for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+        if os.strerror(code) in message:
+            return code
+    return None
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise DataDirLocked(
+            f"{path.parent}: data dir is in use by another process (pid {holder}); "
+            f"one process writes a data dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd

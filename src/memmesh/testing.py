@@ -1,0 +1,58 @@
+"""Helpers for tests and benchmarks, public so users can test their own code against Memory Mesh.
+
+Everything here is deterministic: keys come from a label, never from ``os.urandom``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .crypto import SigningKey
+from .envelope import Envelope, seal
+from .ids import ZERO_ID, Head, tagged_hash
+
+__all__ = ["LogWriter", "fixed_mesh_id", "seeded_key"]
+
+
+def seeded_key(label: str) -> SigningKey:
+    """A deterministic signing key named by ``label`` (for tests only: anyone can derive it)."""
+    return SigningKey(tagged_hash(b"testing/seed", label.encode()))
+
+
+def fixed_mesh_id(label: str = "test-mesh") -> bytes:
+    """A deterministic mesh id for tests (a real one is the hash of a signed genesis)."""
+    return tagged_hash(b"testing/mesh", label.encode())
+
+
+class LogWriter:
+    """Seals a hash-chained log of envelopes for one key and epoch, continuing from ``head``."""
+
+    def __init__(
+        self, key: SigningKey, mesh_id: bytes, *, epoch: int = 1, head: Head | None = None
+    ) -> None:
+        self.key = key
+        self.mesh_id = mesh_id
+        self.epoch = epoch
+        self.seq = head.seq if head is not None else 0
+        self.prev = head.id if head is not None else ZERO_ID
+
+    def next(self, payload: bytes = b"", *, deps: tuple[bytes, ...] = (), hlc: int = 0) -> Envelope:
+        envelope = seal(
+            self.key,
+            mesh_id=self.mesh_id,
+            epoch=self.epoch,
+            seq=self.seq + 1,
+            prev=self.prev,
+            deps=deps,
+            hlc=hlc or self.seq + 1,
+            payload=payload or f"payload {self.seq + 1}".encode(),
+        )
+        self.seq, self.prev = envelope.seq, envelope.id
+        return envelope
+
+    def take(self, count: int) -> list[Envelope]:
+        return [self.next() for _ in range(count)]
+
+    def __iter__(self) -> Iterator[Envelope]:
+        while True:
+            yield self.next()
