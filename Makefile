@@ -30,7 +30,7 @@ test: lint
 # Long campaigns. Each knob is an environment variable the tests read, so one failing case can be
 # re-run alone with the printed seed.
 soak: $(STAMP)
-	MEMMESH_CRASH_KILLS=1000 HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q \
+	MEMMESH_CRASH_KILLS=1000 MEMMESH_TEST_SCALE=50 HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q \
 		--timeout=3600 tests
 
 bench: $(STAMP)

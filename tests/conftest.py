@@ -1,7 +1,8 @@
 """Shared test configuration: Hypothesis profiles.
 
-``HYPOTHESIS_PROFILE=soak`` (set by ``make soak``) multiplies example counts for the long
-campaign; the default profile keeps ``make test`` fast. Deadlines are off: these machines are
+Example counts are set per test with ``memmesh.testing.scaled(n)``, which ``make soak`` multiplies
+through ``MEMMESH_TEST_SCALE``; the ``soak`` profile only raises the default for tests that set
+no count. Deadlines are off: these machines are
 shared and noisy, and performance is measured in benchmarks, not in tests.
 """
 

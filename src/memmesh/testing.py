@@ -5,13 +5,22 @@ Everything here is deterministic: keys come from a label, never from ``os.urando
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from .crypto import SigningKey
 from .envelope import Envelope, seal
 from .ids import ZERO_ID, Head, tagged_hash
 
-__all__ = ["LogWriter", "fixed_mesh_id", "seeded_key"]
+__all__ = ["LogWriter", "fixed_mesh_id", "scaled", "seeded_key"]
+
+
+def scaled(count: int) -> int:
+    """``count`` times ``MEMMESH_TEST_SCALE`` (default 1): how long campaigns grow a test.
+
+    ``make soak`` sets the scale, so one test serves both the quick suite and the soak.
+    """
+    return count * max(1, int(os.environ.get("MEMMESH_TEST_SCALE", "1")))
 
 
 def seeded_key(label: str) -> SigningKey:

@@ -1,0 +1,59 @@
+"""The architecture, checked: which modules may import what.
+
+- ``wire.py`` is the only module that packs bytes (``struct``).
+- The pure modules (hashing, wire, envelopes, clocks, errors, the store's planning rules) do no
+  I/O and read no clock or global randomness, so replicas and the simulator can run them
+  deterministically. The sans-IO core will join this list when it lands.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).parents[2] / "src" / "memmesh"
+PURE = ["errors.py", "ids.py", "wire.py", "envelope.py", "hlc.py", "store/_base.py"]
+FORBIDDEN_IN_PURE = {
+    "asyncio",
+    "aiohttp",
+    "socket",
+    "lmdb",
+    "time",
+    "uuid",
+    "random",
+    "os",
+    "threading",
+    "subprocess",
+    "datetime",
+}
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_pure_modules_do_no_io_and_read_no_clock() -> None:
+    for name in PURE:
+        found = _imports(SRC / name) & FORBIDDEN_IN_PURE
+        assert not found, f"{name} imports {sorted(found)}"
+
+
+def test_only_wire_packs_bytes() -> None:
+    offenders = [
+        str(path.relative_to(SRC))
+        for path in sorted(SRC.rglob("*.py"))
+        if path.name != "wire.py" and "struct" in _imports(path)
+    ]
+    assert offenders == []
+
+
+def test_the_scan_sees_imports() -> None:
+    # Guard against a scan that silently finds nothing.
+    assert "struct" in _imports(SRC / "wire.py")
+    assert "lmdb" in _imports(SRC / "store" / "lmdb.py")
