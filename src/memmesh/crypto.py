@@ -9,6 +9,7 @@ boolean from :func:`verify`.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import os
 import stat
 from pathlib import Path
@@ -80,22 +81,40 @@ def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -
 
 
 def write_key_file(path: Path, key: SigningKey, *, overwrite: bool = False) -> None:
-    """Write ``key`` to ``path`` with mode 0600, durably; refuse to replace a file unless asked."""
-    line = binascii.b2a_base64(key.seed, newline=True)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if overwrite else os.O_EXCL)
+    """Write ``key`` to ``path`` with mode 0600, atomically and durably.
+
+    The key goes to a temporary file in the same directory first, which is fsynced and then
+    linked into place (refusing an existing file) or, with ``overwrite``, renamed over it: a crash
+    leaves either the old file or the new one, never a torn key.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask
+            _write_all(fd, binascii.b2a_base64(key.seed, newline=True))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if the path exists
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot create key file: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask; an old file keeps its mode
-        os.write(fd, line)
-        os.fsync(fd)
+        raise KeyFileError(f"{path}: cannot write key file: {exc.strerror}") from None
     finally:
-        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     _fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read_key_file(path: Path) -> SigningKey:

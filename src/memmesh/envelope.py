@@ -185,6 +185,7 @@ def seal(
 
 def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Envelope:
     """Structural decode: size, every field, canonical form. Does not check the signature."""
+    data = bytes(data)  # fields are slices of it: make them immutable, hashable bytes
     if len(data) > limits.envelope_bytes_max:
         raise Rejected(
             Reason.TOO_LARGE,

@@ -17,6 +17,7 @@ __all__ = ["HLC_LOGICAL_MAX", "HLC_PHYSICAL_MAX", "HybridClock", "hlc_pack", "hl
 _LOGICAL_BITS = 16
 HLC_LOGICAL_MAX = (1 << _LOGICAL_BITS) - 1
 HLC_PHYSICAL_MAX = (1 << (64 - _LOGICAL_BITS)) - 1
+_HLC_MAX = (1 << 64) - 1
 
 
 def hlc_pack(physical_ms: int, logical: int) -> int:
@@ -39,6 +40,8 @@ class HybridClock:
     def __init__(self, drift_max_ms: int, last: int = 0) -> None:
         if drift_max_ms < 0:
             raise ValueError("drift_max_ms must be >= 0")
+        if not 0 <= last <= _HLC_MAX:
+            raise ValueError(f"last timestamp out of range: {last}")
         self.drift_max_ms = drift_max_ms
         self.last = last
 
@@ -47,9 +50,13 @@ class HybridClock:
         return self._advance(hlc_pack(physical_ms, 0))
 
     def observe(self, remote: int, physical_ms: int) -> int:
-        """Merge a remote timestamp (capped at physical time + drift bound); return a new one."""
-        cap = hlc_pack(min(physical_ms + self.drift_max_ms, HLC_PHYSICAL_MAX), HLC_LOGICAL_MAX)
-        return self._advance(max(hlc_pack(physical_ms, 0), min(remote, cap)))
+        """Merge a remote timestamp (capped at physical time + drift bound) and return a timestamp
+        for the receive event: strictly greater than the remote one when it is within the bound,
+        and than every timestamp issued before."""
+        # One below the last value of the bound, so the receive event below stays within it.
+        cap = hlc_pack(min(physical_ms + self.drift_max_ms, HLC_PHYSICAL_MAX), HLC_LOGICAL_MAX - 1)
+        self.last = max(self.last, min(remote, cap))
+        return self.tick(physical_ms)
 
     def _advance(self, candidate: int) -> int:
         if candidate > self.last:
@@ -57,5 +64,7 @@ class HybridClock:
         else:
             # Same or earlier millisecond: count up. Carrying into the physical part when the
             # counter overflows keeps timestamps strictly increasing without ever wrapping.
+            if self.last >= _HLC_MAX:
+                raise OverflowError("hybrid logical clock exhausted (past the year 10889)")
             self.last += 1
         return self.last
