@@ -36,6 +36,7 @@ class Reason(enum.StrEnum):
     COUNT_EXCEEDS_LIMIT = "count_exceeds_limit"
     LENGTH_EXCEEDS_LIMIT = "length_exceeds_limit"
     NOT_CANONICAL = "not_canonical"
+    BAD_JSON = "bad_json"
     # Envelope header fields.
     BAD_VERSION = "bad_version"
     UNKNOWN_KIND = "unknown_kind"
@@ -43,8 +44,37 @@ class Reason(enum.StrEnum):
     BAD_SEQ = "bad_seq"
     BAD_PREV = "bad_prev"
     BAD_DEPS = "bad_deps"
+    # Claims and membership.
+    BAD_CLAIM = "bad_claim"
+    BAD_CLAIMS_ROOT = "bad_claims_root"
+    BAD_GENESIS = "bad_genesis"
+    BAD_MEMBERSHIP_OP = "bad_membership_op"
+    # Exclusion (stored, but out of the live set) and admission outcomes.
+    NOT_MEMBER = "not_member"
+    REVOKED = "revoked"
+    EQUIVOCATION = "equivocation"
+    INTEGRATION_FAILED = "integration_failed"
+    CAUSAL_BUFFER_FULL = "causal_buffer_full"
+    PENDING_BUFFER_FULL = "pending_buffer_full"
+    # The document grammar (strict Yjs v1 decoder).
+    BAD_VARINT = "bad_varint"
+    EMPTY_UPDATE = "empty_update"
+    WRONG_CLIENT = "wrong_client"
+    CLOCK_GAP = "clock_gap"
+    CLOCK_OVERLAP = "clock_overlap"
+    HAS_ORIGIN = "has_origin"
+    NESTED_TYPE = "nested_type"
+    BAD_CONTENT = "bad_content"
+    NOT_MAP_ENTRY = "not_map_entry"
+    SECOND_ROOT = "second_root"
+    FOREIGN_KEY = "foreign_key"
+    BAD_KEY = "bad_key"
+    CLAIM_ID_MISMATCH = "claim_id_mismatch"
+    HAS_DELETES = "has_deletes"
+    DUPLICATE_CLAIM = "duplicate_claim"
     # Authentication and scope.
     BAD_SIGNATURE = "bad_signature"
+    BAD_CLAIM_SIGNATURE = "bad_claim_signature"
     WRONG_MESH = "wrong_mesh"
 
 

@@ -211,3 +211,16 @@ def test_closed_store_refuses_use(opened: tuple[Store, Reopen]) -> None:
     fresh.close()  # idempotent
     with pytest.raises(StoreClosed):
         fresh.get_meta("x")
+
+
+def test_side_envelopes_are_kept_by_id_off_their_log(opened: tuple[Store, Reopen]) -> None:
+    store, reopen = opened
+    honest = writer("a").take(2)
+    fork = writer("a")
+    fork.seq, fork.prev = 1, honest[0].id
+    other_branch = fork.next(b"the other seq 2")
+    store.commit(WriteBatch(envelopes=honest, side_envelopes=[other_branch]))
+    store = reopen()
+    assert store.get_envelope(other_branch.id) == other_branch.raw
+    assert store.get_log_entry(other_branch.log, 2) == honest[1].id
+    assert list(store.iter_side_envelopes()) == [other_branch.id]

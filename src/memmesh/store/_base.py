@@ -2,7 +2,8 @@
 
 A store keeps, durably and atomically per :class:`WriteBatch`:
 
-- envelopes by id (their exact signed bytes);
+- envelopes by id (their exact signed bytes), including "side" envelopes kept off their log
+  (the other branch of an equivocation, still needed as evidence and to satisfy others' deps);
 - logs: (author, epoch, seq) -> envelope id, contiguous from seq 1 and hash-chained by ``prev``;
 - heads: (author, epoch) -> (seq, id) of the last envelope of each log;
 - checkpoints by number, evidence by key, and metadata by name.
@@ -31,12 +32,16 @@ class WriteBatch:
     """Everything one commit writes, atomically. Many envelopes per batch is group commit."""
 
     envelopes: list[Envelope] = field(default_factory=list)
+    side_envelopes: list[Envelope] = field(default_factory=list)
+    """Envelopes kept by id but off their log: the other branch of an equivocation."""
     meta: dict[str, bytes] = field(default_factory=dict)
     evidence: dict[bytes, bytes] = field(default_factory=dict)
     checkpoints: dict[int, bytes] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.envelopes or self.meta or self.evidence or self.checkpoints)
+        return bool(
+            self.envelopes or self.side_envelopes or self.meta or self.evidence or self.checkpoints
+        )
 
 
 class Store(Protocol):
@@ -61,6 +66,9 @@ class Store(Protocol):
 
     def heads(self) -> list[tuple[LogId, Head]]:
         """Every log's head, sorted by log id (author bytes, then epoch)."""
+
+    def iter_side_envelopes(self) -> Iterator[bytes]:
+        """Ids of the envelopes stored off their logs (equivocation branches), sorted."""
 
     def get_meta(self, name: str) -> bytes | None: ...
 

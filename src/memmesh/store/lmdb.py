@@ -4,10 +4,10 @@ Environment flags are fixed where durability depends on them: ``sync=True`` and 
 (a commit returns only after fsync), ``writemap=False`` (a stray write through the map cannot
 corrupt the file, and a full disk fails the commit instead of raising SIGBUS), ``map_async=False``.
 
-Layout: named databases ``envelopes``, ``logs``, ``heads``, ``checkpoints``, ``evidence``,
-``meta`` and ``info`` (the on-disk format version). Every value is stored as a record:
-``crc32(key || value) u32 || value``, checked on every read, so damage at rest is reported as
-:class:`~memmesh.errors.CorruptRecord` instead of being served.
+Layout: named databases ``envelopes``, ``logs``, ``heads``, ``side`` (ids of envelopes kept off
+their log), ``checkpoints``, ``evidence``, ``meta`` and ``info`` (the on-disk format version).
+Every value is stored as a record: ``crc32(key || value) u32 || value``, checked on every read,
+so damage at rest is reported as :class:`~memmesh.errors.CorruptRecord` instead of being served.
 
 A ``LOCK`` file in the data dir is held with ``flock`` for the store's lifetime (LMDB's own lock
 serialises writers but lets two processes write the same dir; we must not, DESIGN §4 rule 1).
@@ -38,7 +38,16 @@ __all__ = ["FORMAT_VERSION", "LmdbStore"]
 _T = TypeVar("_T")
 
 FORMAT_VERSION = 1
-_DB_NAMES = (b"envelopes", b"logs", b"heads", b"checkpoints", b"evidence", b"meta", b"info")
+_DB_NAMES = (
+    b"envelopes",
+    b"logs",
+    b"heads",
+    b"side",
+    b"checkpoints",
+    b"evidence",
+    b"meta",
+    b"info",
+)
 _ITER_CHUNK = 1024
 """Log entries read per read transaction: no transaction stays open while the caller iterates."""
 _DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -149,6 +158,9 @@ class LmdbStore:
                 _put(txn, logs, _log_key(env.log, env.seq), env.id)
             for log, head in new_heads.items():
                 _put(txn, heads, _head_key(log), pack_u64(head.seq) + head.id)
+            for env in batch.side_envelopes:
+                _put(txn, envs, env.id, env.raw)
+                _put(txn, self._dbs[b"side"], env.id, b"")
             for name, value in batch.meta.items():
                 _put(txn, self._dbs[b"meta"], name.encode(), value)
             for key, value in batch.evidence.items():
@@ -230,6 +242,13 @@ class LmdbStore:
             return out
 
         return self._read(scan)  # LMDB keys sort bytewise: author, then big-endian epoch
+
+    def iter_side_envelopes(self) -> Iterator[bytes]:
+        def scan(txn: lmdb.Transaction) -> list[bytes]:
+            cursor = txn.cursor(db=self._dbs[b"side"])
+            return [bytes(k) for k, v in cursor if _open_record(b"side", bytes(k), bytes(v)) == b""]
+
+        yield from self._read(scan)
 
     def get_meta(self, name: str) -> bytes | None:
         return self._read(lambda txn: self._get(txn, b"meta", name.encode()))

@@ -24,6 +24,7 @@ class MemoryDisk:
     envelopes: dict[bytes, bytes] = field(default_factory=dict)
     logs: dict[LogId, list[bytes]] = field(default_factory=dict)
     """Envelope ids of each log; index ``seq - 1``."""
+    side: set[bytes] = field(default_factory=set)
     meta: dict[str, bytes] = field(default_factory=dict)
     evidence: dict[bytes, bytes] = field(default_factory=dict)
     checkpoints: dict[int, bytes] = field(default_factory=dict)
@@ -52,6 +53,9 @@ class MemoryStore:
             disk.logs.setdefault(env.log, []).append(env.id)
         for log, head in heads.items():
             assert len(disk.logs[log]) == head.seq
+        for env in batch.side_envelopes:
+            disk.envelopes[env.id] = env.raw
+            disk.side.add(env.id)
         disk.meta.update(batch.meta)
         disk.evidence.update(batch.evidence)
         disk.checkpoints.update(batch.checkpoints)
@@ -81,6 +85,9 @@ class MemoryStore:
     def heads(self) -> list[tuple[LogId, Head]]:
         logs = self._check_open().logs
         return [(log, Head(len(logs[log]), logs[log][-1])) for log in sorted(logs) if logs[log]]
+
+    def iter_side_envelopes(self) -> Iterator[bytes]:
+        yield from sorted(self._check_open().side)
 
     def get_meta(self, name: str) -> bytes | None:
         return self._check_open().meta.get(name)

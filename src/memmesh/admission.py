@@ -1,0 +1,529 @@
+"""The admission pipeline (DESIGN §4 rule 3) and the live set (rule 2).
+
+Every envelope, remote or local, goes through one path, cheapest check first:
+
+    size -> signature -> mesh id -> grammar -> claims (agent signatures, claims root)
+         -> causal buffer (prev and deps) -> clock range -> membership (pending buffer)
+         -> durable commit -> integration -> release of whatever waited on it
+
+An envelope is **rejected** (never stored) only for what its own bytes and its causal past decide.
+Whether a stored envelope is **live** or **excluded** is a pure function of everything known
+(:meth:`Admission.exclusion`): revocation cutoffs, equivocation, and the membership state, so any
+two replicas holding the same envelopes agree, whatever order they arrived in.
+
+Nothing here does I/O beyond the injected synchronous ``Store``, reads a clock or draws random
+numbers: the sync core, the runtime and the simulator all drive this same code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .claims import Claim, decode_claim
+from .crypto import SigningKey
+from .envelope import Envelope, EnvelopeLimits, decode_envelope, open_envelope, seal
+from .errors import LocalError, Reason, Rejected
+from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
+from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, parse_op
+from .merkle import merkle_root
+from .replica import IntegrationFailed, Replica
+from .store import Store, WriteBatch
+from .wire import Reader, Writer
+from .ydecode import GrammarItem, check_start, client_id, decode_update, encode_update
+
+__all__ = [
+    "Admission",
+    "AdmissionLimits",
+    "EnvelopeRecord",
+    "NotAMember",
+    "Outcome",
+    "Status",
+    "claims_digest",
+]
+
+CLAIMS_DIGEST_TAG = b"claims-digest/v1"
+EVIDENCE_TAG = b"evidence/v1"
+EVIDENCE_PREFIX = b"equivocation/"
+
+
+class NotAMember(LocalError):
+    """This node's key is not (yet) admitted to the mesh, so its writes would not be accepted."""
+
+
+class Status(enum.StrEnum):
+    INTEGRATED = "integrated"
+    DUPLICATE = "duplicate"
+    WAITING_CAUSAL = "waiting_causal"
+    WAITING_MEMBER = "waiting_member"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one ``receive`` did. ``admitted`` lists every envelope the call integrated, including
+    buffered ones it released; ``missing`` the ids sync should fetch for this envelope."""
+
+    status: Status
+    envelope_id: bytes | None
+    reason: Reason | None = None
+    detail: str = ""
+    missing: tuple[bytes, ...] = ()
+    admitted: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    envelope: EnvelopeLimits = field(default_factory=EnvelopeLimits)
+    causal_buffer_max: int = 4096
+    causal_buffer_bytes_max: int = 64 << 20
+    pending_buffer_max: int = 1024
+    pending_buffer_bytes_max: int = 16 << 20
+
+
+@dataclass(slots=True)
+class EnvelopeRecord:
+    """What admission remembers of a stored envelope."""
+
+    envelope: Envelope
+    rank: int
+    clock_end: int
+    side: bool
+    """Kept off its log: another branch of an equivocation. Never integrated into pycrdt."""
+    claims: tuple[Claim, ...]
+    failed: bool = False
+    """pycrdt refused it although the grammar accepted it; excluded everywhere the same way."""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """An envelope that passed every check on its own bytes, waiting for its causal past."""
+
+    envelope: Envelope
+    items: list[GrammarItem]
+    claims: tuple[Claim, ...]
+    ops: list[tuple[int, Claim]]
+
+
+def claims_digest(claim_ids: Iterable[bytes]) -> bytes:
+    """The canonical digest of a set of claims: a tagged hash of their sorted ids."""
+    return tagged_hash(CLAIMS_DIGEST_TAG, b"".join(sorted(claim_ids)))
+
+
+class Admission:
+    """One node's admitted envelopes, its pycrdt replica and its membership view."""
+
+    def __init__(
+        self,
+        store: Store,
+        genesis: Genesis,
+        *,
+        limits: AdmissionLimits | None = None,
+        replica_client_id: int = 0,
+    ) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.mesh_id = genesis.mesh_id
+        self.limits = limits or AdmissionLimits()
+        self.membership = Membership(genesis)
+        self.replica = Replica(replica_client_id)
+        self.records: dict[bytes, EnvelopeRecord] = {}
+        self.logs: dict[LogId, list[bytes]] = {}
+        """Main-branch envelope ids of each log, index seq - 1."""
+        self.forks: dict[LogId, int] = {}
+        """Lowest seq at which each log is known to equivocate."""
+        self.evidence: dict[bytes, tuple[bytes, bytes]] = {}
+        self.item_keys: set[str] = set()
+        self.dag_heads: set[bytes] = set()
+        self._causal: dict[bytes, _Prepared] = {}
+        self._causal_bytes = 0
+        self._waiting_on: dict[bytes, set[bytes]] = {}
+        self._pending: dict[bytes, _Prepared] = {}
+        self._pending_bytes = 0
+        self._replaying = False
+        self._replay_main: set[bytes] = set()
+        """On restart, the ids the store holds on their logs: replay keeps them there."""
+        self.rejected: dict[Reason, int] = {}
+
+    # -- restart ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        store: Store,
+        genesis: Genesis,
+        *,
+        limits: AdmissionLimits | None = None,
+        replica_client_id: int = 0,
+    ) -> Admission:
+        """Rebuild from the store: every stored envelope replayed through the same pipeline.
+
+        Signatures are not verified again (they were before commit, and records are checksummed);
+        nothing is committed again. The causal buffer puts the envelopes back in causal order.
+        """
+        admission = cls(store, genesis, limits=limits, replica_client_id=replica_client_id)
+        on_logs: list[bytes] = []
+        for log, _ in store.heads():
+            on_logs.extend(env_id for _, env_id in store.iter_log(log))
+        admission._replay_main = set(on_logs)
+        admission._replaying = True
+        try:
+            for env_id in [*on_logs, *store.iter_side_envelopes()]:
+                raw = store.get_envelope(env_id)
+                assert raw is not None, f"stored id {short_id(env_id)} has no envelope"
+                outcome = admission.receive(raw)
+                assert outcome.status in (Status.INTEGRATED, Status.WAITING_CAUSAL), outcome
+            assert not admission._causal, "a stored envelope lost its causal past"
+            assert not admission._pending, "a stored envelope lost its author's admit"
+        finally:
+            admission._replaying = False
+            admission._replay_main = set()
+        # Replay may admit a side branch before the main envelope it forks from (the latter can
+        # wait on deps), so the forks come from the stored evidence, not from arrival order.
+        for key, value in store.iter_evidence():
+            if key.startswith(EVIDENCE_PREFIX):
+                pair = _split_pair(value)
+                admission.evidence[key] = pair
+                env = decode_envelope(pair[0], admission.limits.envelope)
+                admission.forks[env.log] = min(admission.forks.get(env.log, env.seq), env.seq)
+        return admission
+
+    # -- the pipeline -------------------------------------------------------------------------
+
+    def receive(self, raw: bytes) -> Outcome:
+        """Admit one envelope's bytes from anywhere; never raises for bad input."""
+        try:
+            prepared = self._prepare(raw)
+        except Rejected as exc:
+            return self._reject(None, exc)
+        env = prepared.envelope
+        if env.id in self.records:
+            return Outcome(Status.DUPLICATE, env.id)
+        if env.id in self._causal:
+            return Outcome(Status.WAITING_CAUSAL, env.id, missing=self._missing_for(env))
+        if env.id in self._pending:
+            return Outcome(Status.WAITING_MEMBER, env.id)
+        missing = self._missing_for(env)
+        if missing:
+            return self._buffer_causal(prepared, missing)
+        outcome = self._admit_ready(prepared)
+        if outcome.status is not Status.INTEGRATED:
+            return outcome
+        return Outcome(Status.INTEGRATED, env.id, admitted=(env.id, *self._release_all(prepared)))
+
+    def _prepare(self, raw: bytes) -> _Prepared:
+        if self._replaying:
+            env = decode_envelope(raw, self.limits.envelope)
+        else:
+            env = open_envelope(raw, mesh_id=self.mesh_id, limits=self.limits.envelope)
+        items = decode_update(
+            env.payload, client=client_id(env.author, env.epoch), start_clock=None
+        )
+        claims = tuple(
+            decode_claim(item.value, mesh_id=self.mesh_id, verify_signature=not self._replaying)
+            for item in items
+        )
+        if merkle_root([c.id for c in claims]) != env.claims_root:
+            raise Rejected(Reason.BAD_CLAIMS_ROOT, "claims_root is not the root of its claims")
+        ops = [(i, c) for i, c in enumerate(claims) if c.type in (ADMIT, REVOKE)]
+        for _, claim in ops:
+            parse_op(claim)  # a malformed operation is refused on its own bytes
+        return _Prepared(env, items, claims, ops)
+
+    def _needs(self, env: Envelope) -> list[bytes]:
+        needs = list(env.deps)
+        if env.prev != ZERO_ID:
+            needs.append(env.prev)
+        return needs
+
+    def _missing_for(self, env: Envelope) -> tuple[bytes, ...]:
+        return tuple(sorted({d for d in self._needs(env) if d not in self.records}))
+
+    def _admit_ready(self, prepared: _Prepared) -> Outcome:
+        env = prepared.envelope
+        try:
+            record, batch = self._plan(prepared)
+        except Rejected as exc:
+            return self._reject(env.id, exc)
+        if record is None:
+            return self._buffer_pending(prepared)
+        if not self._replaying:
+            self.store.commit(batch)  # raises (e.g. StorageFull) with nothing changed in memory
+        self._apply(record, prepared)
+        return Outcome(Status.INTEGRATED, env.id)
+
+    def _plan(self, prepared: _Prepared) -> tuple[EnvelopeRecord | None, WriteBatch]:
+        """Decide, without changing anything, how a causally ready envelope is stored."""
+        env = prepared.envelope
+        log = env.log
+        prev = self.records.get(env.prev) if env.seq > 1 else None
+        if env.seq > 1 and (
+            prev is None or prev.envelope.log != log or prev.envelope.seq != env.seq - 1
+        ):
+            raise Rejected(Reason.BAD_PREV, "prev is not the previous envelope of the same log")
+        check_start(prepared.items[0].clock, prev.clock_end if prev is not None else 0)
+        if not self._admitted_somewhere(env.author, prepared):
+            return None, WriteBatch()
+        ids = self.logs.get(log, [])
+        existing = ids[env.seq - 1] if env.seq <= len(ids) else None
+        on_main = (
+            existing is None and env.seq == len(ids) + 1 and (env.seq == 1 or ids[-1] == env.prev)
+        )
+        if self._replaying:
+            on_main = env.id in self._replay_main
+        batch = WriteBatch()
+        if on_main:
+            fresh = [item.key for item in prepared.items if item.key in self.item_keys]
+            if fresh:
+                raise Rejected(Reason.DUPLICATE_CLAIM, f"claim {fresh[0][:40]} is already held")
+            batch.envelopes.append(env)
+        else:
+            batch.side_envelopes.append(env)
+            if existing is not None:
+                key, value = _evidence(self.records[existing].envelope, env)
+                batch.evidence[key] = value
+        rank = 1 + max((self.records[d].rank for d in self._needs(env)), default=0)
+        record = EnvelopeRecord(
+            envelope=env,
+            rank=rank,
+            clock_end=prepared.items[-1].clock + 1,
+            side=not on_main,
+            claims=prepared.claims,
+        )
+        return record, batch
+
+    def _admitted_somewhere(self, author: bytes, prepared: _Prepared) -> bool:
+        if self.membership.ever_admitted(author):
+            return True
+        return any(parse_op(claim)[:2] == (ADMIT, author) for _, claim in prepared.ops)
+
+    def _apply(self, record: EnvelopeRecord, prepared: _Prepared) -> None:
+        env = record.envelope
+        self.records[env.id] = record
+        if record.side:
+            existing = self.logs.get(env.log, [])
+            if env.seq <= len(existing):
+                key, value = _evidence(self.records[existing[env.seq - 1]].envelope, env)
+                self.evidence[key] = _split_pair(value)
+                self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
+        else:
+            self.logs.setdefault(env.log, []).append(env.id)
+            self.item_keys.update(item.key for item in prepared.items)
+            try:
+                self.replica.integrate(env.payload)
+            except IntegrationFailed:
+                record.failed = True
+                self._rebuild_replica()
+        self.dag_heads.difference_update(self._needs(env))
+        self.dag_heads.add(env.id)
+        self.membership.add(
+            MembershipOp(
+                kind=kind,
+                target=target,
+                role=role,
+                node_cutoff=node_cutoff,
+                agent_cutoff=agent_cutoff,
+                issuer=claim.agent,
+                issuer_aseq=claim.aseq,
+                claim_id=claim.id,
+                carrier=(env.author, env.epoch, env.seq),
+                order=(record.rank, env.id, position),
+            )
+            for position, claim in prepared.ops
+            for kind, target, role, node_cutoff, agent_cutoff in [parse_op(claim)]
+        )
+
+    def _rebuild_replica(self) -> None:
+        """A panic may have poisoned the document: rebuild it from every main-branch envelope
+        that integrated cleanly, in log order (the grammar makes integration order-free)."""
+        self.replica = Replica(self.replica.doc.client_id)
+        for log in sorted(self.logs):
+            for env_id in self.logs[log]:
+                record = self.records[env_id]
+                if not record.failed:
+                    self.replica.integrate(record.envelope.payload)
+
+    # -- buffers ------------------------------------------------------------------------------
+
+    def _buffer_causal(self, prepared: _Prepared, missing: tuple[bytes, ...]) -> Outcome:
+        env = prepared.envelope
+        size = len(env.raw)
+        full = len(self._causal) >= self.limits.causal_buffer_max or (
+            self._causal_bytes + size > self.limits.causal_buffer_bytes_max
+        )
+        if full and not self._replaying:
+            return self._reject(env.id, Rejected(Reason.CAUSAL_BUFFER_FULL, "causal buffer full"))
+        self._causal[env.id] = prepared
+        self._causal_bytes += size
+        for dep in missing:
+            self._waiting_on.setdefault(dep, set()).add(env.id)
+        return Outcome(Status.WAITING_CAUSAL, env.id, missing=missing)
+
+    def _buffer_pending(self, prepared: _Prepared) -> Outcome:
+        env = prepared.envelope
+        size = len(env.raw)
+        full = len(self._pending) >= self.limits.pending_buffer_max or (
+            self._pending_bytes + size > self.limits.pending_buffer_bytes_max
+        )
+        if full:
+            return self._reject(
+                env.id, Rejected(Reason.PENDING_BUFFER_FULL, "pending-member buffer full")
+            )
+        self._pending[env.id] = prepared
+        self._pending_bytes += size
+        return Outcome(Status.WAITING_MEMBER, env.id)
+
+    def _release_all(self, first: _Prepared) -> list[bytes]:
+        """Admit everything that was waiting, transitively, on ``first``: envelopes whose last
+        missing dep it was, and after an admit, envelopes waiting for their author's admission.
+        A work list, not recursion: a long chain delivered backwards must not blow the stack."""
+        admitted: list[bytes] = []
+        work = [first]
+        while work:
+            done = work.pop()
+            ready = sorted(self._waiting_on.pop(done.envelope.id, ()))
+            if done.ops:
+                ready.extend(
+                    sorted(
+                        i
+                        for i, p in self._pending.items()
+                        if self.membership.ever_admitted(p.envelope.author)
+                    )
+                )
+            for waiting_id in reversed(ready):  # popped from the end: admitted in id order
+                prepared = self._take_waiting(waiting_id)
+                if prepared is None:
+                    continue
+                if self._admit_ready(prepared).status is Status.INTEGRATED:
+                    admitted.append(waiting_id)
+                    work.append(prepared)
+        return admitted
+
+    def _take_waiting(self, waiting_id: bytes) -> _Prepared | None:
+        """Remove a buffered envelope that is now ready; None if it still waits or is gone."""
+        prepared = self._causal.get(waiting_id)
+        if prepared is not None:
+            if self._missing_for(prepared.envelope):
+                return None  # still waits for another dep; it is indexed under that one too
+            del self._causal[waiting_id]
+            self._causal_bytes -= len(prepared.envelope.raw)
+            return prepared
+        prepared = self._pending.pop(waiting_id, None)
+        if prepared is not None:
+            self._pending_bytes -= len(prepared.envelope.raw)
+        return prepared
+
+    def missing(self) -> list[bytes]:
+        """Every id some buffered envelope waits for and nobody holds: what sync should fetch."""
+        return sorted(d for d in self._waiting_on if d not in self.records)
+
+    @property
+    def buffered(self) -> dict[str, int]:
+        return {
+            "causal": len(self._causal),
+            "causal_bytes": self._causal_bytes,
+            "pending_member": len(self._pending),
+            "pending_member_bytes": self._pending_bytes,
+        }
+
+    def _reject(self, env_id: bytes | None, exc: Rejected) -> Outcome:
+        self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
+        return Outcome(Status.REJECTED, env_id, exc.reason, exc.detail)
+
+    # -- local writes -------------------------------------------------------------------------
+
+    def write_local(
+        self, node_key: SigningKey, claims: Sequence[Claim], *, hlc: int, epoch: int = 1
+    ) -> Envelope:
+        """Build, sign, commit and integrate one envelope of this node's claims; return it once
+        durable and integrated (the acknowledgement point). If the commit fails, nothing changed
+        and the seq is not used: the next write takes it."""
+        log = LogId(node_key.public_key, epoch)
+        ids = self.logs.get(log, [])
+        head = self.records[ids[-1]] if ids else None
+        start = head.clock_end if head is not None else 0
+        payload = encode_update(
+            client_id(log.author, epoch), start, [(c.id, c.raw) for c in claims]
+        )
+        env = seal(
+            node_key,
+            mesh_id=self.mesh_id,
+            epoch=epoch,
+            seq=len(ids) + 1,
+            prev=ids[-1] if ids else ZERO_ID,
+            deps=self._deps_for(log),
+            hlc=hlc,
+            claims_root=merkle_root([c.id for c in claims]),
+            payload=payload,
+            limits=self.limits.envelope,
+        )
+        outcome = self.receive(env.raw)
+        if outcome.status is Status.WAITING_MEMBER:
+            self._pending.pop(env.id, None)
+            self._pending_bytes -= len(env.raw)
+            raise NotAMember(f"node {short_id(node_key.public_key)} is not admitted to this mesh")
+        if outcome.status is not Status.INTEGRATED:
+            raise LocalError(f"local envelope not admitted: {outcome.reason}: {outcome.detail}")
+        return env
+
+    def _deps_for(self, log: LogId) -> list[bytes]:
+        """The DAG heads this node has integrated (its own log's head is its prev), the newest
+        first by causal rank, at most deps_max."""
+        own = set(self.logs.get(log, [])[-1:])
+        heads = [h for h in self.dag_heads if h not in own]
+        heads.sort(key=lambda h: (-self.records[h].rank, h))
+        return heads[: self.limits.envelope.deps_max]
+
+    # -- the live set -------------------------------------------------------------------------
+
+    def exclusion(self, record: EnvelopeRecord) -> Reason | None:
+        """Why a stored envelope is excluded, or None when it is live. A pure function of the
+        envelopes known: the same on every replica that holds the same set."""
+        env = record.envelope
+        if record.failed:
+            return Reason.INTEGRATION_FAILED
+        fork = self.forks.get(env.log)
+        if fork is not None and env.seq >= fork:
+            return Reason.EQUIVOCATION
+        return self.membership.node_status(env.author, env.epoch, env.seq)
+
+    def claim_exclusion(self, record: EnvelopeRecord, claim: Claim) -> Reason | None:
+        return self.exclusion(record) or self.membership.agent_status(claim.agent, claim.aseq)
+
+    def live_claims(self) -> list[Claim]:
+        """Every live claim, sorted by claim id."""
+        live: dict[bytes, Claim] = {}
+        for record in self.records.values():
+            if self.exclusion(record) is None:
+                for claim in record.claims:
+                    if self.membership.agent_status(claim.agent, claim.aseq) is None:
+                        live[claim.id] = claim
+        return [live[claim_id] for claim_id in sorted(live)]
+
+    def claims_digest(self) -> bytes:
+        return claims_digest(claim.id for claim in self.live_claims())
+
+    def frontier(self) -> list[tuple[LogId, Head]]:
+        """The main-branch head of every log, sorted by log id."""
+        return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]
+
+
+def _evidence(first: Envelope, second: Envelope) -> tuple[bytes, bytes]:
+    """The evidence record of an equivocation: both envelopes, ordered by id."""
+    a, b = sorted((first, second), key=lambda e: e.id)
+    key = EVIDENCE_PREFIX + tagged_hash(EVIDENCE_TAG, a.id + b.id)
+    w = Writer()
+    w.u32(len(a.raw))
+    w.raw(a.raw)
+    w.u32(len(b.raw))
+    w.raw(b.raw)
+    return key, w.getvalue()
+
+
+def _split_pair(value: bytes) -> tuple[bytes, bytes]:
+    r = Reader(value, "evidence")
+    first = r.raw(r.u32("length"), "envelope")
+    second = r.raw(r.u32("length"), "envelope")
+    r.expect_end()
+    return first, second

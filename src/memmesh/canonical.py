@@ -1,0 +1,143 @@
+"""Canonical JSON (RFC 8785, JCS) for the subset replicas must agree on.
+
+The subset: ``null``, booleans, integers with ``|n| <= 2**53``, strings in Unicode NFC, arrays, and
+objects with string keys. No floats: sums and orders of them differ across platforms, and JCS's
+number formatting is the part implementations get wrong. Within the subset, JCS reduces to: no
+whitespace, object members sorted by the UTF-16 code units of their names, strings escaped as
+ECMAScript ``JSON.stringify`` does (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``, other controls as
+lowercase ``\\u00xx``, everything else literal UTF-8), integers in plain decimal.
+
+:func:`canonical_bytes` encodes a value, refusing anything outside the subset.
+:func:`parse_canonical` decodes bytes and refuses them unless they are exactly the canonical
+encoding of what they hold, so one value has one byte string, and its hash is its identity.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any, TypeAlias
+
+from .errors import Reason, Rejected
+
+__all__ = ["JSON_INT_MAX", "JsonValue", "canonical_bytes", "parse_canonical"]
+
+JsonValue: TypeAlias = bool | int | str | list["JsonValue"] | dict[str, "JsonValue"] | None
+
+JSON_INT_MAX = 2**53
+_DEPTH_MAX = 32
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The RFC 8785 encoding of ``value``; ``ValueError`` if it is outside the subset."""
+    out: list[str] = []
+    _encode(value, out, 0)
+    return "".join(out).encode("utf-8")
+
+
+def _encode(value: Any, out: list[str], depth: int) -> None:
+    if depth > _DEPTH_MAX:
+        raise ValueError(f"nested deeper than {_DEPTH_MAX}")
+    if isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, out, depth + 1)
+        out.append("]")
+    elif isinstance(value, dict):
+        if not all(isinstance(name, str) for name in value):
+            raise ValueError("object member names must be strings")
+        out.append("{")
+        for i, name in enumerate(sorted(value, key=_utf16_order)):
+            if i:
+                out.append(",")
+            out.append(_string(name))
+            out.append(":")
+            _encode(value[name], out, depth + 1)
+        out.append("}")
+    else:
+        out.append(_scalar(value))
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        if not -JSON_INT_MAX <= value <= JSON_INT_MAX:
+            raise ValueError(f"integer {value} outside +-2^53")
+        return str(int(value))
+    if isinstance(value, str):
+        return _string(value)
+    raise ValueError(f"{type(value).__name__} is not in the canonical JSON subset")
+
+
+def _utf16_order(name: str) -> bytes:
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _string(value: str) -> str:
+    if not unicodedata.is_normalized("NFC", value):
+        raise ValueError(f"string {value[:20]!r} is not in Unicode NFC")
+    parts = ['"']
+    for char in value:
+        if char in _ESCAPES:
+            parts.append(_ESCAPES[char])
+        elif char < " ":
+            parts.append(f"\\u{ord(char):04x}")
+        elif "\ud800" <= char <= "\udfff":
+            raise ValueError("lone surrogate in string")
+        else:
+            parts.append(char)
+    parts.append('"')
+    return "".join(parts)
+
+
+def parse_canonical(data: bytes, *, what: str, bytes_max: int) -> JsonValue:
+    """Decode canonical JSON, refusing (with a reason code) anything not byte-for-byte canonical."""
+    if len(data) > bytes_max:
+        raise Rejected(Reason.TOO_LARGE, f"{what}: {len(data)} bytes exceed {bytes_max}")
+    try:
+        text = data.decode("utf-8")
+        value = json.loads(
+            text,
+            parse_float=_refuse_float,
+            parse_constant=_refuse_float,
+            object_pairs_hook=_no_duplicates,
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise Rejected(Reason.BAD_JSON, f"{what}: {exc}") from None
+    try:
+        again = canonical_bytes(value)
+    except ValueError as exc:
+        raise Rejected(Reason.BAD_JSON, f"{what}: {exc}") from None
+    if again != data:
+        raise Rejected(Reason.NOT_CANONICAL, f"{what}: not in RFC 8785 canonical form")
+    result: JsonValue = value
+    return result
+
+
+def _refuse_float(text: str) -> Any:
+    raise ValueError(f"non-integer number {text[:20]}")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in out:
+            raise ValueError(f"duplicate member {name[:40]!r}")
+        out[name] = value
+    return out

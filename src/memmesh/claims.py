@@ -1,0 +1,287 @@
+"""Claims: the immutable, agent-signed memory entries carried inside envelopes (DESIGN §5).
+
+Only the structure lives here: canonical bytes, id, signature, bounds. What types, ``supersedes``
+and policies *mean* belongs to the memory model.
+
+A claim's bytes (the one binary value of its Yjs item) are::
+
+    version u8 (=1) | body_len u32 | body (canonical JSON, RFC 8785 subset) | signature 64
+
+The signature is Ed25519 by the claim's ``agent`` key over ``CLAIM_SIGNATURE_DOMAIN + body``, so
+attribution survives a compromised node. The claim id is ``tagged_hash(b"claim-id/v1", bytes)``
+over all of it. The body is a JSON object with exactly the members of :data:`_MEMBERS`; absent
+optional values are ``null`` or ``[]``, never missing, so one claim has one encoding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .canonical import JSON_INT_MAX, JsonValue, canonical_bytes, parse_canonical
+from .crypto import SIGNATURE_BYTES, SigningKey, verify
+from .errors import Reason, Rejected
+from .ids import short_id, tagged_hash
+from .wire import Reader, Writer
+
+__all__ = [
+    "CLAIM_BYTES_MAX",
+    "CLAIM_ID_TAG",
+    "CLAIM_SIGNATURE_DOMAIN",
+    "CONFIDENCE_MAX",
+    "Claim",
+    "decode_claim",
+    "make_claim",
+]
+
+CLAIM_VERSION = 1
+CLAIM_SIGNATURE_DOMAIN = b"memmesh/claim/v1\x00"
+CLAIM_ID_TAG = b"claim-id/v1"
+CLAIM_BYTES_MAX = 64 * 1024
+CONFIDENCE_MAX = 10_000
+"""Confidence is in basis points: 10,000 is certainty. Integers, so replicas agree on sums."""
+NAMESPACE_LABELS_MAX = 16
+LABEL_BYTES_MAX = 128
+KEY_BYTES_MAX = 512
+SOURCE_BYTES_MAX = 1024
+REFS_MAX = 64
+_TYPE_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_HEX_ID_RE = re.compile(r"[0-9a-f]{64}")
+_FRAME_BYTES = 1 + 4 + SIGNATURE_BYTES
+_MEMBERS = frozenset(
+    {
+        "v", "mesh", "agent", "aseq", "hlc", "ns", "key", "type", "value", "valid_at",
+        "invalid_at", "source", "derived_from", "based_on", "confidence", "supersedes",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A decoded, signature-checked claim. ``raw`` is its exact bytes, ``id`` their tagged hash."""
+
+    mesh_id: bytes
+    agent: bytes
+    aseq: int
+    hlc: tuple[int, int]
+    namespace: tuple[str, ...]
+    key: str
+    type: str
+    value: JsonValue
+    valid_at: int | None
+    invalid_at: int | None
+    source: str | None
+    derived_from: tuple[bytes, ...]
+    based_on: tuple[bytes, ...]
+    confidence: int | None
+    supersedes: tuple[bytes, ...]
+    raw: bytes
+    id: bytes
+
+    @property
+    def subject(self) -> tuple[tuple[str, ...], str]:
+        return self.namespace, self.key
+
+    def __repr__(self) -> str:
+        return (
+            f"Claim({short_id(self.id)} {'/'.join(self.namespace)}:{self.key} {self.type} "
+            f"by {short_id(self.agent)}#{self.aseq})"
+        )
+
+
+def make_claim(
+    agent_key: SigningKey,
+    *,
+    mesh_id: bytes,
+    aseq: int,
+    hlc: tuple[int, int],
+    namespace: Sequence[str],
+    key: str,
+    type: str,
+    value: Any,
+    valid_at: int | None = None,
+    invalid_at: int | None = None,
+    source: str | None = None,
+    derived_from: Sequence[bytes] = (),
+    based_on: Sequence[bytes] = (),
+    confidence: int | None = None,
+    supersedes: Sequence[bytes] = (),
+) -> Claim:
+    """Build, sign and re-decode a claim; id lists are sorted and deduplicated.
+
+    Raises ``ValueError`` for a value outside canonical JSON and ``Rejected`` for anything else a
+    peer would refuse, so a local writer gets a clear error instead of a claim nobody accepts.
+    """
+    body = canonical_bytes(
+        {
+            "v": CLAIM_VERSION,
+            "mesh": mesh_id.hex(),
+            "agent": agent_key.public_key.hex(),
+            "aseq": aseq,
+            "hlc": list(hlc),
+            "ns": list(namespace),
+            "key": key,
+            "type": type,
+            "value": value,
+            "valid_at": valid_at,
+            "invalid_at": invalid_at,
+            "source": source,
+            "derived_from": sorted({ref.hex() for ref in derived_from}),
+            "based_on": sorted({ref.hex() for ref in based_on}),
+            "confidence": confidence,
+            "supersedes": sorted({ref.hex() for ref in supersedes}),
+        }
+    )
+    w = Writer()
+    w.u8(CLAIM_VERSION)
+    w.u32(len(body))
+    w.raw(body)
+    w.raw(agent_key.sign(CLAIM_SIGNATURE_DOMAIN, body))
+    return decode_claim(w.getvalue())
+
+
+def decode_claim(
+    data: bytes, *, mesh_id: bytes | None = None, verify_signature: bool = True
+) -> Claim:
+    """Decode and verify a claim's bytes; every refusal is ``Rejected`` with a reason code.
+
+    ``verify_signature=False`` is for replaying this node's own store, whose claims were verified
+    before they were committed (and whose records are checksummed); never for outside bytes.
+    """
+    data = bytes(data)
+    if len(data) > CLAIM_BYTES_MAX:
+        raise Rejected(Reason.TOO_LARGE, f"claim of {len(data)} bytes exceeds {CLAIM_BYTES_MAX}")
+    r = Reader(data, "claim")
+    version = r.u8("version")
+    if version != CLAIM_VERSION:
+        raise Rejected(Reason.BAD_VERSION, f"claim version {version}, expected 1")
+    body_len = r.u32("body_len")
+    if body_len + SIGNATURE_BYTES != r.remaining:
+        reason = (
+            Reason.TRUNCATED
+            if body_len + SIGNATURE_BYTES > r.remaining
+            else (Reason.TRAILING_BYTES)
+        )
+        raise Rejected(reason, f"claim body_len {body_len} does not match its {len(data)} bytes")
+    body = r.raw(body_len, "body")
+    signature = r.raw(SIGNATURE_BYTES, "signature")
+    doc = parse_canonical(body, what="claim body", bytes_max=CLAIM_BYTES_MAX)
+    fields = _check_body(doc)
+    if mesh_id is not None and fields["mesh_id"] != mesh_id:
+        raise Rejected(Reason.WRONG_MESH, f"claim for mesh {short_id(fields['mesh_id'])}")
+    if verify_signature and not verify(fields["agent"], CLAIM_SIGNATURE_DOMAIN, body, signature):
+        raise Rejected(
+            Reason.BAD_CLAIM_SIGNATURE, f"claim not signed by agent {short_id(fields['agent'])}"
+        )
+    return Claim(**fields, raw=data, id=tagged_hash(CLAIM_ID_TAG, data))
+
+
+def _bad(detail: str) -> Rejected:
+    return Rejected(Reason.BAD_CLAIM, detail)
+
+
+def _check_body(doc: JsonValue) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise _bad("claim body is not a JSON object")
+    members = set(doc)
+    if members != _MEMBERS:
+        missing, extra = sorted(_MEMBERS - members), sorted(members - _MEMBERS)
+        raise _bad(f"claim members differ: missing {missing}, unknown {extra}")
+    if doc["v"] != CLAIM_VERSION:
+        raise _bad(f"claim body version {doc['v']!r}")
+    hlc = doc["hlc"]
+    if not (isinstance(hlc, list) and len(hlc) == 2 and all(_is_uint(x) for x in hlc)):
+        raise _bad("hlc must be [physical_ms, logical]")
+    physical, logical = hlc[0], hlc[1]
+    assert isinstance(physical, int) and isinstance(logical, int)
+    if physical >= 1 << 48 or logical >= 1 << 16:
+        raise _bad("hlc out of range")
+    valid_at, invalid_at = _opt_uint(doc, "valid_at"), _opt_uint(doc, "invalid_at")
+    if valid_at is not None and invalid_at is not None and invalid_at <= valid_at:
+        raise _bad("invalid_at must be after valid_at")
+    confidence = _opt_uint(doc, "confidence")
+    if confidence is not None and confidence > CONFIDENCE_MAX:
+        raise _bad(f"confidence {confidence} above {CONFIDENCE_MAX} basis points")
+    aseq = doc["aseq"]
+    if not _is_uint(aseq) or aseq == 0:
+        raise _bad("aseq must be an integer >= 1")
+    claim_type = doc["type"]
+    if not isinstance(claim_type, str) or not _TYPE_RE.fullmatch(claim_type):
+        raise _bad(f"type {str(claim_type)[:70]!r} is not a type name")
+    source = doc["source"]
+    if source is not None and not _is_text(source, SOURCE_BYTES_MAX):
+        raise _bad(f"source must be null or 1..{SOURCE_BYTES_MAX} bytes of text")
+    key = doc["key"]
+    if not _is_text(key, KEY_BYTES_MAX):
+        raise _bad(f"key must be 1..{KEY_BYTES_MAX} bytes of text")
+    return {
+        "mesh_id": _hex32(doc, "mesh"),
+        "agent": _hex32(doc, "agent"),
+        "aseq": aseq,
+        "hlc": (physical, logical),
+        "namespace": _namespace(doc["ns"]),
+        "key": key,
+        "type": claim_type,
+        "value": doc["value"],
+        "valid_at": valid_at,
+        "invalid_at": invalid_at,
+        "source": source,
+        "derived_from": _refs(doc, "derived_from"),
+        "based_on": _refs(doc, "based_on"),
+        "confidence": confidence,
+        "supersedes": _refs(doc, "supersedes"),
+    }
+
+
+def _is_uint(value: JsonValue) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= JSON_INT_MAX
+
+
+def _is_text(value: JsonValue, bytes_max: int) -> bool:
+    return isinstance(value, str) and 0 < len(value.encode()) <= bytes_max
+
+
+def _opt_uint(doc: dict[str, JsonValue], name: str) -> int | None:
+    value = doc[name]
+    if value is None:
+        return None
+    if not _is_uint(value):
+        raise _bad(f"{name} must be null or a non-negative integer")
+    assert isinstance(value, int)
+    return value
+
+
+def _hex32(doc: dict[str, JsonValue], name: str) -> bytes:
+    value = doc[name]
+    if not isinstance(value, str) or not _HEX_ID_RE.fullmatch(value):
+        raise _bad(f"{name} must be 64 lowercase hex digits")
+    return bytes.fromhex(value)
+
+
+def _namespace(value: JsonValue) -> tuple[str, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= NAMESPACE_LABELS_MAX:
+        raise _bad(f"ns must be a list of 1..{NAMESPACE_LABELS_MAX} labels")
+    labels: list[str] = []
+    for label in value:
+        if not _is_text(label, LABEL_BYTES_MAX):
+            raise _bad(f"namespace labels are 1..{LABEL_BYTES_MAX} bytes of text")
+        assert isinstance(label, str)
+        labels.append(label)
+    return tuple(labels)
+
+
+def _refs(doc: dict[str, JsonValue], name: str) -> tuple[bytes, ...]:
+    value = doc[name]
+    if not isinstance(value, list) or len(value) > REFS_MAX:
+        raise _bad(f"{name} must be a list of at most {REFS_MAX} ids")
+    refs: list[bytes] = []
+    for item in value:
+        if not isinstance(item, str) or not _HEX_ID_RE.fullmatch(item):
+            raise _bad(f"{name} holds ids as 64 lowercase hex digits")
+        refs.append(bytes.fromhex(item))
+    if any(a >= b for a, b in itertools.pairwise(refs)):
+        raise Rejected(Reason.NOT_CANONICAL, f"{name} must be sorted without duplicates")
+    return tuple(refs)
