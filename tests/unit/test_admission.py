@@ -1,0 +1,495 @@
+"""Admission: forged, malformed, crashing, erasing and equivocating updates, and membership.
+
+Every malicious payload here is validly signed by a member node, so it gets past the signature
+check and must be stopped by the grammar, the claims checks or the live-set rules.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
+from memmesh.claims import CLAIM_ID_TAG, Claim
+from memmesh.crypto import SigningKey
+from memmesh.envelope import Envelope, seal
+from memmesh.errors import Reason, StorageFull
+from memmesh.ids import ZERO_ID, LogId, tagged_hash
+from memmesh.membership import Role
+from memmesh.merkle import merkle_root
+from memmesh.store import LmdbStore, MemoryDisk, MemoryStore, WriteBatch
+from memmesh.testing import MeshFixture
+from memmesh.ydecode import client_id, encode_update, item_key
+
+CRASHERS = sorted((Path(__file__).parents[1] / "fixtures" / "pycrdt-crashers").glob("*.bin"))
+
+
+def _varuint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _varstring(text: str) -> bytes:
+    raw = text.encode()
+    return _varuint(len(raw)) + raw
+
+
+def _struct(key: str, value: bytes, *, info: int = 0x23, root: str = "claims") -> bytes:
+    return (
+        bytes([info]) + b"\x01" + _varstring(root) + _varstring(key) + _varuint(len(value)) + value
+    )
+
+
+def _update(client: int, clock: int, structs: list[bytes], deletes: bytes = b"\x00") -> bytes:
+    return (
+        b"\x01"
+        + _varuint(len(structs))
+        + _varuint(client)
+        + _varuint(clock)
+        + b"".join(structs)
+        + deletes
+    )
+
+
+def _sign(
+    node: SigningKey,
+    mesh: MeshFixture,
+    payload: bytes,
+    *,
+    claims: list[Claim] = (),  # type: ignore[assignment]
+    seq: int = 1,
+    prev: bytes = ZERO_ID,
+    deps: tuple[bytes, ...] = (),
+) -> Envelope:
+    return seal(
+        node,
+        mesh_id=mesh.mesh_id,
+        epoch=1,
+        seq=seq,
+        prev=prev,
+        deps=deps,
+        hlc=1,
+        claims_root=merkle_root([c.id for c in claims]),
+        payload=payload,
+    )
+
+
+@pytest.fixture
+def mesh() -> MeshFixture:
+    return MeshFixture("admission")
+
+
+def test_valid_local_write_reaches_a_peer(mesh: MeshFixture) -> None:
+    a, b = Admission(MemoryStore(), mesh.genesis), Admission(MemoryStore(), mesh.genesis)
+    claim = mesh.claim(mesh.writers[0], "k", 1)
+    env = a.write_local(mesh.nodes[0], [claim], hlc=5)
+    outcome = b.receive(env.raw)
+    assert outcome.status is Status.INTEGRATED
+    assert b.replica.get(item_key(client_id(env.author, 1), claim.id)) == claim.raw
+    assert [c.id for c in b.live_claims()] == [claim.id]
+    assert b.claims_digest() == a.claims_digest()
+    assert b.receive(env.raw).status is Status.DUPLICATE
+
+
+@pytest.mark.parametrize("crasher", CRASHERS, ids=lambda p: p.name)
+def test_signed_pycrdt_crashers_are_rejected_and_nothing_changes(
+    mesh: MeshFixture, crasher: Path
+) -> None:
+    store = MemoryStore()
+    admission = Admission(store, mesh.genesis)
+    good = admission.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[0])], hlc=1)
+    before = admission.replica.encode_state()
+    poison = _sign(mesh.nodes[0], mesh, crasher.read_bytes())
+    outcome = admission.receive(poison.raw)
+    assert outcome.status is Status.REJECTED
+    assert outcome.reason is not None
+    assert store.get_envelope(poison.id) is None
+    assert store.head(poison.log) is None
+    assert poison.id not in admission.records
+    assert admission.replica.encode_state() == before  # the live document still encodes
+    later = admission.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[0], "k2")], hlc=2)
+    assert later.seq == good.seq + 1
+
+
+def _grammar_cases(mesh: MeshFixture) -> tuple[Claim, dict[str, tuple[bytes, Reason]]]:
+    """Payloads for a fresh log of node 0, each breaking one grammar rule."""
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    mine, theirs = client_id(node0.public_key, 1), client_id(node1.public_key, 1)
+    claim = mesh.claim(mesh.writers[0], "k", "v")
+    victim = mesh.claim(mesh.writers[1], "k", "theirs")
+    own = _struct(item_key(mine, claim.id), claim.raw)
+    return claim, {
+        # The concurrent map-set erasure: re-setting another author's key would let Yjs keep
+        # only one of the two (the higher client id), erasing the victim's claim.
+        "erase another author's key": (
+            _update(mine, 0, [_struct(item_key(theirs, victim.id), claim.raw)]),
+            Reason.FOREIGN_KEY,
+        ),
+        "delete anything": (
+            _update(mine, 0, [own], deletes=b"\x01" + _varuint(theirs) + b"\x01\x00\x01"),
+            Reason.HAS_DELETES,
+        ),
+        "another client id": (_update(theirs, 0, [own]), Reason.WRONG_CLIENT),
+        "two client sections": (
+            b"\x02" + _update(mine, 0, [own])[1:-1] + _update(theirs, 0, [own])[1:],
+            Reason.WRONG_CLIENT,
+        ),
+        "clock gap": (_update(mine, 3, [own]), Reason.CLOCK_GAP),
+        "trailing bytes": (_update(mine, 0, [own]) + b"\x00", Reason.TRAILING_BYTES),
+        "nested type": (
+            _update(mine, 0, [_struct(item_key(mine, claim.id), claim.raw, info=0x27)]),
+            Reason.NESTED_TYPE,
+        ),
+        "second root": (
+            _update(mine, 0, [_struct(item_key(mine, claim.id), claim.raw, root="other")]),
+            Reason.SECOND_ROOT,
+        ),
+        "value does not hash to its claim id": (
+            _update(mine, 0, [_struct(item_key(mine, victim.id), claim.raw)]),
+            Reason.CLAIM_ID_MISMATCH,
+        ),
+        "an origin": (
+            _update(mine, 0, [bytes([0xA3]) + _varuint(theirs) + b"\x00" + own[1:]]),
+            Reason.HAS_ORIGIN,
+        ),
+        "string content": (
+            _update(mine, 0, [_struct(item_key(mine, claim.id), claim.raw, info=0x24)]),
+            Reason.BAD_CONTENT,
+        ),
+        "array item (no map key)": (
+            _update(mine, 0, [bytes([0x03]) + b"\x01" + _varstring("claims") + own[-420:]]),
+            Reason.NOT_MAP_ENTRY,
+        ),
+        "one claim twice": (_update(mine, 0, [own, own]), Reason.DUPLICATE_CLAIM),
+        "non-minimal varint": (
+            b"\x01\x81\x00" + _update(mine, 0, [own])[2:],
+            Reason.BAD_VARINT,
+        ),
+    }
+
+
+def test_each_grammar_violation_has_its_own_reason(mesh: MeshFixture) -> None:
+    claim, cases = _grammar_cases(mesh)
+    for name, (payload, reason) in cases.items():
+        store = MemoryStore()
+        admission = Admission(store, mesh.genesis)
+        env = _sign(mesh.nodes[0], mesh, payload, claims=[claim])  # a correct claims root
+        outcome = admission.receive(env.raw)
+        assert (outcome.status, outcome.reason) == (Status.REJECTED, reason), name
+        assert store.get_envelope(env.id) is None, name
+        assert len(admission.replica) == 0, name
+    distinct = {reason for _, reason in cases.values()}
+    assert len(distinct) >= 12
+
+
+def test_clock_overlap_and_replayed_claim_are_rejected(mesh: MeshFixture) -> None:
+    admission = Admission(MemoryStore(), mesh.genesis)
+    node = mesh.nodes[0]
+    claim = mesh.claim(mesh.writers[0])
+    first = admission.write_local(node, [claim], hlc=1)
+    mine = client_id(node.public_key, 1)
+    again = mesh.claim(mesh.writers[0], "other")
+    overlap = _sign(
+        node,
+        mesh,
+        encode_update(mine, 0, [(again.id, again.raw)]),
+        claims=[again],
+        seq=2,
+        prev=first.id,
+    )
+    outcome = admission.receive(overlap.raw)
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, Reason.CLOCK_OVERLAP)
+    replay = _sign(
+        node,
+        mesh,
+        encode_update(mine, 1, [(claim.id, claim.raw)]),
+        claims=[claim],
+        seq=2,
+        prev=first.id,
+    )
+    outcome = admission.receive(replay.raw)
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, Reason.DUPLICATE_CLAIM)
+
+
+def test_claims_root_and_claim_signature_are_checked(mesh: MeshFixture) -> None:
+    admission = Admission(MemoryStore(), mesh.genesis)
+    node = mesh.nodes[0]
+    mine = client_id(node.public_key, 1)
+    claim = mesh.claim(mesh.writers[0])
+    wrong_root = _sign(node, mesh, encode_update(mine, 0, [(claim.id, claim.raw)]))
+    assert admission.receive(wrong_root.raw).reason is Reason.BAD_CLAIMS_ROOT
+    forged = bytearray(claim.raw)
+    forged[-1] ^= 1  # the agent's signature
+    forged_id = tagged_hash(CLAIM_ID_TAG, bytes(forged))
+    env = seal(
+        node,
+        mesh_id=mesh.mesh_id,
+        epoch=1,
+        seq=1,
+        prev=ZERO_ID,
+        hlc=1,
+        claims_root=merkle_root([forged_id]),
+        payload=encode_update(mine, 0, [(forged_id, bytes(forged))]),
+    )
+    assert admission.receive(env.raw).reason is Reason.BAD_CLAIM_SIGNATURE
+
+
+# -- equivocation ---------------------------------------------------------------------------
+
+
+def _equivocation(mesh: MeshFixture) -> tuple[list[Envelope], Envelope, Envelope]:
+    """node0 signs two different seq 2 (a2 and b2) after a common seq 1; a3 follows a2;
+    node1's envelope c depends on b2, so b2 must satisfy deps although it is excluded."""
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    x, y = Admission(MemoryStore(), mesh.genesis), Admission(MemoryStore(), mesh.genesis)
+    e1 = x.write_local(node0, [mesh.claim(mesh.writers[0], "a", 1)], hlc=1)
+    assert y.receive(e1.raw).status is Status.INTEGRATED
+    a2 = x.write_local(node0, [mesh.claim(mesh.writers[0], "a", 2)], hlc=2)
+    a3 = x.write_local(node0, [mesh.claim(mesh.writers[0], "a", 3)], hlc=3)
+    b2 = y.write_local(node0, [mesh.claim(mesh.writers[0], "a", "fork")], hlc=2)
+    c = y.write_local(node1, [mesh.claim(mesh.writers[1], "b", 1)], hlc=4)
+    assert b2.id in c.deps
+    assert (a2.seq, b2.seq) == (2, 2) and a2.id != b2.id
+    return [e1, a2, a3, b2, c], a2, b2
+
+
+def test_equivocation_gives_one_live_set_in_every_order(mesh: MeshFixture) -> None:
+    envelopes, a2, b2 = _equivocation(mesh)
+    digests, live_sets = set(), set()
+    for order in itertools.permutations(envelopes):
+        store = MemoryStore()
+        replica = Admission(store, mesh.genesis)
+        for env in order:
+            assert replica.receive(env.raw).status is not Status.REJECTED
+        assert not replica.missing() and replica.buffered["causal"] == 0
+        assert sorted(replica.records) == sorted(e.id for e in envelopes)  # all stored
+        evidence = list(store.iter_evidence())
+        assert len(evidence) == 1
+        assert a2.raw in evidence[0][1] and b2.raw in evidence[0][1]
+        assert replica.forks == {a2.log: 2}
+        digests.add(replica.claims_digest())
+        live_sets.add(tuple(c.id for c in replica.live_claims()))
+    assert len(digests) == 1 and len(live_sets) == 1
+    (live,) = live_sets
+    assert len(live) == 2  # e1's claim and c's claim; everything of node0 from seq 2 is out
+
+
+def test_equivocation_survives_restart(mesh: MeshFixture) -> None:
+    envelopes, a2, _ = _equivocation(mesh)
+    disk = MemoryDisk()
+    replica = Admission(MemoryStore(disk), mesh.genesis)
+    for env in reversed(envelopes):
+        replica.receive(env.raw)
+    again = Admission.open(MemoryStore(disk), mesh.genesis)
+    assert again.claims_digest() == replica.claims_digest()
+    assert again.frontier() == replica.frontier()
+    assert again.forks == {a2.log: 2}
+
+
+# -- membership -----------------------------------------------------------------------------
+
+
+def test_revocation_cutoffs_hold_in_every_order(mesh: MeshFixture) -> None:
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    writer = mesh.writers[0]
+    src = Admission(MemoryStore(), mesh.genesis)
+    node1_envs = [
+        src.write_local(node1, [mesh.claim(writer, f"n1-{i}", i)], hlc=i) for i in range(4)
+    ]
+    agent_claims = [mesh.claim(mesh.writers[1], f"w1-{i}", i) for i in range(3)]
+    w1_env = src.write_local(node0, agent_claims, hlc=10)
+    revoke = src.write_local(
+        node0,
+        [
+            mesh.revoke_node(node1.public_key, 1, 2),
+            mesh.revoke_agent(mesh.writers[1].public_key, 1),
+        ],
+        hlc=11,
+    )
+    envelopes = [*node1_envs, w1_env, revoke]
+    expected = None
+    for i, order in enumerate(itertools.permutations(envelopes)):
+        if i % 7:  # 720 orders; every 7th keeps the test quick and still covers all positions
+            continue
+        replica = Admission(MemoryStore(), mesh.genesis)
+        for env in order:
+            replica.receive(env.raw)
+        live = {(c.key) for c in replica.live_claims()}
+        if expected is None:
+            expected = live
+        assert live == expected
+    assert expected is not None
+    assert {"n1-0", "n1-1", "w1-0"} <= expected
+    assert not {"n1-2", "n1-3", "w1-1", "w1-2"} & expected
+    excluded = [src.exclusion(src.records[e.id]) for e in node1_envs]
+    assert excluded == [None, None, Reason.REVOKED, Reason.REVOKED]
+
+
+def _mutual_revocation(mesh: MeshFixture) -> list[Envelope]:
+    """Admin A (genesis) admits admin B; then A revokes B and B revokes A, concurrently."""
+    admin_b = SigningKey(b"\x42" * 32)
+    x = Admission(MemoryStore(), mesh.genesis)
+    admit = x.write_local(mesh.nodes[0], [mesh.admit(admin_b.public_key, Role.ADMIN)], hlc=1)
+    y = Admission(MemoryStore(), mesh.genesis)
+    y.receive(admit.raw)
+    a_revokes_b = x.write_local(mesh.nodes[0], [mesh.revoke_agent(admin_b.public_key, 0)], hlc=2)
+    b_revokes_a = y.write_local(
+        mesh.nodes[1], [mesh.revoke_agent(mesh.admin.public_key, 1, by=admin_b)], hlc=2
+    )
+    assert a_revokes_b.id not in b_revokes_a.deps and b_revokes_a.id not in a_revokes_b.deps
+    return [admit, a_revokes_b, b_revokes_a]
+
+
+def test_two_admins_revoking_each_other_end_identically_in_every_order(mesh: MeshFixture) -> None:
+    envelopes = _mutual_revocation(mesh)
+    outcomes = set()
+    for order in itertools.permutations(envelopes):
+        replica = Admission(MemoryStore(), mesh.genesis)
+        for env in order:
+            replica.receive(env.raw)
+        state = replica.membership.state
+        revoked = tuple(sorted(k.hex()[:8] for k, m in state.items() if m.revoked))
+        outcomes.add((revoked, tuple(sorted(replica.membership.void)), replica.claims_digest()))
+    assert len(outcomes) == 1
+    ((revoked, void, _),) = outcomes
+    assert len(revoked) == 1  # exactly one admin loses, the same one everywhere
+    assert len(void) == 1  # and the loser's revocation is void
+
+
+def test_envelope_before_its_authors_admit_waits_then_is_admitted(mesh: MeshFixture) -> None:
+    newcomer = SigningKey(b"\x17" * 32)
+    source = Admission(MemoryStore(), mesh.genesis)
+    admit = source.write_local(mesh.nodes[0], [mesh.admit(newcomer.public_key, Role.NODE)], hlc=1)
+    claim = mesh.claim(mesh.writers[0], "from-newcomer")
+    mine = client_id(newcomer.public_key, 1)
+    early = _sign(newcomer, mesh, encode_update(mine, 0, [(claim.id, claim.raw)]), claims=[claim])
+    replica = Admission(MemoryStore(), mesh.genesis)
+    waiting = replica.receive(early.raw)
+    assert waiting.status is Status.WAITING_MEMBER
+    assert replica.buffered["pending_member"] == 1
+    released = replica.receive(admit.raw)
+    assert released.status is Status.INTEGRATED
+    assert released.admitted == (admit.id, early.id)
+    assert replica.buffered["pending_member"] == 0
+    assert claim.id in {c.id for c in replica.live_claims()}
+
+
+def test_pending_buffer_is_bounded_and_overflow_reported(mesh: MeshFixture) -> None:
+    replica = Admission(MemoryStore(), mesh.genesis, limits=AdmissionLimits(pending_buffer_max=2))
+    outcomes = []
+    for i in range(3):
+        stranger = SigningKey(bytes([0x30 + i]) * 32)
+        claim = mesh.claim(mesh.writers[0], f"s{i}")
+        payload = encode_update(client_id(stranger.public_key, 1), 0, [(claim.id, claim.raw)])
+        outcomes.append(replica.receive(_sign(stranger, mesh, payload, claims=[claim]).raw))
+    assert [o.status for o in outcomes] == [
+        Status.WAITING_MEMBER,
+        Status.WAITING_MEMBER,
+        Status.REJECTED,
+    ]
+    assert outcomes[2].reason is Reason.PENDING_BUFFER_FULL
+    assert replica.rejected[Reason.PENDING_BUFFER_FULL] == 1
+    assert replica.buffered["pending_member"] == 2
+
+
+def test_causal_buffer_is_bounded_and_reports_what_to_fetch(mesh: MeshFixture) -> None:
+    source = Admission(MemoryStore(), mesh.genesis)
+    chain = [
+        source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], f"k{i}")], hlc=i + 1)
+        for i in range(5)
+    ]
+    replica = Admission(MemoryStore(), mesh.genesis, limits=AdmissionLimits(causal_buffer_max=3))
+    outcomes = [replica.receive(env.raw) for env in reversed(chain[1:])]
+    assert [o.status for o in outcomes] == [Status.WAITING_CAUSAL] * 3 + [Status.REJECTED]
+    assert outcomes[0].missing == (chain[3].id,)
+    assert outcomes[3].reason is Reason.CAUSAL_BUFFER_FULL
+    assert replica.rejected[Reason.CAUSAL_BUFFER_FULL] == 1
+    assert replica.missing() == [chain[1].id]  # held ones are not "missing"
+    assert replica.receive(chain[0].raw).admitted == (chain[0].id,)
+    done = replica.receive(chain[1].raw)
+    assert done.admitted == tuple(env.id for env in chain[1:])
+    assert replica.buffered["causal"] == 0 and replica.missing() == []
+    assert replica.claims_digest() == source.claims_digest()
+
+
+def test_a_long_chain_delivered_backwards_does_not_recurse(mesh: MeshFixture) -> None:
+    source = Admission(MemoryStore(), mesh.genesis)
+    chain = [
+        source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], f"k{i}")], hlc=i + 1)
+        for i in range(1500)
+    ]
+    replica = Admission(MemoryStore(), mesh.genesis)
+    for env in reversed(chain[1:]):
+        assert replica.receive(env.raw).status is Status.WAITING_CAUSAL
+    outcome = replica.receive(chain[0].raw)
+    assert len(outcome.admitted) == 1500
+    assert replica.claims_digest() == source.claims_digest()
+
+
+def test_a_node_not_admitted_cannot_write(mesh: MeshFixture) -> None:
+    admission = Admission(MemoryStore(), mesh.genesis)
+    with pytest.raises(NotAMember):
+        admission.write_local(SigningKey(b"\x55" * 32), [mesh.claim(mesh.writers[0])], hlc=1)
+    assert admission.buffered["pending_member"] == 0
+
+
+# -- local writes, commit failure, restart --------------------------------------------------
+
+
+class FlakyStore(MemoryStore):
+    """A memory store whose next commit fails on demand (as a full disk would)."""
+
+    fail_next = False
+
+    def commit(self, batch: WriteBatch) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise StorageFull("injected: disk full")
+        super().commit(batch)
+
+
+def test_failed_local_commit_changes_nothing_and_the_next_write_takes_the_seq(
+    mesh: MeshFixture,
+) -> None:
+    store = FlakyStore()
+    admission = Admission(store, mesh.genesis)
+    node = mesh.nodes[0]
+    first = admission.write_local(node, [mesh.claim(mesh.writers[0], "a")], hlc=1)
+    state, frontier = admission.replica.encode_state(), admission.frontier()
+    digest = admission.claims_digest()
+    store.fail_next = True
+    with pytest.raises(StorageFull):
+        admission.write_local(node, [mesh.claim(mesh.writers[0], "b")], hlc=2)
+    assert admission.replica.encode_state() == state
+    assert admission.frontier() == frontier
+    assert admission.claims_digest() == digest
+    second = admission.write_local(node, [mesh.claim(mesh.writers[0], "c")], hlc=3)
+    assert (second.seq, second.prev) == (2, first.id)
+    assert store.head(LogId(node.public_key, 1)) == second.head
+
+
+def test_restart_rebuilds_the_same_state(mesh: MeshFixture, tmp_path: Path) -> None:
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    with LmdbStore(tmp_path / "s") as store:
+        admission = Admission(store, mesh.genesis)
+        for i in range(20):
+            node = (node0, node1)[i % 2]
+            admission.write_local(node, [mesh.claim(mesh.writers[i % 2], f"k{i % 7}", i)], hlc=i)
+        admission.write_local(node0, [mesh.revoke_node(node1.public_key, 1, 4)], hlc=30)
+        digest, frontier = admission.claims_digest(), admission.frontier()
+        live = len(admission.live_claims())
+        keys = admission.replica.keys()
+    with LmdbStore(tmp_path / "s") as store:
+        again = Admission.open(store, mesh.genesis)
+        assert again.claims_digest() == digest
+        assert again.frontier() == frontier
+        assert len(again.live_claims()) == live < 21
+        assert again.replica.keys() == keys
+        more = again.write_local(node0, [mesh.claim(mesh.writers[0], "after")], hlc=40)
+        assert more.seq == 12
