@@ -1,0 +1,140 @@
+"""Claims and the document grammar: round trips, pycrdt compatibility, refusals."""
+
+from __future__ import annotations
+
+import pycrdt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memmesh.claims import CLAIM_ID_TAG, decode_claim, make_claim
+from memmesh.errors import Reason, Rejected
+from memmesh.ids import tagged_hash
+from memmesh.membership import Role, decode_genesis, make_genesis, parse_op
+from memmesh.testing import MeshFixture, scaled, seeded_key
+from memmesh.ydecode import ROOT_NAME, client_id, decode_update, encode_update, item_key
+
+MESH = MeshFixture("grammar")
+AGENT = MESH.writers[0]
+
+
+def _claim(**overrides: object):  # type: ignore[no-untyped-def]
+    fields: dict[str, object] = {
+        "mesh_id": MESH.mesh_id,
+        "aseq": 1,
+        "hlc": (1_700_000_000_000, 3),
+        "namespace": ("team", "facts"),
+        "key": "ceo",
+        "type": "fact",
+        "value": {"name": "Ada"},
+    }
+    fields.update(overrides)
+    return make_claim(AGENT, **fields)  # type: ignore[arg-type]
+
+
+def test_claim_round_trip_and_id() -> None:
+    claim = _claim(source="web", confidence=9000, supersedes=[b"\x02" * 32, b"\x01" * 32])
+    again = decode_claim(claim.raw, mesh_id=MESH.mesh_id)
+    assert again == claim
+    assert claim.id == tagged_hash(CLAIM_ID_TAG, claim.raw)
+    assert claim.supersedes == (b"\x01" * 32, b"\x02" * 32)
+    assert claim.subject == (("team", "facts"), "ceo")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"aseq": 0}, Reason.BAD_CLAIM),
+        ({"type": "Fact!"}, Reason.BAD_CLAIM),
+        ({"namespace": ()}, Reason.BAD_CLAIM),
+        ({"namespace": ("",)}, Reason.BAD_CLAIM),
+        ({"key": ""}, Reason.BAD_CLAIM),
+        ({"confidence": 10_001}, Reason.BAD_CLAIM),
+        ({"valid_at": 5, "invalid_at": 5}, Reason.BAD_CLAIM),
+        ({"hlc": (1 << 48, 0)}, Reason.BAD_CLAIM),
+    ],
+)
+def test_local_claims_outside_the_rules_are_refused(
+    overrides: dict[str, object], reason: Reason
+) -> None:
+    with pytest.raises(Rejected) as info:
+        _claim(**overrides)
+    assert info.value.reason is reason
+
+
+def test_claim_from_another_mesh_and_forged_signature() -> None:
+    claim = _claim()
+    with pytest.raises(Rejected) as info:
+        decode_claim(claim.raw, mesh_id=b"\x00" * 32)
+    assert info.value.reason is Reason.WRONG_MESH
+    forged = bytearray(claim.raw)
+    forged[-5] ^= 0x10
+    with pytest.raises(Rejected) as info:
+        decode_claim(bytes(forged))
+    assert info.value.reason is Reason.BAD_CLAIM_SIGNATURE
+
+
+def test_every_truncation_of_a_claim_is_refused() -> None:
+    raw = _claim().raw
+    for n in range(len(raw)):
+        with pytest.raises(Rejected):
+            decode_claim(raw[:n])
+
+
+@settings(max_examples=scaled(60))
+@given(st.lists(st.integers(0, 1000), min_size=1, max_size=12), st.integers(0, 10_000))
+def test_encoded_updates_decode_and_apply_in_pycrdt(values: list[int], start: int) -> None:
+    claims = [_claim(value=v, aseq=i + 1) for i, v in enumerate(dict.fromkeys(values))]
+    author = seeded_key("grammar-author").public_key
+    client = client_id(author, 1)
+    update = encode_update(client, start, [(c.id, c.raw) for c in claims])
+    items = decode_update(update, client=client, start_clock=start)
+    assert [i.clock for i in items] == list(range(start, start + len(claims)))
+    assert [i.claim_id for i in items] == [c.id for c in claims]
+    if start == 0:  # pycrdt integrates a log from its beginning
+        doc: pycrdt.Doc[pycrdt.Map[bytes]] = pycrdt.Doc()
+        root = doc.get(ROOT_NAME, type=pycrdt.Map)
+        doc.apply_update(update)
+        assert {k: bytes(v) for k, v in root.items()} == {
+            item_key(client, c.id): c.raw for c in claims
+        }
+
+
+def test_client_ids_fit_javascript_numbers_and_differ_by_epoch() -> None:
+    key = seeded_key("x").public_key
+    ids = {client_id(key, epoch) for epoch in range(1, 50)}
+    assert len(ids) == 49
+    assert all(0 <= i < 2**53 for i in ids)
+
+
+def test_genesis_round_trip_and_refusals() -> None:
+    node = seeded_key("n").public_key
+    genesis = make_genesis(MESH.admin, "m", [(node, Role.NODE)])
+    assert decode_genesis(genesis.raw) == genesis
+    assert genesis.mesh_id == tagged_hash(b"mesh-id/v1", genesis.raw)
+    assert (MESH.admin.public_key, Role.ADMIN) in genesis.members
+    forged = bytearray(genesis.raw)
+    forged[-1] ^= 1
+    with pytest.raises(Rejected) as info:
+        decode_genesis(bytes(forged))
+    assert info.value.reason is Reason.BAD_SIGNATURE
+    for n in range(0, len(genesis.raw), 7):
+        with pytest.raises(Rejected):
+            decode_genesis(genesis.raw[:n])
+
+
+def test_membership_operations_parse_and_malformed_ones_are_refused() -> None:
+    target = seeded_key("t").public_key
+    assert parse_op(MESH.admit(target, "writer"))[:3] == ("admit", target, Role.WRITER)
+    assert parse_op(MESH.revoke_node(target, 1, 9))[3] == (1, 9)
+    assert parse_op(MESH.revoke_agent(target, 4))[4] == 4
+    bad = [
+        MESH.claim(MESH.admin, "x", {"key": target.hex(), "role": "king"}, type="admit"),
+        MESH.claim(MESH.admin, "x", {"key": "zz", "role": "writer"}, type="admit"),
+        MESH.claim(MESH.admin, "x", {"key": target.hex(), "cutoff": {"seq": 1}}, type="revoke"),
+        MESH.claim(MESH.admin, "x", {"key": target.hex()}, type="revoke"),
+    ]
+    for claim in bad:
+        with pytest.raises(Rejected) as info:
+            parse_op(claim)
+        assert info.value.reason is Reason.BAD_MEMBERSHIP_OP
