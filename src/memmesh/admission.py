@@ -17,8 +17,9 @@ numbers: the sync core, the runtime and the simulator all drive this same code.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Claim, decode_claim
@@ -31,7 +32,14 @@ from .merkle import merkle_root
 from .replica import IntegrationFailed, Replica
 from .store import Store, WriteBatch
 from .wire import Reader, Writer
-from .ydecode import GrammarItem, check_start, client_id, decode_update, encode_update
+from .ydecode import (
+    GrammarItem,
+    check_start,
+    client_id,
+    decode_update,
+    encode_update,
+    item_key,
+)
 
 __all__ = [
     "Admission",
@@ -141,6 +149,8 @@ class Admission:
         self._waiting_on: dict[bytes, set[bytes]] = {}
         self._pending: dict[bytes, _Prepared] = {}
         self._pending_bytes = 0
+        self._batch: WriteBatch | None = None
+        self._staged: list[EnvelopeRecord] = []
         self._replaying = False
         self._replay_main: set[bytes] = set()
         """On restart, the ids the store holds on their logs: replay keeps them there."""
@@ -193,10 +203,69 @@ class Admission:
 
     def receive(self, raw: bytes) -> Outcome:
         """Admit one envelope's bytes from anywhere; never raises for bad input."""
+        return self.receive_many([raw])[0]
+
+    def receive_many(self, raws: Sequence[bytes]) -> list[Outcome]:
+        """Admit many envelopes with one durable commit (group commit), in the given order.
+
+        Never raises for bad input. A storage failure (``StorageError``) is raised after every
+        in-memory effect of the call has been undone: nothing of it was stored or integrated,
+        and envelopes that this call released from a buffer are dropped (sync fetches them
+        again).
+        """
+        with self._batching():
+            return [self._receive_one(raw) for raw in raws]
+
+    @contextlib.contextmanager
+    def _batching(self) -> Iterator[None]:
+        """Stage admissions in memory, commit them once, then integrate them into pycrdt.
+
+        The indexes are updated before the commit so envelopes of one batch can depend on each
+        other; if the commit fails they are rolled back. pycrdt is only touched after the
+        commit returned: durable before visible (DESIGN §4 rule 6).
+        """
+        assert self._batch is None, "admission calls do not nest"
+        self._batch, self._staged = WriteBatch(), []
+        saved = (set(self.dag_heads), dict(self.forks), dict(self.evidence))
+        try:
+            yield
+            if self._batch and not self._replaying:
+                self.store.commit(self._batch)
+        except BaseException:
+            self._undo(saved)
+            raise
+        finally:
+            staged, self._batch, self._staged = self._staged, None, []
+        for record in staged:
+            if not record.side:
+                self._integrate(record)
+
+    def _undo(
+        self,
+        saved: tuple[set[bytes], dict[LogId, int], dict[bytes, tuple[bytes, bytes]]],
+    ) -> None:
+        for record in reversed(self._staged):
+            env = record.envelope
+            del self.records[env.id]
+            if not record.side:
+                ids = self.logs[env.log]
+                assert ids[-1] == env.id
+                ids.pop()
+                if not ids:
+                    del self.logs[env.log]
+                client = client_id(env.author, env.epoch)
+                self.item_keys.difference_update(item_key(client, c.id) for c in record.claims)
+            self.membership.remove(c.id for c in record.claims)
+        self.dag_heads, self.forks, self.evidence = saved
+
+    def _receive_one(self, raw: bytes) -> Outcome:
         try:
             prepared = self._prepare(raw)
         except Rejected as exc:
             return self._reject(None, exc)
+        return self._route(prepared)
+
+    def _route(self, prepared: _Prepared) -> Outcome:
         env = prepared.envelope
         if env.id in self.records:
             return Outcome(Status.DUPLICATE, env.id)
@@ -248,9 +317,12 @@ class Admission:
             return self._reject(env.id, exc)
         if record is None:
             return self._buffer_pending(prepared)
-        if not self._replaying:
-            self.store.commit(batch)  # raises (e.g. StorageFull) with nothing changed in memory
+        assert self._batch is not None
+        self._batch.envelopes.extend(batch.envelopes)
+        self._batch.side_envelopes.extend(batch.side_envelopes)
+        self._batch.evidence.update(batch.evidence)
         self._apply(record, prepared)
+        self._staged.append(record)
         return Outcome(Status.INTEGRATED, env.id)
 
     def _plan(self, prepared: _Prepared) -> tuple[EnvelopeRecord | None, WriteBatch]:
@@ -310,11 +382,6 @@ class Admission:
         else:
             self.logs.setdefault(env.log, []).append(env.id)
             self.item_keys.update(item.key for item in prepared.items)
-            try:
-                self.replica.integrate(env.payload)
-            except IntegrationFailed:
-                record.failed = True
-                self._rebuild_replica()
         self.dag_heads.difference_update(self._needs(env))
         self.dag_heads.add(env.id)
         self.membership.add(
@@ -333,6 +400,14 @@ class Admission:
             for position, claim in prepared.ops
             for kind, target, role, node_cutoff, agent_cutoff in [parse_op(claim)]
         )
+
+    def _integrate(self, record: EnvelopeRecord) -> None:
+        try:
+            self.replica.integrate(record.envelope.payload)
+        except IntegrationFailed:
+            # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
+            record.failed = True
+            self._rebuild_replica()
 
     def _rebuild_replica(self) -> None:
         """A panic may have poisoned the document: rebuild it from every main-branch envelope
@@ -441,15 +516,18 @@ class Admission:
         self, node_key: SigningKey, claims: Sequence[Claim], *, hlc: int, epoch: int = 1
     ) -> Envelope:
         """Build, sign, commit and integrate one envelope of this node's claims; return it once
-        durable and integrated (the acknowledgement point). If the commit fails, nothing changed
-        and the seq is not used: the next write takes it."""
+        durable and integrated (the acknowledgement point). Many claims in one call share one
+        envelope and one commit (group commit). If the commit fails, nothing changed and the
+        seq is not used: the next write takes it.
+
+        The claims are trusted (this node built or already verified them), so they are not
+        verified again; everything else goes through the same path as a remote envelope.
+        """
         log = LogId(node_key.public_key, epoch)
         ids = self.logs.get(log, [])
         head = self.records[ids[-1]] if ids else None
         start = head.clock_end if head is not None else 0
-        payload = encode_update(
-            client_id(log.author, epoch), start, [(c.id, c.raw) for c in claims]
-        )
+        client = client_id(log.author, epoch)
         env = seal(
             node_key,
             mesh_id=self.mesh_id,
@@ -459,10 +537,18 @@ class Admission:
             deps=self._deps_for(log),
             hlc=hlc,
             claims_root=merkle_root([c.id for c in claims]),
-            payload=payload,
+            payload=encode_update(client, start, [(c.id, c.raw) for c in claims]),
             limits=self.limits.envelope,
         )
-        outcome = self.receive(env.raw)
+        items = [
+            GrammarItem(start + i, item_key(client, c.id), c.id, c.raw)
+            for i, c in enumerate(claims)
+        ]
+        ops = [(i, c) for i, c in enumerate(claims) if c.type in (ADMIT, REVOKE)]
+        for _, claim in ops:
+            parse_op(claim)
+        with self._batching():
+            outcome = self._route(_Prepared(env, items, tuple(claims), ops))
         if outcome.status is Status.WAITING_MEMBER:
             self._pending.pop(env.id, None)
             self._pending_bytes -= len(env.raw)

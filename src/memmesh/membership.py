@@ -239,6 +239,15 @@ class Membership:
                     self._admit_targets.add(op.target)
                 self._state = None
 
+    def remove(self, claim_ids: Iterable[bytes]) -> None:
+        """Forget operations (a batch whose commit failed is rolled back)."""
+        removed = False
+        for claim_id in claim_ids:
+            removed = self._ops.pop(claim_id, None) is not None or removed
+        if removed:
+            self._admit_targets = {op.target for op in self._ops.values() if op.kind == ADMIT}
+            self._state = None
+
     def ever_admitted(self, key: bytes) -> bool:
         """Whether any admit names ``key`` (genesis included), void or not: decides pending."""
         return key in self._admit_targets or any(k == key for k, _ in self.genesis.members)

@@ -493,3 +493,27 @@ def test_restart_rebuilds_the_same_state(mesh: MeshFixture, tmp_path: Path) -> N
         assert again.replica.keys() == keys
         more = again.write_local(node0, [mesh.claim(mesh.writers[0], "after")], hlc=40)
         assert more.seq == 12
+
+
+def test_group_commit_of_remote_envelopes_is_all_or_nothing(mesh: MeshFixture) -> None:
+    source = Admission(MemoryStore(), mesh.genesis)
+    envs = [
+        source.write_local(mesh.nodes[i % 2], [mesh.claim(mesh.writers[0], f"k{i}")], hlc=i + 1)
+        for i in range(10)
+    ]
+    store = FlakyStore()
+    replica = Admission(store, mesh.genesis)
+    replica.receive_many([e.raw for e in envs[:3]])
+    before = (replica.frontier(), replica.claims_digest(), replica.replica.encode_state())
+    commits = store.disk.commits
+    store.fail_next = True
+    with pytest.raises(StorageFull):
+        replica.receive_many([e.raw for e in reversed(envs[3:])])  # chained inside the batch
+    assert (replica.frontier(), replica.claims_digest(), replica.replica.encode_state()) == before
+    assert sorted(replica.records) == sorted(e.id for e in envs[:3])
+    assert store.disk.commits == commits
+    outcomes = replica.receive_many([e.raw for e in reversed(envs[3:])])
+    assert store.disk.commits == commits + 1  # seven envelopes, one commit
+    assert outcomes[-1].admitted == tuple(e.id for e in envs[3:])
+    assert replica.claims_digest() == source.claims_digest()
+    assert replica.frontier() == source.frontier()

@@ -86,3 +86,62 @@ def test_size_is_checked_first() -> None:
     with pytest.raises(Rejected) as info:
         parse_canonical(b"[" + b"0," * 100 + b"0]", what="t", bytes_max=64)
     assert info.value.reason is Reason.TOO_LARGE
+
+
+def _ecmascript_quote(text: str) -> str:
+    """JSON.stringify's string escaping (ECMA-262, QuoteJSONString), written out as the oracle."""
+    short = {
+        '"': '\\"',
+        "\\": "\\\\",
+        "\b": "\\b",
+        "\f": "\\f",
+        "\n": "\\n",
+        "\r": "\\r",
+        "\t": "\\t",
+    }
+    out = ['"']
+    for char in text:
+        if char in short:
+            out.append(short[char])
+        elif char < " ":
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+@settings(max_examples=scaled(300))
+@given(st.text(alphabet=st.characters(max_codepoint=0x3000, exclude_categories=["Cs"])))
+def test_string_escaping_matches_ecmascript(text: str) -> None:
+    text = unicodedata.normalize("NFC", text)
+    assert canonical_bytes(text) == _ecmascript_quote(text).encode()
+
+
+def test_every_control_character_escapes_like_ecmascript() -> None:
+    for code in range(0x80):
+        char = chr(code)
+        assert canonical_bytes(char) == _ecmascript_quote(char).encode(), hex(code)
+
+
+def _oracle(value: object) -> object:
+    """Members re-inserted in UTF-16 code unit order, so json.dumps keeps that order."""
+    if isinstance(value, dict):
+        names = sorted(value, key=lambda n: n.encode("utf-16-be", "surrogatepass"))
+        return {name: _oracle(value[name]) for name in names}
+    if isinstance(value, list):
+        return [_oracle(item) for item in value]
+    return value
+
+
+wide_names = st.text(
+    alphabet=st.characters(min_codepoint=0xD7F0, max_codepoint=0x1F000, exclude_categories=["Cs"]),
+    max_size=3,
+).map(lambda s: unicodedata.normalize("NFC", s))
+
+
+@settings(max_examples=scaled(300))
+@given(st.recursive(json_values, lambda inner: st.dictionaries(wide_names, inner, max_size=5)))
+def test_member_order_matches_utf16_for_any_names(value: object) -> None:
+    expected = json.dumps(_oracle(value), ensure_ascii=False, separators=(",", ":"))
+    assert canonical_bytes(value) == expected.encode()
