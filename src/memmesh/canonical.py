@@ -14,6 +14,7 @@ encoding of what they hold, so one value has one byte string, and its hash is it
 
 from __future__ import annotations
 
+import functools
 import json
 import unicodedata
 from typing import Any, TypeAlias
@@ -30,47 +31,62 @@ _DEPTH_MAX = 32
 
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 encoding of ``value``; ``ValueError`` if it is outside the subset."""
-    if _check(value, 0):
-        # A member name with a character at or above U+D800: code point order (Python's) and
-        # UTF-16 order (RFC 8785's) may differ, so sort the slow, explicit way.
+    _check(value, 0)
+    # The C encoder gives RFC 8785's bytes (no whitespace, ECMAScript string escaping, plain
+    # integers) with members sorted by code point. That equals UTF-16 code unit order unless a
+    # name mixes characters of U+E000..U+FFFF with supplementary ones, which needs a character
+    # of U+E000 or above somewhere: only then sort the slow, explicit way.
+    text = _dumps(value)
+    if not text.isascii() and max(text) >= "\ue000":
         out: list[str] = []
         _encode(value, out, 0)
-        return "".join(out).encode("utf-8")
-    # Otherwise the C encoder gives the same bytes: members sorted (the orders agree), no
-    # whitespace, ECMAScript string escaping (see _string), integers in plain decimal.
-    return _dumps(value).encode("utf-8")
+        text = "".join(out)
+    return text.encode("utf-8")
 
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
+_is_nfc = functools.partial(unicodedata.is_normalized, "NFC")
 
 
-def _check(value: Any, depth: int) -> bool:
-    """Refuse anything outside the subset; return True if a member name needs UTF-16 order."""
+def _check(value: Any, depth: int) -> None:
+    """Refuse anything outside the subset (scalars inline: this runs on every claim)."""
     if depth > _DEPTH_MAX:
         raise ValueError(f"nested deeper than {_DEPTH_MAX}")
-    if isinstance(value, str):
-        if not unicodedata.is_normalized("NFC", value):
-            raise ValueError(f"string {value[:20]!r} is not in Unicode NFC")
-        return False
-    if value is None or value is True or value is False:
-        return False
-    if isinstance(value, int):
-        if not -JSON_INT_MAX <= value <= JSON_INT_MAX:
-            raise ValueError(f"integer {value} outside +-2^53")
-        return False
-    if isinstance(value, list | tuple):
-        return any([_check(item, depth + 1) for item in value])
-    if isinstance(value, dict):
-        wide = False
+    kind = type(value)
+    if kind is dict:
         for name, item in value.items():
-            if not isinstance(name, str):
+            if type(name) is not str:
                 raise ValueError("object member names must be strings")
-            _check(name, depth + 1)
-            wide = _check(item, depth + 1) or wide or (bool(name) and max(name) >= "\ud800")
-        return wide
-    raise ValueError(f"{type(value).__name__} is not in the canonical JSON subset")
+            if not _is_nfc(name):
+                raise ValueError(f"member name {name[:20]!r} is not in Unicode NFC")
+            _check_item(item, depth)
+    elif kind is list or kind is tuple:
+        for item in value:
+            _check_item(item, depth)
+    else:
+        _check_item(value, depth - 1)
+
+
+def _check_item(item: Any, depth: int) -> None:
+    kind = type(item)
+    if kind is str:
+        if not _is_nfc(item):
+            raise ValueError(f"string {item[:20]!r} is not in Unicode NFC")
+    elif kind is int:
+        if not -JSON_INT_MAX <= item <= JSON_INT_MAX:
+            raise ValueError(f"integer {item} outside +-2^53")
+    elif item is None or kind is bool:
+        pass
+    elif kind is dict or kind is list or kind is tuple:
+        _check(item, depth + 1)
+    elif isinstance(item, str):  # subclasses, e.g. StrEnum members: encoded as their value
+        _check_item(str(item), depth)
+    elif isinstance(item, int) and not isinstance(item, bool):
+        _check_item(int(item), depth)
+    else:
+        raise ValueError(f"{kind.__name__} is not in the canonical JSON subset")
 
 
 def _encode(value: Any, out: list[str], depth: int) -> None:

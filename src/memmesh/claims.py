@@ -16,6 +16,7 @@ optional values are ``null`` or ``[]``, never missing, so one claim has one enco
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -140,7 +141,13 @@ def make_claim(
     w.u32(len(body))
     w.raw(body)
     w.raw(agent_key.sign(CLAIM_SIGNATURE_DOMAIN, body))
-    return decode_claim(w.getvalue(), verify_signature=False)  # we just signed it
+    raw = w.getvalue()
+    if len(raw) > CLAIM_BYTES_MAX:
+        raise Rejected(Reason.TOO_LARGE, f"claim of {len(raw)} bytes exceeds {CLAIM_BYTES_MAX}")
+    # The body is canonical by construction and the signature is ours: check the fields as a
+    # peer will (json.loads gives the same values the peer's decoder sees), skip the rest.
+    fields = _check_body(json.loads(body))
+    return Claim(**fields, raw=raw, id=tagged_hash(CLAIM_ID_TAG, raw))
 
 
 def decode_claim(

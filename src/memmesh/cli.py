@@ -101,6 +101,28 @@ def bench_store(
     _emit(result, as_json, "memmesh bench store")
 
 
+@bench_app.command("core")
+def bench_core(
+    envelopes: Annotated[int, typer.Option(help="Remote envelopes to ingest.")] = 3000,
+    local_claims: Annotated[int, typer.Option(help="Claims for the local write rate.")] = 12_800,
+    latency_samples: Annotated[int, typer.Option(help="Single writes timed one by one.")] = 500,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to put the temporary stores.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The admission pipeline against raw Ed25519 verify and raw pycrdt apply."""
+    from .bench.core import run_core_bench
+
+    result = run_core_bench(
+        envelopes=envelopes,
+        local_claims=local_claims,
+        latency_samples=latency_samples,
+        directory=directory,
+    )
+    _emit(result, as_json, "memmesh bench core")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[

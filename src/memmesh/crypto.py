@@ -14,6 +14,7 @@ import os
 import stat
 from pathlib import Path
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -40,13 +41,15 @@ _KEY_FILE_BYTES_MAX = 256
 class SigningKey:
     """An Ed25519 private key. Every signature is over ``domain + message``."""
 
-    __slots__ = ("_key", "public_key")
+    __slots__ = ("_key", "_secret", "public_key")
 
     def __init__(self, seed: bytes) -> None:
         if len(seed) != SEED_BYTES:
             raise ValueError(f"an Ed25519 seed is {SEED_BYTES} bytes, got {len(seed)}")
         self._key = nacl.signing.SigningKey(seed)
-        self.public_key: bytes = bytes(self._key.verify_key)
+        public, secret = nacl.bindings.crypto_sign_seed_keypair(seed)
+        self._secret: bytes = secret
+        self.public_key: bytes = public
 
     @classmethod
     def generate(cls) -> SigningKey:
@@ -58,8 +61,9 @@ class SigningKey:
 
     def sign(self, domain: bytes, message: bytes) -> bytes:
         """Return the 64-byte signature of ``domain + message``."""
-        signature: bytes = self._key.sign(domain + message).signature
-        return signature
+        # The binding directly: PyNaCl's SigningKey.sign wraps the same call in a SignedMessage.
+        signed: bytes = nacl.bindings.crypto_sign(domain + message, self._secret)
+        return signed[:SIGNATURE_BYTES]
 
     def __repr__(self) -> str:
         return f"SigningKey(public={short_id(self.public_key)})"

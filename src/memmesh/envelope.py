@@ -22,10 +22,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, SigningKey, verify
+from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
 from .ids import HASH_BYTES, ZERO_ID, Head, LogId, short_id, tagged_hash
-from .wire import Reader, Writer
+from .wire import Layout, Reader, Writer
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -51,6 +51,9 @@ EPOCH_MAX = (1 << 32) - 1
 HEADER_BYTES_MIN = 1 + 1 + 32 + 32 + 4 + 8 + 32 + 2 + 8 + 32 + 4
 """Bytes of a body with no deps and an empty payload."""
 _ENVELOPE_BYTES_MIN = HEADER_BYTES_MIN + SIGNATURE_BYTES
+_HEAD = Layout(">BB32s32s")
+_POSITION = Layout(">IQ32s")
+_TAIL = Layout(">Q32sI")
 _FIXED_TAIL_BYTES = 8 + HASH_BYTES + 4 + SIGNATURE_BYTES
 """hlc, claims root, payload length and signature: what must follow the deps."""
 
@@ -197,21 +200,16 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
             f"envelope of {len(data)} bytes is shorter than the minimum {_ENVELOPE_BYTES_MIN}",
         )
     r = Reader(data, "envelope")
-    version = r.u8("version")
+    version, kind_code, mesh_id, author = r.fields(_HEAD, "header")
     if version != ENVELOPE_VERSION:
         raise Rejected(Reason.BAD_VERSION, f"envelope version {version}, expected 1")
-    kind_code = r.u8("kind")
     try:
         kind = EnvelopeKind(kind_code)
     except ValueError:
         raise Rejected(Reason.UNKNOWN_KIND, f"envelope kind {kind_code}") from None
-    mesh_id = r.raw(HASH_BYTES, "mesh_id")
-    author = r.raw(PUBLIC_KEY_BYTES, "author")
     epoch, seq, prev = _read_position(r)
     deps = _read_deps(r, limits)
-    hlc = r.u64("hlc")
-    claims_root = r.raw(HASH_BYTES, "claims_root")
-    payload_len = r.u32("payload_len")
+    hlc, claims_root, payload_len = r.fields(_TAIL, "hlc, claims_root, payload_len")
     if payload_len + SIGNATURE_BYTES != r.remaining:
         too_long = payload_len + SIGNATURE_BYTES > r.remaining
         reason = Reason.TRUNCATED if too_long else Reason.TRAILING_BYTES
@@ -272,13 +270,11 @@ def open_envelope(
 
 def _read_position(r: Reader) -> tuple[int, int, bytes]:
     """Epoch, seq and prev, with the rules that tie them together."""
-    epoch = r.u32("epoch")
+    epoch, seq, prev = r.fields(_POSITION, "epoch, seq, prev")
     if epoch == 0:
         raise Rejected(Reason.BAD_EPOCH, "epoch 0; epochs start at 1")
-    seq = r.u64("seq")
     if not 1 <= seq <= SEQ_MAX:
         raise Rejected(Reason.BAD_SEQ, f"seq {seq} outside 1..2^63-1")
-    prev = r.raw(HASH_BYTES, "prev")
     if seq > 1 and prev == ZERO_ID:
         raise Rejected(Reason.BAD_PREV, f"seq {seq} must name its previous envelope")
     if seq == 1 and epoch == 1 and prev != ZERO_ID:

@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Any
 
 from .errors import Reason, Rejected
 
-__all__ = ["Reader", "Writer", "crc32", "pack_u32", "pack_u64", "unpack_u32", "unpack_u64"]
+__all__ = [
+    "Layout",
+    "Reader",
+    "Writer",
+    "crc32",
+    "pack_u32",
+    "pack_u64",
+    "unpack_u32",
+    "unpack_u64",
+]
+
+Layout = struct.Struct
+"""A precompiled fixed-width layout, e.g. ``Layout(">BB32s")``, read with :meth:`Reader.fields`."""
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -95,6 +108,11 @@ class Reader:
 
     def raw(self, n: int, field: str) -> bytes:
         return self._take(n, field)
+
+    def fields(self, layout: Layout, field: str) -> tuple[Any, ...]:
+        """Several fixed-width fields at once (one bounds check, one C call)."""
+        values = layout.unpack_from(self._take(layout.size, field))
+        return tuple(values)
 
     def expect_end(self) -> None:
         if self.remaining:

@@ -82,3 +82,35 @@ def test_bench_store_prints_named_figures(tmp_path: Path) -> None:
     ratio = figures["durable_commits_per_s"] / figures["raw_lmdb_commits_per_s"]
     assert abs(figures["store_vs_raw_lmdb"] - ratio) < 0.01
     assert list(tmp_path.iterdir()) == []  # cleans up after itself
+
+
+def test_bench_core_prints_named_figures(tmp_path: Path) -> None:
+    # A tiny run proves the command and its figures exist; it asserts no speed.
+    done = run(
+        "bench",
+        "core",
+        "--json",
+        "--envelopes",
+        "128",
+        "--local-claims",
+        "128",
+        "--latency-samples",
+        "20",
+        "--dir",
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    for name in (
+        "verify_per_s",
+        "ingest_envelopes_per_s",
+        "ingest_vs_verify",
+        "pycrdt_apply_per_s",
+        "local_writes_per_s",
+        "local_write_p50_ms",
+        "local_write_p99_ms",
+    ):
+        assert figures[name] > 0, name
+    ratio = 2 * figures["ingest_envelopes_per_s"] / figures["verify_per_s"]
+    assert abs(figures["ingest_vs_verify"] - ratio) < 0.01
+    assert figures["local_write_p50_ms"] <= figures["local_write_p99_ms"]
