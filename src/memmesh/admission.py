@@ -31,7 +31,7 @@ from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, parse_
 from .merkle import merkle_root
 from .replica import IntegrationFailed, Replica
 from .store import Store, WriteBatch
-from .wire import Reader, Writer
+from .wire import Layout, Reader, Writer
 from .ydecode import (
     GrammarItem,
     check_start,
@@ -54,6 +54,14 @@ __all__ = [
 CLAIMS_DIGEST_TAG = b"claims-digest/v1"
 EVIDENCE_TAG = b"evidence/v1"
 EVIDENCE_PREFIX = b"equivocation/"
+
+
+_CHECKPOINT_VERSION = 1
+_CHECKPOINT_HEAD = Layout(">32sIQ32s")
+
+
+class _StaleCheckpoint(Exception):
+    """A checkpoint that does not match the log; the document is rebuilt from the log."""
 
 
 class NotAMember(LocalError):
@@ -155,6 +163,8 @@ class Admission:
         self._replay_main: set[bytes] = set()
         """On restart, the ids the store holds on their logs: replay keeps them there."""
         self.rejected: dict[Reason, int] = {}
+        self.checkpoint_used: int | None = None
+        self.checkpoint_problem: str | None = None
 
     # -- restart ------------------------------------------------------------------------------
 
@@ -167,10 +177,15 @@ class Admission:
         limits: AdmissionLimits | None = None,
         replica_client_id: int = 0,
     ) -> Admission:
-        """Rebuild from the store: every stored envelope replayed through the same pipeline.
+        """Rebuild from the store: the latest checkpoint plus every stored envelope.
 
-        Signatures are not verified again (they were before commit, and records are checksummed);
-        nothing is committed again. The causal buffer puts the envelopes back in causal order.
+        The index (records, logs, membership, forks) is rebuilt by replaying every stored
+        envelope through the same pipeline: signatures are not verified again (they were before
+        commit, and records are checksummed), nothing is committed again, and the causal buffer
+        puts them back in causal order. The pycrdt document is loaded from the latest checkpoint
+        and only the envelopes after it are integrated; a checkpoint that does not match the log
+        exactly is ignored and the document is rebuilt from the log instead
+        (``checkpoint_problem`` says why).
         """
         admission = cls(store, genesis, limits=limits, replica_client_id=replica_client_id)
         on_logs: list[bytes] = []
@@ -197,7 +212,84 @@ class Admission:
                 admission.evidence[key] = pair
                 env = decode_envelope(pair[0], admission.limits.envelope)
                 admission.forks[env.log] = min(admission.forks.get(env.log, env.seq), env.seq)
+        admission._restore_document(store.latest_checkpoint())
         return admission
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """Durably record the document state and the frontier it covers; return its number.
+
+        Layout: ``version u8 | heads u32 | (author 32, epoch u32, seq u64, id 32) * heads |
+        failed u32 | id 32 * failed | state_len u32 | Yjs v1 state``. Local, never replicated.
+        """
+        assert self._batch is None, "no checkpoint inside an admission call"
+        w = Writer()
+        w.u8(_CHECKPOINT_VERSION)
+        frontier = self.frontier()
+        w.u32(len(frontier))
+        for log, head in frontier:
+            w.raw(log.author)
+            w.u32(log.epoch)
+            w.u64(head.seq)
+            w.raw(head.id)
+        failed = sorted(i for i, r in self.records.items() if r.failed)
+        w.u32(len(failed))
+        for env_id in failed:
+            w.raw(env_id)
+        state = self.replica.encode_state()
+        w.u32(len(state))
+        w.raw(state)
+        latest = self.store.latest_checkpoint()
+        number = latest[0] + 1 if latest is not None else 1
+        self.store.commit(WriteBatch(checkpoints={number: w.getvalue()}))
+        return number
+
+    def _restore_document(self, checkpoint: tuple[int, bytes] | None) -> None:
+        covered: set[bytes] = set()
+        if checkpoint is not None:
+            number, data = checkpoint
+            try:
+                covered = self._load_checkpoint(data)
+                self.checkpoint_used = number
+            except (Rejected, IntegrationFailed, _StaleCheckpoint) as exc:
+                self.checkpoint_problem = f"checkpoint {number} not used: {exc}"
+                covered = set()
+                self.replica = Replica(self.replica.doc.client_id)
+        for log in sorted(self.logs):
+            for env_id in self.logs[log]:
+                if env_id not in covered:
+                    self._integrate(self.records[env_id])
+
+    def _load_checkpoint(self, data: bytes) -> set[bytes]:
+        """Load a checkpoint's document; return the main-branch ids it covers."""
+        r = Reader(data, "checkpoint")
+        if r.u8("version") != _CHECKPOINT_VERSION:
+            raise _StaleCheckpoint("unknown checkpoint version")
+        covered: set[bytes] = set()
+        for _ in range(r.u32("heads")):
+            author, epoch, seq, head_id = r.fields(_CHECKPOINT_HEAD, "head")
+            ids = self.logs.get(LogId(author, epoch), [])
+            if len(ids) < seq or ids[seq - 1] != head_id:
+                raise _StaleCheckpoint(f"log {short_id(author)}@{epoch} does not hold seq {seq}")
+            covered.update(ids[:seq])
+        failed = {r.raw(32, "failed id") for _ in range(r.u32("failed"))}
+        state = r.raw(r.u32("state_len"), "state")
+        r.expect_end()
+        replica = Replica(self.replica.doc.client_id)
+        replica.integrate(state)
+        expected = {
+            item_key(client_id(rec.envelope.author, rec.envelope.epoch), claim.id)
+            for env_id in covered - failed
+            for rec in [self.records[env_id]]
+            for claim in rec.claims
+        }
+        if set(replica.keys()) != expected:
+            raise _StaleCheckpoint("its document does not hold exactly the claims it covers")
+        for env_id in failed & covered:
+            self.records[env_id].failed = True
+        self.replica = replica
+        return covered
 
     # -- the pipeline -------------------------------------------------------------------------
 
@@ -236,6 +328,8 @@ class Admission:
             raise
         finally:
             staged, self._batch, self._staged = self._staged, None, []
+        if self._replaying:
+            return  # open() builds the document once the whole index is back
         for record in staged:
             if not record.side:
                 self._integrate(record)

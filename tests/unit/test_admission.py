@@ -517,3 +517,55 @@ def test_group_commit_of_remote_envelopes_is_all_or_nothing(mesh: MeshFixture) -
     assert outcomes[-1].admitted == tuple(e.id for e in envs[3:])
     assert replica.claims_digest() == source.claims_digest()
     assert replica.frontier() == source.frontier()
+
+
+def test_restart_from_a_checkpoint_plus_the_log_after_it(mesh: MeshFixture) -> None:
+    disk = MemoryDisk()
+    admission = Admission(MemoryStore(disk), mesh.genesis)
+    for i in range(6):
+        admission.write_local(mesh.nodes[i % 2], [mesh.claim(mesh.writers[0], f"a{i}")], hlc=i)
+    assert admission.checkpoint() == 1
+    for i in range(4):
+        admission.write_local(mesh.nodes[i % 3], [mesh.claim(mesh.writers[1], f"b{i}")], hlc=9)
+    assert admission.checkpoint() == 2
+    admission.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[1], "after")], hlc=20)
+    again = Admission.open(MemoryStore(disk), mesh.genesis)
+    assert (again.checkpoint_used, again.checkpoint_problem) == (2, None)
+    assert again.replica.keys() == admission.replica.keys()
+    assert again.claims_digest() == admission.claims_digest()
+    assert again.frontier() == admission.frontier()
+
+
+def test_a_checkpoint_that_does_not_match_the_log_is_not_used(mesh: MeshFixture) -> None:
+    disk = MemoryDisk()
+    admission = Admission(MemoryStore(disk), mesh.genesis)
+    admission.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "a")], hlc=1)
+    other = Admission(MemoryStore(), mesh.genesis)  # a different history of the same mesh
+    other.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "z")], hlc=1)
+    other.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[0], "y")], hlc=1)
+    other.checkpoint()
+    disk.checkpoints = dict(other.store.disk.checkpoints)  # type: ignore[attr-defined]
+    again = Admission.open(MemoryStore(disk), mesh.genesis)
+    assert again.checkpoint_used is None
+    assert again.checkpoint_problem is not None and "does not hold" in again.checkpoint_problem
+    assert again.replica.keys() == admission.replica.keys()
+    assert again.claims_digest() == admission.claims_digest()
+
+
+def test_a_checkpoint_whose_document_differs_is_not_used(mesh: MeshFixture) -> None:
+    disk = MemoryDisk()
+    admission = Admission(MemoryStore(disk), mesh.genesis)
+    admission.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "a")], hlc=1)
+    number = admission.checkpoint()
+    state = admission.replica.encode_state()
+    other = Admission(MemoryStore(), mesh.genesis)
+    other.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[0], "b")], hlc=1)
+    forged_state = other.replica.encode_state()
+    data = disk.checkpoints[number]
+    assert data.endswith(state)
+    prefix = data[: -(len(state) + 4)]
+    disk.checkpoints[number] = prefix + len(forged_state).to_bytes(4, "big") + forged_state
+    again = Admission.open(MemoryStore(disk), mesh.genesis)
+    assert again.checkpoint_used is None
+    assert again.checkpoint_problem is not None and "exactly" in again.checkpoint_problem
+    assert again.replica.keys() == admission.replica.keys()
