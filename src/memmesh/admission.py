@@ -688,6 +688,12 @@ class Admission:
     def claims_digest(self) -> bytes:
         return claims_digest(claim.id for claim in self.live_claims())
 
+    def admit_chain(self, key: bytes) -> list[bytes]:
+        """The admit claims' bytes from ``key`` back to a genesis admin, for a handshake to
+        present (see :func:`memmesh.membership.verify_admit_chain`)."""
+        by_id = {c.id: c for r in self.records.values() for c in r.claims if c.type == ADMIT}
+        return [by_id[claim_id].raw for claim_id in self.membership.admit_chain(key)]
+
     def frontier(self) -> list[tuple[LogId, Head]]:
         """The main-branch head of every log, sorted by log id."""
         return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .canonical import JsonValue, canonical_bytes, parse_canonical
-from .claims import Claim
+from .claims import Claim, decode_claim
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
 from .ids import short_id, tagged_hash
@@ -50,6 +50,7 @@ __all__ = [
     "decode_genesis",
     "make_genesis",
     "parse_op",
+    "verify_admit_chain",
 ]
 
 GENESIS_VERSION = 1
@@ -345,3 +346,37 @@ def _why_void(state: dict[bytes, Member], op: MembershipOp) -> str | None:
         if (op.node_cutoff is not None) != is_node:
             return "cutoff kind does not match the key's role"
     return None
+
+
+def verify_admit_chain(genesis: Genesis, chain: Sequence[bytes], key: bytes) -> Role:
+    """Check an admit chain offline and return the role it gives ``key``.
+
+    ``chain`` holds admit claims' bytes, the key's own admit first, then its issuer's, and so on
+    back to an issuer who is a genesis admin (what :meth:`Membership.admit_chain` names). Each
+    claim must be a valid, agent-signed admit of this mesh, naming the previous link's issuer,
+    and every issuer must hold the admin role. A peer that has only the genesis can so
+    recognise any member. A chain proves admission, not the absence of a later revocation:
+    that needs the revocations, which arrive with sync.
+    """
+    genesis_roles = dict(genesis.members)
+    if key in genesis_roles:
+        return genesis_roles[key]
+    if not chain:
+        raise Rejected(Reason.NOT_MEMBER, f"{short_id(key)} is not in the genesis and no chain")
+    if len(chain) > GENESIS_MEMBERS_MAX:
+        raise Rejected(Reason.COUNT_EXCEEDS_LIMIT, "admit chain too long")
+    wanted, role = key, None
+    for raw in chain:
+        claim = decode_claim(raw, mesh_id=genesis.mesh_id)
+        kind, target, target_role, _, _ = parse_op(claim)
+        if kind != ADMIT or target != wanted:
+            raise Rejected(Reason.NOT_MEMBER, f"chain link does not admit {short_id(wanted)}")
+        if role is None:
+            role = target_role
+        elif target_role != Role.ADMIN:
+            raise Rejected(Reason.NOT_MEMBER, f"issuer {short_id(wanted)} is not an admin")
+        if genesis_roles.get(claim.agent) == Role.ADMIN:
+            assert role is not None
+            return role
+        wanted = claim.agent
+    raise Rejected(Reason.NOT_MEMBER, "admit chain does not reach a genesis admin")

@@ -15,7 +15,7 @@ from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
 from memmesh.claims import CLAIM_ID_TAG, Claim
 from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope, seal
-from memmesh.errors import Reason, StorageFull
+from memmesh.errors import Reason, Rejected, StorageFull
 from memmesh.ids import ZERO_ID, LogId, tagged_hash
 from memmesh.membership import Role
 from memmesh.merkle import merkle_root
@@ -569,3 +569,29 @@ def test_a_checkpoint_whose_document_differs_is_not_used(mesh: MeshFixture) -> N
     assert again.checkpoint_used is None
     assert again.checkpoint_problem is not None and "exactly" in again.checkpoint_problem
     assert again.replica.keys() == admission.replica.keys()
+
+
+def test_admit_chains_are_verifiable_with_only_the_genesis(mesh: MeshFixture) -> None:
+    from memmesh.membership import verify_admit_chain
+
+    admin_b = SigningKey(b"\x61" * 32)
+    newcomer = SigningKey(b"\x62" * 32)
+    admission = Admission(MemoryStore(), mesh.genesis)
+    admission.write_local(mesh.nodes[0], [mesh.admit(admin_b.public_key, Role.ADMIN)], hlc=1)
+    admission.write_local(
+        mesh.nodes[0], [mesh.admit(newcomer.public_key, Role.NODE, by=admin_b)], hlc=2
+    )
+    chain = admission.admit_chain(newcomer.public_key)
+    assert len(chain) == 2
+    assert verify_admit_chain(mesh.genesis, chain, newcomer.public_key) is Role.NODE
+    assert verify_admit_chain(mesh.genesis, [], mesh.nodes[0].public_key) is Role.NODE
+    with pytest.raises(Rejected):
+        verify_admit_chain(mesh.genesis, chain[:1], newcomer.public_key)  # stops short
+    with pytest.raises(Rejected):
+        verify_admit_chain(mesh.genesis, chain, admin_b.public_key)  # not its chain
+    stranger = SigningKey(b"\x63" * 32)
+    forged = mesh.claim(
+        stranger, "x", {"key": newcomer.public_key.hex(), "role": "node"}, type="admit"
+    )
+    with pytest.raises(Rejected):
+        verify_admit_chain(mesh.genesis, [forged.raw], newcomer.public_key)
