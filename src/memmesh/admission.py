@@ -150,7 +150,8 @@ class Admission:
         self.forks: dict[LogId, int] = {}
         """Lowest seq at which each log is known to equivocate."""
         self.evidence: dict[bytes, tuple[bytes, bytes]] = {}
-        self.item_keys: set[str] = set()
+        self.item_keys: dict[str, int] = {}
+        """Map keys held on the main branches, with the seq of the envelope that holds each."""
         self.dag_heads: set[bytes] = set()
         self._causal: dict[bytes, _Prepared] = {}
         self._causal_bytes = 0
@@ -212,6 +213,7 @@ class Admission:
                 admission.evidence[key] = pair
                 env = decode_envelope(pair[0], admission.limits.envelope)
                 admission.forks[env.log] = min(admission.forks.get(env.log, env.seq), env.seq)
+        admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
         return admission
 
@@ -288,6 +290,7 @@ class Admission:
             raise _StaleCheckpoint("its document does not hold exactly the claims it covers")
         for env_id in failed & covered:
             self.records[env_id].failed = True
+        self._sync_exclusions()
         self.replica = replica
         return covered
 
@@ -348,9 +351,11 @@ class Admission:
                 if not ids:
                     del self.logs[env.log]
                 client = client_id(env.author, env.epoch)
-                self.item_keys.difference_update(item_key(client, c.id) for c in record.claims)
+                for claim in record.claims:
+                    self.item_keys.pop(item_key(client, claim.id), None)
             self.membership.remove(c.id for c in record.claims)
         self.dag_heads, self.forks, self.evidence = saved
+        self._sync_exclusions()
 
     def _receive_one(self, raw: bytes) -> Outcome:
         try:
@@ -438,11 +443,9 @@ class Admission:
         )
         if self._replaying:
             on_main = env.id in self._replay_main
+        self._refuse_replayed_claims(prepared, prev)
         batch = WriteBatch()
         if on_main:
-            fresh = [item.key for item in prepared.items if item.key in self.item_keys]
-            if fresh:
-                raise Rejected(Reason.DUPLICATE_CLAIM, f"claim {fresh[0][:40]} is already held")
             batch.envelopes.append(env)
         else:
             batch.side_envelopes.append(env)
@@ -459,6 +462,26 @@ class Admission:
         )
         return record, batch
 
+    def _refuse_replayed_claims(self, prepared: _Prepared, prev: EnvelopeRecord | None) -> None:
+        """Refuse a claim its log already carries in this envelope's causal past.
+
+        The past of a log is its prev chain, not whatever branch this replica holds as main: for
+        an envelope on another branch of an equivocation it is that branch's own side envelopes
+        down to the fork, then the main branch below it. So the decision is the same on every
+        replica whichever branch it took as main.
+        """
+        branch_keys: set[str] = set()
+        record = prev
+        while record is not None and record.side:
+            env = record.envelope
+            client = client_id(env.author, env.epoch)
+            branch_keys.update(item_key(client, c.id) for c in record.claims)
+            record = self.records.get(env.prev) if env.seq > 1 else None
+        below = record.envelope.seq if record is not None else 0
+        for item in prepared.items:
+            if item.key in branch_keys or self.item_keys.get(item.key, below + 1) <= below:
+                raise Rejected(Reason.DUPLICATE_CLAIM, f"claim {item.key[:40]} is already held")
+
     def _admitted_somewhere(self, author: bytes, prepared: _Prepared) -> bool:
         if self.membership.ever_admitted(author):
             return True
@@ -473,9 +496,10 @@ class Admission:
                 key, value = _evidence(self.records[existing[env.seq - 1]].envelope, env)
                 self.evidence[key] = _split_pair(value)
                 self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
+                self._sync_exclusions()
         else:
             self.logs.setdefault(env.log, []).append(env.id)
-            self.item_keys.update(item.key for item in prepared.items)
+            self.item_keys.update((item.key, env.seq) for item in prepared.items)
         self.dag_heads.difference_update(self._needs(env))
         self.dag_heads.add(env.id)
         self.membership.add(
@@ -501,7 +525,18 @@ class Admission:
         except IntegrationFailed:
             # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
             record.failed = True
+            self._sync_exclusions()
             self._rebuild_replica()
+
+    def _sync_exclusions(self) -> None:
+        """Tell membership which carriers are excluded whatever the membership state is
+        (equivocation, pycrdt refusal): operations they carry are void."""
+        failed = frozenset(
+            (r.envelope.author, r.envelope.epoch, r.envelope.seq)
+            for r in self.records.values()
+            if r.failed
+        )
+        self.membership.set_exclusions(self.forks, failed)
 
     def _rebuild_replica(self) -> None:
         """A panic may have poisoned the document: rebuild it from every main-branch envelope
@@ -560,7 +595,7 @@ class Admission:
                         if self.membership.ever_admitted(p.envelope.author)
                     )
                 )
-            for waiting_id in reversed(ready):  # popped from the end: admitted in id order
+            for waiting_id in ready:  # in id order (the final state does not depend on it)
                 prepared = self._take_waiting(waiting_id)
                 if prepared is None:
                     continue

@@ -90,8 +90,7 @@ def _check_item(item: Any, depth: int) -> None:
 
 
 def _encode(value: Any, out: list[str], depth: int) -> None:
-    if depth > _DEPTH_MAX:
-        raise ValueError(f"nested deeper than {_DEPTH_MAX}")
+    # Depth and every value were already checked by _check: one limit, whatever the path.
     if isinstance(value, list | tuple):
         out.append("[")
         for i, item in enumerate(value):

@@ -197,7 +197,7 @@ def _check_body(doc: JsonValue) -> dict[str, Any]:
     if members != _MEMBERS:
         missing, extra = sorted(_MEMBERS - members), sorted(members - _MEMBERS)
         raise _bad(f"claim members differ: missing {missing}, unknown {extra}")
-    if doc["v"] != CLAIM_VERSION:
+    if type(doc["v"]) is not int or doc["v"] != CLAIM_VERSION:  # `true == 1` in Python
         raise _bad(f"claim body version {doc['v']!r}")
     hlc = doc["hlc"]
     if not (isinstance(hlc, list) and len(hlc) == 2 and all(_is_uint(x) for x in hlc)):

@@ -29,14 +29,14 @@ that point. So two admins revoking each other concurrently end the same way on e
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .canonical import JsonValue, canonical_bytes, parse_canonical
 from .claims import Claim, decode_claim
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
-from .ids import short_id, tagged_hash
+from .ids import LogId, short_id, tagged_hash
 from .wire import Reader, Writer
 
 __all__ = [
@@ -116,7 +116,11 @@ def decode_genesis(data: bytes) -> Genesis:
         raise Rejected(Reason.BAD_VERSION, "genesis version")
     body_len = r.u32("body_len")
     if body_len + SIGNATURE_BYTES != r.remaining:
-        raise Rejected(Reason.TRUNCATED, "genesis body_len does not match its size")
+        too_long = body_len + SIGNATURE_BYTES > r.remaining
+        raise Rejected(
+            Reason.TRUNCATED if too_long else Reason.TRAILING_BYTES,
+            "genesis body_len does not match its size",
+        )
     body = r.raw(body_len, "body")
     signature = r.raw(SIGNATURE_BYTES, "signature")
     doc = parse_canonical(body, what="genesis", bytes_max=GENESIS_BYTES_MAX)
@@ -125,7 +129,10 @@ def decode_genesis(data: bytes) -> Genesis:
             Reason.BAD_GENESIS, "genesis members must be exactly v, name, admin, members"
         )
     name, admin_hex, members = doc["name"], doc["admin"], doc["members"]
-    if doc["v"] != GENESIS_VERSION or not isinstance(name, str) or not 0 < len(name) <= 256:
+    version = doc["v"]
+    if type(version) is not int or version != GENESIS_VERSION:  # `true == 1` in Python
+        raise Rejected(Reason.BAD_GENESIS, "genesis body version")
+    if not isinstance(name, str) or not 0 < len(name.encode()) <= 256:
         raise Rejected(Reason.BAD_GENESIS, "genesis version or name")
     admin = _key(admin_hex, Reason.BAD_GENESIS)
     if not isinstance(members, list) or not 0 < len(members) <= GENESIS_MEMBERS_MAX:
@@ -231,6 +238,8 @@ class Membership:
     _state: dict[bytes, Member] | None = None
     _void: dict[bytes, str] = field(default_factory=dict)
     _admit_targets: set[bytes] = field(default_factory=set)
+    _forks: dict[LogId, int] = field(default_factory=dict)
+    _failed: frozenset[tuple[bytes, int, int]] = frozenset()
 
     def add(self, ops: Iterable[MembershipOp]) -> None:
         for op in ops:
@@ -239,6 +248,15 @@ class Membership:
                 if op.kind == ADMIT:
                     self._admit_targets.add(op.target)
                 self._state = None
+
+    def set_exclusions(
+        self, forks: Mapping[LogId, int], failed: frozenset[tuple[bytes, int, int]]
+    ) -> None:
+        """Envelopes excluded regardless of membership: a log's seqs from its equivocation fork
+        on, and envelopes pycrdt refused. Operations they carry are void."""
+        if dict(forks) != self._forks or failed != self._failed:
+            self._forks, self._failed = dict(forks), failed
+            self._state = None
 
     def remove(self, claim_ids: Iterable[bytes]) -> None:
         """Forget operations (a batch whose commit failed is rolled back)."""
@@ -269,7 +287,7 @@ class Membership:
         state = {key: Member(role) for key, role in self.genesis.members}
         void: dict[bytes, str] = {}
         for op in sorted(self._ops.values(), key=lambda o: o.order):
-            why = _why_void(state, op)
+            why = self._carrier_excluded(op) or _why_void(state, op)
             if why is not None:
                 void[op.claim_id] = why
                 continue
@@ -287,6 +305,15 @@ class Membership:
                     op.agent_cutoff if old_a is None else min(old_a, op.agent_cutoff)
                 )
         return state, void
+
+    def _carrier_excluded(self, op: MembershipOp) -> str | None:
+        author, epoch, seq = op.carrier
+        fork = self._forks.get(LogId(author, epoch))
+        if fork is not None and seq >= fork:
+            return "carrier envelope is excluded: its log equivocates"
+        if op.carrier in self._failed:
+            return "carrier envelope is excluded: pycrdt refused it"
+        return None
 
     def node_status(self, author: bytes, epoch: int, seq: int) -> Reason | None:
         """None when an envelope at (author, epoch, seq) is from a live node; else why not."""

@@ -7,6 +7,7 @@ check and must be stopped by the grammar, the claims checks or the live-set rule
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -595,3 +596,81 @@ def test_admit_chains_are_verifiable_with_only_the_genesis(mesh: MeshFixture) ->
     )
     with pytest.raises(Rejected):
         verify_admit_chain(mesh.genesis, [forged.raw], newcomer.public_key)
+
+
+def _two_branches(
+    mesh: MeshFixture, a_claims: list[list[Claim]], b_claims: list[list[Claim]]
+) -> tuple[Envelope, list[Envelope], list[Envelope], Admission]:
+    """node0 writes e1, then branch A on one replica and branch B on another."""
+    node0 = mesh.nodes[0]
+    x, y = Admission(MemoryStore(), mesh.genesis), Admission(MemoryStore(), mesh.genesis)
+    e1 = x.write_local(node0, [mesh.claim(mesh.writers[0], "base")], hlc=1)
+    y.receive(e1.raw)
+    a = [x.write_local(node0, claims, hlc=2) for claims in a_claims]
+    b = [y.write_local(node0, claims, hlc=2) for claims in b_claims]
+    return e1, a, b, y
+
+
+def test_a_claim_repeated_on_another_branch_is_judged_by_that_branchs_past(
+    mesh: MeshFixture,
+) -> None:
+    shared = mesh.claim(mesh.writers[0], "shared")
+    e1, a, b, _ = _two_branches(mesh, [[shared], [mesh.claim(mesh.writers[0], "a3")]], [[shared]])
+    node0 = mesh.nodes[0]
+    client = client_id(node0.public_key, 1)
+    # b3 repeats the claim b2 already carries: a replay within its own branch's past.
+    b3 = _sign(
+        node0,
+        mesh,
+        encode_update(client, 2, [(shared.id, shared.raw)]),
+        claims=[shared],
+        seq=3,
+        prev=b[0].id,
+    )
+    stored, verdicts = set(), set()
+    for order in itertools.permutations([e1, *a, *b, b3]):
+        replica = Admission(MemoryStore(), mesh.genesis)
+        outcomes = {env.id: replica.receive(env.raw) for env in order}
+        verdicts.add((b3.id in replica.records, replica.rejected.get(Reason.DUPLICATE_CLAIM)))
+        for env in (e1, *a, *b):  # a2 repeats b2's claim too, but it is not in a2's past
+            assert outcomes[env.id].status is not Status.REJECTED
+        stored.add(tuple(sorted(replica.records)))
+    assert verdicts == {(False, 1)}  # refused everywhere (sometimes after waiting for b2)
+    assert len(stored) == 1
+
+
+def test_membership_operations_on_an_equivocating_branch_are_void(mesh: MeshFixture) -> None:
+    newcomer = SigningKey(b"\x71" * 32)
+    admit = mesh.admit(newcomer.public_key, Role.WRITER)
+    e1, a, b, y = _two_branches(mesh, [[mesh.claim(mesh.writers[0], "a")]], [[admit]])
+    late = y.write_local(mesh.nodes[1], [mesh.claim(newcomer, "by-newcomer")], hlc=3)
+    results = set()
+    for order in itertools.permutations([e1, *a, *b, late]):
+        replica = Admission(MemoryStore(), mesh.genesis)
+        for env in order:
+            replica.receive(env.raw)
+        assert admit.id in replica.membership.void
+        live = {c.key for c in replica.live_claims()}
+        assert "by-newcomer" not in live
+        results.add(replica.claims_digest())
+    assert len(results) == 1
+
+
+def test_true_is_not_version_one() -> None:
+    from memmesh.canonical import canonical_bytes
+    from memmesh.claims import CLAIM_SIGNATURE_DOMAIN, decode_claim
+    from memmesh.wire import Writer
+
+    mesh = MeshFixture("bools")
+    claim = mesh.claim(mesh.writers[0])
+    body = json.loads(claim.raw[5:-64])
+    body["v"] = True
+    data = canonical_bytes(body)
+    w = Writer()
+    w.u8(1)
+    w.u32(len(data))
+    w.raw(data)
+    w.raw(mesh.writers[0].sign(CLAIM_SIGNATURE_DOMAIN, data))
+    with pytest.raises(Rejected) as info:
+        decode_claim(w.getvalue())
+    assert info.value.reason is Reason.BAD_CLAIM

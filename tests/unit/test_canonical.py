@@ -145,3 +145,23 @@ wide_names = st.text(
 def test_member_order_matches_utf16_for_any_names(value: object) -> None:
     expected = json.dumps(_oracle(value), ensure_ascii=False, separators=(",", ":"))
     assert canonical_bytes(value) == expected.encode()
+
+
+def test_nesting_limit_does_not_depend_on_the_characters() -> None:
+    def nested(depth: int, leaf: str) -> object:
+        value: object = leaf
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    verdicts = set()
+    for leaf in ("plain", "\ue000\U00010000"):
+        accepted = []
+        for depth in range(28, 38):
+            try:
+                canonical_bytes({"k": nested(depth, leaf)})
+                accepted.append(depth)
+            except ValueError:
+                pass
+        verdicts.add(max(accepted))
+    assert len(verdicts) == 1
