@@ -1,7 +1,8 @@
 # Memory Mesh. Every target bootstraps its own virtual environment from nothing.
 #   make demo   the local demo on embedded defaults
 #   make test   lint, types and the default test suite (< 10 minutes on 2 cores)
-#   make soak   the long campaigns (crash loops, big fuzz and property runs)
+#   make soak   the long campaigns: 1,000 SIGKILL rounds, 1,000,000 fuzz inputs per decoder,
+#               50x property-test examples
 #   make bench  benchmarks, JSON on stdout
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -30,7 +31,7 @@ test: lint
 # Long campaigns. Each knob is an environment variable the tests read, so one failing case can be
 # re-run alone with the printed seed.
 soak: $(STAMP)
-	MEMMESH_CRASH_KILLS=1000 MEMMESH_TEST_SCALE=50 HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q \
+	MEMMESH_CRASH_KILLS=1000 MEMMESH_FUZZ_RUNS=1000000 MEMMESH_TEST_SCALE=50 HYPOTHESIS_PROFILE=soak $(BIN)/pytest -q \
 		--timeout=3600 tests
 
 bench: $(STAMP)

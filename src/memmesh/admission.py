@@ -93,6 +93,10 @@ class Outcome:
 class AdmissionLimits:
     envelope: EnvelopeLimits = field(default_factory=EnvelopeLimits)
     causal_buffer_max: int = 4096
+    causal_per_author_max: int = 512
+    """One author's share of the causal buffer."""
+    causal_unadmitted_max: int = 256
+    """What authors that no known admit names may hold together (keys cost nothing to make)."""
     causal_buffer_bytes_max: int = 64 << 20
     pending_buffer_max: int = 1024
     pending_buffer_bytes_max: int = 16 << 20
@@ -160,6 +164,11 @@ class Admission:
         self._pending_bytes = 0
         self._batch: WriteBatch | None = None
         self._staged: list[EnvelopeRecord] = []
+        self._saved: tuple[set[bytes], dict[LogId, int], dict[bytes, tuple[bytes, bytes]]] | None
+        self._saved = None
+        self._causal_by_author: dict[bytes, int] = {}
+        self._causal_unadmitted = 0
+        self._unadmitted_ids: set[bytes] = set()
         self._replaying = False
         self._replay_main: set[bytes] = set()
         """On restart, the ids the store holds on their logs: replay keeps them there."""
@@ -320,27 +329,24 @@ class Admission:
         commit returned: durable before visible (DESIGN §4 rule 6).
         """
         assert self._batch is None, "admission calls do not nest"
-        self._batch, self._staged = WriteBatch(), []
-        saved = (set(self.dag_heads), dict(self.forks), dict(self.evidence))
+        self._batch, self._staged, self._saved = WriteBatch(), [], None
         try:
             yield
             if self._batch and not self._replaying:
                 self.store.commit(self._batch)
         except BaseException:
-            self._undo(saved)
+            self._undo()
             raise
         finally:
             staged, self._batch, self._staged = self._staged, None, []
+            self._saved = None
         if self._replaying:
             return  # open() builds the document once the whole index is back
         for record in staged:
             if not record.side:
                 self._integrate(record)
 
-    def _undo(
-        self,
-        saved: tuple[set[bytes], dict[LogId, int], dict[bytes, tuple[bytes, bytes]]],
-    ) -> None:
+    def _undo(self) -> None:
         for record in reversed(self._staged):
             env = record.envelope
             del self.records[env.id]
@@ -354,7 +360,8 @@ class Admission:
                 for claim in record.claims:
                     self.item_keys.pop(item_key(client, claim.id), None)
             self.membership.remove(c.id for c in record.claims)
-        self.dag_heads, self.forks, self.evidence = saved
+        if self._saved is not None:
+            self.dag_heads, self.forks, self.evidence = self._saved
         self._sync_exclusions()
 
     def _receive_one(self, raw: bytes) -> Outcome:
@@ -488,6 +495,8 @@ class Admission:
         return any(parse_op(claim)[:2] == (ADMIT, author) for _, claim in prepared.ops)
 
     def _apply(self, record: EnvelopeRecord, prepared: _Prepared) -> None:
+        if self._saved is None:  # copied once per call, and only when something is staged
+            self._saved = (set(self.dag_heads), dict(self.forks), dict(self.evidence))
         env = record.envelope
         self.records[env.id] = record
         if record.side:
@@ -556,10 +565,23 @@ class Admission:
         full = len(self._causal) >= self.limits.causal_buffer_max or (
             self._causal_bytes + size > self.limits.causal_buffer_bytes_max
         )
-        if full and not self._replaying:
-            return self._reject(env.id, Rejected(Reason.CAUSAL_BUFFER_FULL, "causal buffer full"))
+        admitted = self.membership.ever_admitted(env.author)
+        if not self._replaying:
+            why = None
+            if full:
+                why = "causal buffer full"
+            elif self._causal_by_author.get(env.author, 0) >= self.limits.causal_per_author_max:
+                why = f"author {short_id(env.author)} holds its share of the causal buffer"
+            elif not admitted and self._causal_unadmitted >= self.limits.causal_unadmitted_max:
+                why = "authors not yet admitted hold their share of the causal buffer"
+            if why is not None:
+                return self._reject(env.id, Rejected(Reason.CAUSAL_BUFFER_FULL, why))
         self._causal[env.id] = prepared
         self._causal_bytes += size
+        self._causal_by_author[env.author] = self._causal_by_author.get(env.author, 0) + 1
+        if not admitted:
+            self._causal_unadmitted += 1
+            self._unadmitted_ids.add(env.id)
         for dep in missing:
             self._waiting_on.setdefault(dep, set()).add(env.id)
         return Outcome(Status.WAITING_CAUSAL, env.id, missing=missing)
@@ -612,6 +634,13 @@ class Admission:
                 return None  # still waits for another dep; it is indexed under that one too
             del self._causal[waiting_id]
             self._causal_bytes -= len(prepared.envelope.raw)
+            author = prepared.envelope.author
+            self._causal_by_author[author] -= 1
+            if not self._causal_by_author[author]:
+                del self._causal_by_author[author]
+            if waiting_id in self._unadmitted_ids:
+                self._unadmitted_ids.discard(waiting_id)
+                self._causal_unadmitted -= 1
             return prepared
         prepared = self._pending.pop(waiting_id, None)
         if prepared is not None:

@@ -425,7 +425,8 @@ def test_a_long_chain_delivered_backwards_does_not_recurse(mesh: MeshFixture) ->
         source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], f"k{i}")], hlc=i + 1)
         for i in range(1500)
     ]
-    replica = Admission(MemoryStore(), mesh.genesis)
+    limits = AdmissionLimits(causal_per_author_max=2000)
+    replica = Admission(MemoryStore(), mesh.genesis, limits=limits)
     for env in reversed(chain[1:]):
         assert replica.receive(env.raw).status is Status.WAITING_CAUSAL
     outcome = replica.receive(chain[0].raw)
@@ -674,3 +675,36 @@ def test_true_is_not_version_one() -> None:
     with pytest.raises(Rejected) as info:
         decode_claim(w.getvalue())
     assert info.value.reason is Reason.BAD_CLAIM
+
+
+def test_keys_nobody_admitted_cannot_fill_the_causal_buffer(mesh: MeshFixture) -> None:
+    limits = AdmissionLimits(
+        causal_buffer_max=64, causal_per_author_max=8, causal_unadmitted_max=16
+    )
+    replica = Admission(MemoryStore(), mesh.genesis, limits=limits)
+    claim = mesh.claim(mesh.writers[0], "junk")
+    junk = []
+    for i in range(40):  # 40 fresh keys, each claiming a dep nobody will ever send
+        stranger = SigningKey(bytes([i + 1]) * 32)
+        payload = encode_update(client_id(stranger.public_key, 1), 0, [(claim.id, claim.raw)])
+        env = _sign(stranger, mesh, payload, claims=[claim], deps=(bytes([0xEE]) * 32,))
+        junk.append(replica.receive(env.raw).status)
+    assert junk.count(Status.WAITING_CAUSAL) == 16
+    assert replica.rejected[Reason.CAUSAL_BUFFER_FULL] == 24
+    # An honest member's envelope that arrives before its dep still gets a place.
+    source = Admission(MemoryStore(), mesh.genesis)
+    first = source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "a")], hlc=1)
+    second = source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "b")], hlc=2)
+    assert replica.receive(second.raw).status is Status.WAITING_CAUSAL
+    # ...but one member cannot take more than its own share either.
+    flood = Admission(MemoryStore(), mesh.genesis, limits=limits)
+    chain = [
+        source.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[1], f"f{i}")], hlc=3 + i)
+        for i in range(12)
+    ]
+    statuses = [flood.receive(env.raw).status for env in chain[1:]]
+    assert statuses.count(Status.WAITING_CAUSAL) == 8
+    flood.receive_many([first.raw, second.raw])
+    released = flood.receive(chain[0].raw).admitted
+    assert released == tuple(env.id for env in chain[:9])  # the refused ones are fetched later
+    assert flood.buffered["causal"] == 0
