@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
 from memmesh.claims import CLAIM_ID_TAG, Claim
@@ -21,7 +23,7 @@ from memmesh.ids import ZERO_ID, LogId, tagged_hash
 from memmesh.membership import Role
 from memmesh.merkle import merkle_root
 from memmesh.store import LmdbStore, MemoryDisk, MemoryStore, WriteBatch
-from memmesh.testing import MeshFixture
+from memmesh.testing import MeshFixture, scaled
 from memmesh.ydecode import client_id, encode_update, item_key
 
 CRASHERS = sorted((Path(__file__).parents[1] / "fixtures" / "pycrdt-crashers").glob("*.bin"))
@@ -708,3 +710,44 @@ def test_keys_nobody_admitted_cannot_fill_the_causal_buffer(mesh: MeshFixture) -
     released = flood.receive(chain[0].raw).admitted
     assert released == tuple(env.id for env in chain[:9])  # the refused ones are fetched later
     assert flood.buffered["causal"] == 0
+
+
+@settings(max_examples=scaled(40), deadline=None)
+@given(st.data())
+def test_property_mutual_revocation_converges_under_any_delivery(data: st.DataObject) -> None:
+    mesh = MeshFixture("mutual")
+    envelopes = _mutual_revocation(mesh)
+    source = Admission(MemoryStore(), mesh.genesis)
+    for env in envelopes:
+        source.receive(env.raw)
+    extra = [  # unrelated traffic, some of it signed by the two admins
+        source.write_local(
+            mesh.nodes[i % 3],
+            [mesh.claim((mesh.writers[0], mesh.admin)[i % 2], f"x{i}", i)],
+            hlc=10 + i,
+        )
+        for i in range(data.draw(st.integers(0, 4)))
+    ]
+    results = set()
+    for _ in range(3):
+        order = data.draw(st.permutations([*envelopes, *extra]))
+        chunk = data.draw(st.integers(1, 4))
+        replica = Admission(MemoryStore(), mesh.genesis)
+        for i in range(0, len(order), chunk):
+            replica.receive_many([env.raw for env in order[i : i + chunk]])
+        state = replica.membership.state
+        results.add(
+            (
+                tuple(sorted(k for k, m in state.items() if m.revoked)),
+                tuple(sorted(replica.membership.void)),
+                replica.claims_digest(),
+            )
+        )
+    assert len(results) == 1
+    assert results == {
+        (
+            tuple(sorted(k for k, m in source.membership.state.items() if m.revoked)),
+            tuple(sorted(source.membership.void)),
+            source.claims_digest(),
+        )
+    }
