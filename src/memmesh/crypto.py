@@ -78,7 +78,9 @@ def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
     try:
-        nacl.signing.VerifyKey(public_key).verify(domain + message, signature)
+        # The binding directly (crypto_sign_open, libsodium's strict checks): PyNaCl's VerifyKey
+        # would only add a key object and one more copy of the message.
+        nacl.bindings.crypto_sign_open(signature + domain + message, public_key)
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         return False
     return True
