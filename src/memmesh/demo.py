@@ -1,8 +1,10 @@
 """``memmesh demo``: what exists so far, end to end, checking itself as it goes.
 
 Keys made, envelopes signed and hash-chained, group-committed to LMDB, the store reopened, every
-envelope verified again, and forgeries refused with their reason codes. The demo exits non-zero
-if any step does not behave as shown, so ``make demo`` is also a smoke test.
+envelope verified again, and forgeries refused with their reason codes; then three replicas of
+one mesh admit each other's writes, refuse a map-key erasure and a delete, isolate an
+equivocation as evidence, and end with one claims digest (``demo_mesh``). The demo exits
+non-zero if any step does not behave as shown, so ``make demo`` is also a smoke test.
 
 This is the runtime edge, so it may read the wall clock (for HLC timestamps); the core never does.
 """
@@ -19,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .crypto import SigningKey, read_key_file, write_key_file
+from .demo_mesh import MeshDemoFailed, run_mesh_demo
 from .envelope import SIGNATURE_DOMAIN, Envelope, EnvelopeLimits, encode_body, open_envelope, seal
 from .errors import KeyFileError, LogConflict, Rejected
 from .hlc import HybridClock
@@ -131,6 +134,10 @@ def _run(console: Console, root: Path) -> None:
 
     # 5. Forgeries, each refused with a reason code.
     _forgeries(console, key, mesh_id, envelopes, store_dir)
+    try:
+        run_mesh_demo(console, root / "mesh")
+    except MeshDemoFailed as exc:
+        raise DemoFailed(str(exc)) from exc
     console.rule("[bold green]demo complete")
 
 

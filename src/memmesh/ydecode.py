@@ -36,6 +36,7 @@ __all__ = [
     "client_id",
     "decode_update",
     "encode_update",
+    "encode_varuint",
     "item_key",
 ]
 
@@ -211,6 +212,11 @@ def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
             Reason.CLAIM_ID_MISMATCH, f"item at clock {clock}: value does not hash to its key"
         )
     return GrammarItem(clock=clock, key=key, claim_id=claim_id, value=value)
+
+
+def encode_varuint(value: int) -> bytes:
+    """A minimal LEB128 varuint, as the grammar requires."""
+    return _varuint(value)
 
 
 def _varuint(value: int) -> bytes:

@@ -26,7 +26,17 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_demo_runs_and_checks_itself(tmp_path: Path) -> None:
     done = run("demo", "--data-dir", str(tmp_path / "demo"))
     assert done.returncode == 0, done.stdout + done.stderr
-    for reason in ("bad_signature", "truncated", "wrong_mesh", "too_large", "log_conflict"):
+    for reason in (
+        "bad_signature",
+        "truncated",
+        "wrong_mesh",
+        "too_large",
+        "log_conflict",
+        "foreign_key",
+        "has_deletes",
+        "evidence, log excluded",
+        "one claims digest",
+    ):
         assert reason in done.stdout
     assert "demo complete" in done.stdout
     assert (tmp_path / "demo" / "store" / "data.mdb").exists()
