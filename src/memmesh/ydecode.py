@@ -86,13 +86,13 @@ def encode_update(client: int, start_clock: int, claims: Sequence[tuple[bytes, b
         raise ValueError("an update carries at least one claim")
     out = bytearray(b"\x01")
     out += _varuint(len(claims)) + _varuint(client) + _varuint(start_clock)
+    owner = f"{client}/".encode()
+    prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + _varuint(len(owner) + 64) + owner
     for claim_id, value in claims:
-        out.append(_INFO)
-        out.append(0x01)
-        out += _ROOT_FIELD
-        key = item_key(client, claim_id).encode()
-        out += _varuint(len(key)) + key
-        out += _varuint(len(value)) + value
+        out += prefix
+        out += claim_id.hex().encode()
+        out += _varuint(len(value))
+        out += value
     out.append(0x00)
     return bytes(out)
 
