@@ -440,6 +440,13 @@ class Admission:
             prev is None or prev.envelope.log != log or prev.envelope.seq != env.seq - 1
         ):
             raise Rejected(Reason.BAD_PREV, "prev is not the previous envelope of the same log")
+        if env.seq == 1 and env.prev != ZERO_ID:
+            # A new epoch names the last head of an earlier epoch of the same key (DESIGN §4).
+            earlier = self.records[env.prev].envelope
+            if earlier.author != env.author or earlier.epoch >= env.epoch:
+                raise Rejected(
+                    Reason.BAD_PREV, "a new epoch's prev must be an earlier epoch of its author"
+                )
         check_start(prepared.items[0].clock, prev.clock_end if prev is not None else 0)
         if not self._admitted_somewhere(env.author, prepared):
             return None, WriteBatch()

@@ -751,3 +751,27 @@ def test_property_mutual_revocation_converges_under_any_delivery(data: st.DataOb
             source.claims_digest(),
         )
     }
+
+
+def test_a_new_epoch_names_an_earlier_epoch_of_the_same_key(mesh: MeshFixture) -> None:
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    admission = Admission(MemoryStore(), mesh.genesis)
+    old = admission.write_local(node0, [mesh.claim(mesh.writers[0], "e1")], hlc=1)
+    other = admission.write_local(node1, [mesh.claim(mesh.writers[0], "n1")], hlc=2)
+
+    def epoch2(prev: bytes, key: str) -> Envelope:
+        claim = mesh.claim(mesh.writers[0], key)
+        payload = encode_update(client_id(node0.public_key, 2), 0, [(claim.id, claim.raw)])
+        return seal(
+            node0,
+            mesh_id=mesh.mesh_id,
+            epoch=2,
+            seq=1,
+            prev=prev,
+            hlc=3,
+            claims_root=merkle_root([claim.id]),
+            payload=payload,
+        )
+
+    assert admission.receive(epoch2(other.id, "bad").raw).reason is Reason.BAD_PREV
+    assert admission.receive(epoch2(old.id, "good").raw).status is Status.INTEGRATED
