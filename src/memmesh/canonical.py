@@ -32,20 +32,23 @@ _DEPTH_MAX = 32
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 encoding of ``value``; ``ValueError`` if it is outside the subset."""
     _check(value, 0)
-    # The C encoder gives RFC 8785's bytes (no whitespace, ECMAScript string escaping, plain
-    # integers) with members sorted by code point. That equals UTF-16 code unit order unless a
-    # name mixes characters of U+E000..U+FFFF with supplementary ones, which needs a character
-    # of U+E000 or above somewhere: only then sort the slow, explicit way.
+    # The C encoder gives RFC 8785's bytes: no whitespace, integers in plain decimal, and with
+    # ensure_ascii=False exactly ECMAScript's string escaping (quote, backslash, the five short
+    # escapes, other controls as lowercase \u00xx). It sorts members by code point, which equals
+    # UTF-16 code unit order unless a name mixes characters of U+E000..U+FFFF with supplementary
+    # ones; that needs a character of U+E000 or above somewhere, and only then are the members
+    # put in UTF-16 order by hand. Lone surrogates fail the final UTF-8 encode (a ValueError).
     text = _dumps(value)
     if not text.isascii() and max(text) >= "\ue000":
-        out: list[str] = []
-        _encode(value, out, 0)
-        text = "".join(out)
+        text = _dumps_as_ordered(_in_utf16_order(value))
     return text.encode("utf-8")
 
 
 _dumps = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
+_dumps_as_ordered = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False
 ).encode
 _is_nfc = functools.partial(unicodedata.is_normalized, "NFC")
 
@@ -89,61 +92,17 @@ def _check_item(item: Any, depth: int) -> None:
         raise ValueError(f"{kind.__name__} is not in the canonical JSON subset")
 
 
-def _encode(value: Any, out: list[str], depth: int) -> None:
-    # Depth and every value were already checked by _check: one limit, whatever the path.
+def _in_utf16_order(value: Any) -> Any:
+    """``value`` with every object's members re-inserted in UTF-16 code unit order."""
+    if isinstance(value, dict):
+        return {name: _in_utf16_order(value[name]) for name in sorted(value, key=_utf16_order)}
     if isinstance(value, list | tuple):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out, depth + 1)
-        out.append("]")
-    elif isinstance(value, dict):
-        if not all(isinstance(name, str) for name in value):
-            raise ValueError("object member names must be strings")
-        out.append("{")
-        for i, name in enumerate(sorted(value, key=_utf16_order)):
-            if i:
-                out.append(",")
-            out.append(_string(name))
-            out.append(":")
-            _encode(value[name], out, depth + 1)
-        out.append("}")
-    else:
-        out.append(_scalar(value))
-
-
-def _scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        if not -JSON_INT_MAX <= value <= JSON_INT_MAX:
-            raise ValueError(f"integer {value} outside +-2^53")
-        return str(int(value))
-    if isinstance(value, str):
-        return _string(value)
-    raise ValueError(f"{type(value).__name__} is not in the canonical JSON subset")
+        return [_in_utf16_order(item) for item in value]
+    return value
 
 
 def _utf16_order(name: str) -> bytes:
     return name.encode("utf-16-be", "surrogatepass")
-
-
-def _string(value: str) -> str:
-    if not unicodedata.is_normalized("NFC", value):
-        raise ValueError(f"string {value[:20]!r} is not in Unicode NFC")
-    # For strings, Python's C encoder with ensure_ascii=False escapes exactly what ECMAScript's
-    # JSON.stringify does (quote, backslash, the five short escapes, other controls as lowercase
-    # \u00xx) and nothing else. Lone surrogates pass through here and fail the final UTF-8
-    # encode in canonical_bytes with a ValueError.
-    return _encode_string(value)
-
-
-_encode_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def parse_canonical(data: bytes, *, what: str, bytes_max: int) -> JsonValue:
