@@ -27,7 +27,7 @@ from .crypto import SigningKey
 from .envelope import Envelope, EnvelopeLimits, decode_envelope, open_envelope, seal
 from .errors import LocalError, Reason, Rejected
 from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
-from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, parse_op
+from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, Role, parse_op
 from .merkle import merkle_root
 from .replica import IntegrationFailed, Replica
 from .store import Store, WriteBatch
@@ -116,6 +116,14 @@ class EnvelopeRecord:
     """pycrdt refused it although the grammar accepted it; excluded everywhere the same way."""
 
 
+_Op = tuple[int, Claim, tuple[str, bytes, Role | None, tuple[int, int] | None, int | None]]
+
+
+def _membership_ops(claims: Sequence[Claim]) -> list[_Op]:
+    """The admit and revoke claims, parsed: a malformed one is refused on its own bytes."""
+    return [(i, c, parse_op(c)) for i, c in enumerate(claims) if c.type in (ADMIT, REVOKE)]
+
+
 @dataclass(slots=True)
 class _Prepared:
     """An envelope that passed every check on its own bytes, waiting for its causal past."""
@@ -123,7 +131,8 @@ class _Prepared:
     envelope: Envelope
     items: list[GrammarItem]
     claims: tuple[Claim, ...]
-    ops: list[tuple[int, Claim]]
+    ops: list[_Op]
+    """The membership operations it carries, parsed once: (position, claim, operation)."""
 
 
 def claims_digest(claim_ids: Iterable[bytes]) -> bytes:
@@ -401,10 +410,7 @@ class Admission:
         )
         if merkle_root([c.id for c in claims]) != env.claims_root:
             raise Rejected(Reason.BAD_CLAIMS_ROOT, "claims_root is not the root of its claims")
-        ops = [(i, c) for i, c in enumerate(claims) if c.type in (ADMIT, REVOKE)]
-        for _, claim in ops:
-            parse_op(claim)  # a malformed operation is refused on its own bytes
-        return _Prepared(env, items, claims, ops)
+        return _Prepared(env, items, claims, _membership_ops(claims))
 
     def _needs(self, env: Envelope) -> list[bytes]:
         needs = list(env.deps)
@@ -418,21 +424,27 @@ class Admission:
     def _admit_ready(self, prepared: _Prepared) -> Outcome:
         env = prepared.envelope
         try:
-            record, batch = self._plan(prepared)
+            record, evidence = self._plan(prepared)
         except Rejected as exc:
             return self._reject(env.id, exc)
         if record is None:
             return self._buffer_pending(prepared)
         assert self._batch is not None
-        self._batch.envelopes.extend(batch.envelopes)
-        self._batch.side_envelopes.extend(batch.side_envelopes)
-        self._batch.evidence.update(batch.evidence)
-        self._apply(record, prepared)
+        if record.side:
+            self._batch.side_envelopes.append(env)
+        else:
+            self._batch.envelopes.append(env)
+        if evidence is not None:
+            self._batch.evidence[evidence[0]] = _pack_pair(evidence[1])
+        self._apply(record, prepared, evidence)
         self._staged.append(record)
         return Outcome(Status.INTEGRATED, env.id)
 
-    def _plan(self, prepared: _Prepared) -> tuple[EnvelopeRecord | None, WriteBatch]:
-        """Decide, without changing anything, how a causally ready envelope is stored."""
+    def _plan(
+        self, prepared: _Prepared
+    ) -> tuple[EnvelopeRecord | None, tuple[bytes, tuple[bytes, bytes]] | None]:
+        """Decide, without changing anything, how a causally ready envelope is stored: its
+        record (None: its author waits for an admit) and the equivocation evidence it makes."""
         env = prepared.envelope
         log = env.log
         prev = self.records.get(env.prev) if env.seq > 1 else None
@@ -449,7 +461,7 @@ class Admission:
                 )
         check_start(prepared.items[0].clock, prev.clock_end if prev is not None else 0)
         if not self._admitted_somewhere(env.author, prepared):
-            return None, WriteBatch()
+            return None, None
         ids = self.logs.get(log, [])
         existing = ids[env.seq - 1] if env.seq <= len(ids) else None
         on_main = (
@@ -458,14 +470,9 @@ class Admission:
         if self._replaying:
             on_main = env.id in self._replay_main
         self._refuse_replayed_claims(prepared, prev)
-        batch = WriteBatch()
-        if on_main:
-            batch.envelopes.append(env)
-        else:
-            batch.side_envelopes.append(env)
-            if existing is not None:
-                key, value = _evidence(self.records[existing].envelope, env)
-                batch.evidence[key] = value
+        evidence = None
+        if not on_main and existing is not None:
+            evidence = _evidence(self.records[existing].envelope, env)
         rank = 1 + max((self.records[d].rank for d in self._needs(env)), default=0)
         record = EnvelopeRecord(
             envelope=env,
@@ -474,7 +481,7 @@ class Admission:
             side=not on_main,
             claims=prepared.claims,
         )
-        return record, batch
+        return record, evidence
 
     def _refuse_replayed_claims(self, prepared: _Prepared, prev: EnvelopeRecord | None) -> None:
         """Refuse a claim its log already carries in this envelope's causal past.
@@ -499,21 +506,23 @@ class Admission:
     def _admitted_somewhere(self, author: bytes, prepared: _Prepared) -> bool:
         if self.membership.ever_admitted(author):
             return True
-        return any(parse_op(claim)[:2] == (ADMIT, author) for _, claim in prepared.ops)
+        return any(op[:2] == (ADMIT, author) for _, _, op in prepared.ops)
 
-    def _apply(self, record: EnvelopeRecord, prepared: _Prepared) -> None:
+    def _apply(
+        self,
+        record: EnvelopeRecord,
+        prepared: _Prepared,
+        evidence: tuple[bytes, tuple[bytes, bytes]] | None,
+    ) -> None:
         if self._saved is None:  # copied once per call, and only when something is staged
             self._saved = (set(self.dag_heads), dict(self.forks), dict(self.evidence))
         env = record.envelope
         self.records[env.id] = record
-        if record.side:
-            existing = self.logs.get(env.log, [])
-            if env.seq <= len(existing):
-                key, value = _evidence(self.records[existing[env.seq - 1]].envelope, env)
-                self.evidence[key] = _split_pair(value)
-                self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
-                self._sync_exclusions()
-        else:
+        if evidence is not None:
+            self.evidence[evidence[0]] = evidence[1]
+            self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
+            self._sync_exclusions()
+        if not record.side:
             self.logs.setdefault(env.log, []).append(env.id)
             self.item_keys.update((item.key, env.seq) for item in prepared.items)
         self.dag_heads.difference_update(self._needs(env))
@@ -531,8 +540,7 @@ class Admission:
                 carrier=(env.author, env.epoch, env.seq),
                 order=(record.rank, env.id, position),
             )
-            for position, claim in prepared.ops
-            for kind, target, role, node_cutoff, agent_cutoff in [parse_op(claim)]
+            for position, claim, (kind, target, role, node_cutoff, agent_cutoff) in prepared.ops
         )
 
     def _integrate(self, record: EnvelopeRecord) -> None:
@@ -709,11 +717,8 @@ class Admission:
             GrammarItem(start + i, item_key(client, c.id), c.id, c.raw)
             for i, c in enumerate(claims)
         ]
-        ops = [(i, c) for i, c in enumerate(claims) if c.type in (ADMIT, REVOKE)]
-        for _, claim in ops:
-            parse_op(claim)
         with self._batching():
-            outcome = self._route(_Prepared(env, items, tuple(claims), ops))
+            outcome = self._route(_Prepared(env, items, tuple(claims), _membership_ops(claims)))
         if outcome.status is Status.WAITING_MEMBER:
             self._pending.pop(env.id, None)
             self._pending_bytes -= len(env.raw)
@@ -770,16 +775,19 @@ class Admission:
         return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]
 
 
-def _evidence(first: Envelope, second: Envelope) -> tuple[bytes, bytes]:
-    """The evidence record of an equivocation: both envelopes, ordered by id."""
+def _evidence(first: Envelope, second: Envelope) -> tuple[bytes, tuple[bytes, bytes]]:
+    """The evidence of an equivocation: its key and both envelopes' bytes, ordered by id."""
     a, b = sorted((first, second), key=lambda e: e.id)
-    key = EVIDENCE_PREFIX + tagged_hash(EVIDENCE_TAG, a.id + b.id)
+    return EVIDENCE_PREFIX + tagged_hash(EVIDENCE_TAG, a.id + b.id), (a.raw, b.raw)
+
+
+def _pack_pair(pair: tuple[bytes, bytes]) -> bytes:
+    """The stored evidence value: ``u32 len || envelope a || u32 len || envelope b``."""
     w = Writer()
-    w.u32(len(a.raw))
-    w.raw(a.raw)
-    w.u32(len(b.raw))
-    w.raw(b.raw)
-    return key, w.getvalue()
+    for raw in pair:
+        w.u32(len(raw))
+        w.raw(raw)
+    return w.getvalue()
 
 
 def _split_pair(value: bytes) -> tuple[bytes, bytes]:
