@@ -33,6 +33,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+BenchDir = Annotated[
+    Path | None, typer.Option("--dir", help="Where to put the temporary stores (default: TMPDIR).")
+]
 
 
 def _emit(data: dict[str, Any], as_json: bool, title: str) -> None:
@@ -89,9 +92,7 @@ def bench_store(
     commits: Annotated[int, typer.Option(help="Single-envelope commits per round.")] = 300,
     groups: Annotated[int, typer.Option(help="64-envelope commits per round.")] = 30,
     rounds: Annotated[int, typer.Option(help="Interleaved rounds; figures are medians.")] = 3,
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="Where to put the temporary stores.")
-    ] = None,
+    directory: BenchDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Durable commit throughput of the LMDB store against raw LMDB."""
@@ -106,9 +107,7 @@ def bench_core(
     envelopes: Annotated[int, typer.Option(help="Remote envelopes to ingest.")] = 3000,
     local_claims: Annotated[int, typer.Option(help="Claims for the local write rate.")] = 12_800,
     latency_samples: Annotated[int, typer.Option(help="Single writes timed one by one.")] = 500,
-    directory: Annotated[
-        Path | None, typer.Option("--dir", help="Where to put the temporary stores.")
-    ] = None,
+    directory: BenchDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The admission pipeline against raw Ed25519 verify and raw pycrdt apply."""

@@ -238,6 +238,7 @@ class Membership:
     _state: dict[bytes, Member] | None = None
     _void: dict[bytes, str] = field(default_factory=dict)
     _admit_targets: set[bytes] = field(default_factory=set)
+    _genesis_keys: frozenset[bytes] = field(init=False)
     _forks: dict[LogId, int] = field(default_factory=dict)
     _failed: frozenset[tuple[bytes, int, int]] = frozenset()
 
@@ -269,7 +270,10 @@ class Membership:
 
     def ever_admitted(self, key: bytes) -> bool:
         """Whether any admit names ``key`` (genesis included), void or not: decides pending."""
-        return key in self._admit_targets or any(k == key for k, _ in self.genesis.members)
+        return key in self._admit_targets or key in self._genesis_keys
+
+    def __post_init__(self) -> None:
+        self._genesis_keys = frozenset(key for key, _ in self.genesis.members)
 
     @property
     def state(self) -> dict[bytes, Member]:
