@@ -135,6 +135,15 @@ class _Prepared:
     """The membership operations it carries, parsed once: (position, claim, operation)."""
 
 
+_Saved = tuple[
+    set[bytes],
+    dict[LogId, int],
+    dict[bytes, tuple[bytes, bytes]],
+    dict[LogId, tuple[int, bytes, bytes]],
+]
+"""What a batch may change besides the records and logs, copied so a failed commit undoes it."""
+
+
 def claims_digest(claim_ids: Iterable[bytes]) -> bytes:
     """The canonical digest of a set of claims: a tagged hash of their sorted ids."""
     return tagged_hash(CLAIMS_DIGEST_TAG, b"".join(sorted(claim_ids)))
@@ -163,6 +172,9 @@ class Admission:
         self.forks: dict[LogId, int] = {}
         """Lowest seq at which each log is known to equivocate."""
         self.evidence: dict[bytes, tuple[bytes, bytes]] = {}
+        self.fork_pairs: dict[LogId, tuple[int, bytes, bytes]] = {}
+        """For each equivocating log, its lowest fork: (seq, smaller id, larger id). Sync sends
+        these so every replica learns the fork that decides exclusion (DESIGN §4 rule 5)."""
         self.item_keys: dict[str, int] = {}
         """Map keys held on the main branches, with the seq of the envelope that holds each."""
         self.dag_heads: set[bytes] = set()
@@ -173,8 +185,7 @@ class Admission:
         self._pending_bytes = 0
         self._batch: WriteBatch | None = None
         self._staged: list[EnvelopeRecord] = []
-        self._saved: tuple[set[bytes], dict[LogId, int], dict[bytes, tuple[bytes, bytes]]] | None
-        self._saved = None
+        self._saved: _Saved | None = None
         self._causal_by_author: dict[bytes, int] = {}
         self._causal_unadmitted = 0
         self._unadmitted_ids: set[bytes] = set()
@@ -229,8 +240,8 @@ class Admission:
             if key.startswith(EVIDENCE_PREFIX):
                 pair = _split_pair(value)
                 admission.evidence[key] = pair
-                env = decode_envelope(pair[0], admission.limits.envelope)
-                admission.forks[env.log] = min(admission.forks.get(env.log, env.seq), env.seq)
+                first, second = (decode_envelope(raw, admission.limits.envelope) for raw in pair)
+                admission._note_fork(first, second.id)
         admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
         return admission
@@ -370,7 +381,7 @@ class Admission:
                     self.item_keys.pop(item_key(client, claim.id), None)
             self.membership.remove(c.id for c in record.claims)
         if self._saved is not None:
-            self.dag_heads, self.forks, self.evidence = self._saved
+            self.dag_heads, self.forks, self.evidence, self.fork_pairs = self._saved
         self._sync_exclusions()
 
     def _receive_one(self, raw: bytes) -> Outcome:
@@ -515,12 +526,17 @@ class Admission:
         evidence: tuple[bytes, tuple[bytes, bytes]] | None,
     ) -> None:
         if self._saved is None:  # copied once per call, and only when something is staged
-            self._saved = (set(self.dag_heads), dict(self.forks), dict(self.evidence))
+            self._saved = (
+                set(self.dag_heads),
+                dict(self.forks),
+                dict(self.evidence),
+                dict(self.fork_pairs),
+            )
         env = record.envelope
         self.records[env.id] = record
         if evidence is not None:
             self.evidence[evidence[0]] = evidence[1]
-            self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
+            self._note_fork(env, self.logs[env.log][env.seq - 1])
             self._sync_exclusions()
         if not record.side:
             self.logs.setdefault(env.log, []).append(env.id)
@@ -542,6 +558,14 @@ class Admission:
             )
             for position, claim, (kind, target, role, node_cutoff, agent_cutoff) in prepared.ops
         )
+
+    def _note_fork(self, env: Envelope, other_id: bytes) -> None:
+        """Record that ``env`` and the envelope ``other_id`` share a log and seq."""
+        self.forks[env.log] = min(self.forks.get(env.log, env.seq), env.seq)
+        known = self.fork_pairs.get(env.log)
+        low, high = sorted((env.id, other_id))
+        if known is None or (env.seq, low, high) < known:
+            self.fork_pairs[env.log] = (env.seq, low, high)
 
     def _integrate(self, record: EnvelopeRecord) -> None:
         try:

@@ -37,6 +37,7 @@ __all__ = [
     "EnvelopeLimits",
     "decode_envelope",
     "encode_body",
+    "envelope_id",
     "open_envelope",
     "seal",
     "verify_envelope",
@@ -238,6 +239,11 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
         raw=bytes(data),
         id=tagged_hash(ID_TAG, body),
     )
+
+
+def envelope_id(data: bytes) -> bytes:
+    """The id an envelope's bytes would have if they decode (the hash of all but the signature)."""
+    return tagged_hash(ID_TAG, data[:-SIGNATURE_BYTES])
 
 
 def verify_envelope(envelope: Envelope) -> None:

@@ -76,6 +76,15 @@ class Reason(enum.StrEnum):
     BAD_SIGNATURE = "bad_signature"
     BAD_CLAIM_SIGNATURE = "bad_claim_signature"
     WRONG_MESH = "wrong_mesh"
+    # Sync sessions (a peer's messages; every one closes the session with a ``Bye``).
+    BAD_MESSAGE = "bad_message"
+    UNEXPECTED_MESSAGE = "unexpected_message"
+    NO_COMMON_VERSION = "no_common_version"
+    SELF_CONNECTION = "self_connection"
+    DUPLICATE_SESSION = "duplicate_session"
+    HANDSHAKE_TIMEOUT = "handshake_timeout"
+    FRONTIER_TOO_LARGE = "frontier_too_large"
+    SHUTDOWN = "shutdown"
 
 
 class MemmeshError(Exception):

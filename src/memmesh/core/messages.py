@@ -1,0 +1,185 @@
+"""Sync wire messages, version 1: typed, bounded, one MessagePack array per frame.
+
+Control messages are unsigned and encoded with msgspec's MessagePack codec: each message is an
+array whose first element is its kind (a small integer tag), then its fields in declaration order.
+Signed objects inside them (envelopes) travel as their exact canonical bytes, so a signature is
+checked over exactly what its author signed. The layout of every message is in
+``docs/PROTOCOL.md`` section 13.
+
+:func:`decode_message` is bounded before it allocates: the frame length is checked first, then
+msgspec validates every field's type, length and range while it decodes; anything else is
+``Rejected`` with a reason code. Semantic checks that span fields (a range's end before its
+start) are made here too, so the core only ever sees well-formed messages.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, TypeAlias
+
+import msgspec
+
+from ..errors import Reason, Rejected
+
+__all__ = [
+    "ENVELOPES_PER_MESSAGE_MAX",
+    "FORKS_PER_MESSAGE_MAX",
+    "HEADS_PER_MESSAGE_MAX",
+    "IDS_PER_MESSAGE_MAX",
+    "PROTOCOL_VERSION",
+    "Bye",
+    "Envelopes",
+    "ForkEntry",
+    "Frontier",
+    "GetIds",
+    "GetRange",
+    "HeadEntry",
+    "Hello",
+    "Message",
+    "NothingToSend",
+    "decode_message",
+    "encode_message",
+]
+
+PROTOCOL_VERSION: Final = 1
+VERSIONS_MAX: Final = 8
+HEADS_PER_MESSAGE_MAX: Final = 4096
+FORKS_PER_MESSAGE_MAX: Final = 4096
+IDS_PER_MESSAGE_MAX: Final = 256
+ENVELOPES_PER_MESSAGE_MAX: Final = 4096
+REASON_BYTES_MAX: Final = 64
+DETAIL_BYTES_MAX: Final = 256
+ENVELOPE_BYTES_MAX: Final = 1 << 20
+"""The largest envelope any frame may carry (the admission limit is checked again later)."""
+
+Id32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+U32 = Annotated[int, msgspec.Meta(ge=0, le=(1 << 32) - 1)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=(1 << 63) - 1)]
+Epoch = Annotated[int, msgspec.Meta(ge=1, le=(1 << 32) - 1)]
+
+
+class HeadEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """One log's main-branch head: ``[author, epoch, seq, id]``."""
+
+    author: Id32
+    epoch: Epoch
+    seq: Seq
+    id: Id32
+
+
+class ForkEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """The lowest known equivocation of one log: the two envelope ids, smaller first."""
+
+    a: Id32
+    b: Id32
+
+
+class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class Hello(_Message, tag=1, frozen=True):
+    """First message each way: the versions the sender speaks, its mesh and its node key."""
+
+    versions: Annotated[list[U32], msgspec.Meta(min_length=1, max_length=VERSIONS_MAX)]
+    mesh: Id32
+    node: Id32
+
+
+class Frontier(_Message, tag=2, frozen=True):
+    """One page of the sender's frontier (heads sorted by log) and lowest forks.
+
+    ``round`` names an anti-entropy round; ``last`` ends the frontier; ``reply`` asks the
+    receiver to answer with its own frontier, or with ``NothingToSend`` when it holds nothing the
+    sender lacks.
+    """
+
+    round: U32
+    heads: Annotated[list[HeadEntry], msgspec.Meta(max_length=HEADS_PER_MESSAGE_MAX)]
+    forks: Annotated[list[ForkEntry], msgspec.Meta(max_length=FORKS_PER_MESSAGE_MAX)]
+    last: bool
+    reply: bool
+
+
+class NothingToSend(_Message, tag=3, frozen=True):
+    """The explicit answer to a frontier: the receiver of that frontier holds nothing its
+    sender lacks, so the round is over from this side."""
+
+    round: U32
+
+
+class GetRange(_Message, tag=4, frozen=True):
+    """Ask for the main-branch envelopes ``start_seq..end_seq`` of one log; answered by exactly
+    one ``Envelopes`` page, a prefix of the range that fits one frame."""
+
+    req: Annotated[int, msgspec.Meta(ge=1, le=(1 << 32) - 1)]
+    author: Id32
+    epoch: Epoch
+    start_seq: Seq
+    end_seq: Seq
+
+
+class GetIds(_Message, tag=5, frozen=True):
+    """Ask for envelopes by id (missing deps, the other branch of a fork); answered by exactly
+    one ``Envelopes`` page holding those the sender has that fit one frame."""
+
+    req: Annotated[int, msgspec.Meta(ge=1, le=(1 << 32) - 1)]
+    ids: Annotated[list[Id32], msgspec.Meta(min_length=1, max_length=IDS_PER_MESSAGE_MAX)]
+
+
+class Envelopes(_Message, tag=6, frozen=True):
+    """Signed envelopes, each its exact canonical bytes. ``req`` is the request this answers,
+    0 for an eager push; ``more`` says the answer was cut at the frame limit."""
+
+    req: U32
+    items: Annotated[
+        list[Annotated[bytes, msgspec.Meta(min_length=1, max_length=ENVELOPE_BYTES_MAX)]],
+        msgspec.Meta(max_length=ENVELOPES_PER_MESSAGE_MAX),
+    ]
+    more: bool
+
+
+class Bye(_Message, tag=7, frozen=True):
+    """The one error path: why the sender closes the session (a ``Reason`` value), then it
+    disconnects. A refusal of who the peer is (wrong mesh, no common version) is final."""
+
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_BYTES_MAX)]
+    detail: Annotated[str, msgspec.Meta(max_length=DETAIL_BYTES_MAX)]
+
+
+Message: TypeAlias = Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode_message(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes, *, frame_bytes_max: int) -> Message:
+    """Decode one frame; ``Rejected`` (never another exception) for anything malformed."""
+    if len(data) > frame_bytes_max:
+        raise Rejected(Reason.TOO_LARGE, f"frame of {len(data)} bytes exceeds {frame_bytes_max}")
+    try:
+        message: Message = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise Rejected(Reason.BAD_MESSAGE, f"invalid message: {str(exc)[:200]}") from None
+    except msgspec.DecodeError as exc:
+        raise Rejected(Reason.BAD_MESSAGE, f"malformed frame: {str(exc)[:200]}") from None
+    except UnicodeDecodeError:  # msgspec lets a str that is not UTF-8 through as this
+        raise Rejected(Reason.BAD_MESSAGE, "malformed frame: a str that is not UTF-8") from None
+    if isinstance(message, Bye) and (
+        len(message.reason.encode()) > REASON_BYTES_MAX
+        or len(message.detail.encode()) > DETAIL_BYTES_MAX
+    ):  # the Meta bounds count code points; the limits are in UTF-8 bytes
+        raise Rejected(Reason.BAD_MESSAGE, "a bye's reason or detail is too long")
+    if isinstance(message, GetRange) and message.end_seq < message.start_seq:
+        raise Rejected(Reason.BAD_MESSAGE, "range ends before it starts")
+    if isinstance(message, Frontier) and any(
+        (a.author, a.epoch) >= (b.author, b.epoch)
+        for a, b in zip(message.heads, message.heads[1:], strict=False)
+    ):
+        raise Rejected(Reason.BAD_MESSAGE, "frontier heads must be sorted by log, each once")
+    if isinstance(message, Frontier) and any(f.a >= f.b for f in message.forks):
+        raise Rejected(Reason.BAD_MESSAGE, "a fork names two different ids, smaller first")
+    return message

@@ -1,0 +1,726 @@
+"""The sans-IO node: ``handle(input, now_ms) -> effects`` and ``next_deadline()``.
+
+One ``MeshCore`` is one node's protocol logic: its admission pipeline, its sync sessions and its
+timers. It does no I/O, reads no clock and draws no global randomness: time comes in as
+``now_ms`` (milliseconds of the caller's wall clock; a jump only moves timers, never a validity
+decision), randomness from the injected ``random.Random``, storage through the injected
+synchronous ``Store``. The runtime (asyncio, websockets, LMDB) and the simulator drive this same
+class and carry out its effects in order.
+
+**A round of anti-entropy** (every ``anti_entropy_interval_ms``, with one random peer)::
+
+    A -> B  Frontier(round, heads, forks, reply=True)     paged, the last page has last=True
+    B       asks A for what it lacks (GetRange per log behind, GetIds for heads or forks it
+            does not hold), then answers the round:
+    B -> A  Frontier(round, ..., reply=False)  if A lacks something B holds, else
+            NothingToSend(round)
+    A       asks B for what it lacks.
+
+Every ``GetRange``/``GetIds`` is answered by exactly one ``Envelopes`` page (a prefix that fits
+one frame; ``more`` when cut) and the asker pulls the next page, so a large catch-up is flow
+controlled by the side that has to verify it. New envelopes are pushed eagerly
+(``Envelopes(req=0)``) to every active session but the one they came from. Heads are compared by
+id as well as seq, so a peer holding the other branch of an equivocation is asked for it and the
+fork becomes evidence on both sides; the lowest fork of every log travels in the frontier, so a
+replica that holds one branch learns of the other.
+
+**Persist and Flush.** Envelopes received and local writes are staged, and the core emits
+``Persist``; the caller feeds ``Flush`` once it has fed the inputs that were ready, and the core
+commits everything staged in one durable commit (group commit), integrates it, acknowledges local
+writes, pushes what is new and asks for missing dependencies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..admission import Admission, AdmissionLimits, NotAMember, Status
+from ..claims import Claim
+from ..crypto import SigningKey
+from ..envelope import envelope_id
+from ..errors import LocalError, Reason, Rejected, StorageError
+from ..hlc import HybridClock
+from ..ids import Head, LogId, short_id
+from ..membership import Genesis
+from ..store import Store
+from .events import (
+    Dial,
+    Disconnect,
+    Effect,
+    EvidenceFound,
+    Flush,
+    Input,
+    Integrated,
+    LocalWrite,
+    Notice,
+    Notify,
+    PeerConnected,
+    PeerGone,
+    PeerKnown,
+    PeerReady,
+    PeerRefused,
+    Persist,
+    Received,
+    RejectedEnvelope,
+    Send,
+    Timer,
+    WriteAcked,
+    WriteFailed,
+)
+from .messages import (
+    HEADS_PER_MESSAGE_MAX,
+    IDS_PER_MESSAGE_MAX,
+    PROTOCOL_VERSION,
+    Bye,
+    Envelopes,
+    ForkEntry,
+    Frontier,
+    GetIds,
+    GetRange,
+    HeadEntry,
+    Hello,
+    Message,
+    NothingToSend,
+    decode_message,
+    encode_message,
+)
+from .sessions import FetchIds, FetchRange, InFlight, Rng, Session, SessionState, SyncLimits
+
+__all__ = ["MeshCore", "SyncStats"]
+
+_FINAL_REFUSALS = frozenset(
+    {Reason.WRONG_MESH.value, Reason.NO_COMMON_VERSION.value, Reason.SELF_CONNECTION.value}
+)
+"""Refusals of who a peer is: retrying cannot help, so the address is not dialled again."""
+_MESSAGE_OVERHEAD_BYTES = 64
+_ITEM_OVERHEAD_BYTES = 5
+_HLC_DRIFT_MAX_MS = 60_000
+
+
+@dataclass(slots=True)
+class SyncStats:
+    """Counters of what sync did (a runtime exports them as metrics)."""
+
+    messages_sent: dict[str, int] = field(default_factory=dict)
+    messages_received: dict[str, int] = field(default_factory=dict)
+    bytes_sent: dict[str, int] = field(default_factory=dict)
+    bytes_received: dict[str, int] = field(default_factory=dict)
+    envelopes_received: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    refusals_sent: dict[str, int] = field(default_factory=dict)
+    rounds_started: int = 0
+    rounds_in_sync: int = 0
+    commits: int = 0
+
+
+@dataclass(slots=True)
+class _Dialling:
+    attempts: int = 0
+    due_ms: int | None = 0
+    """When to dial next; None while connected or dialling, or once refused for good."""
+    node: bytes | None = None
+    refused: bool = False
+
+
+@dataclass(slots=True)
+class _Staged:
+    remote: list[tuple[str, bytes]] = field(default_factory=list)
+    local: list[LocalWrite] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.remote or self.local)
+
+
+class MeshCore:
+    """One node's sync protocol over its admission pipeline. Not thread-safe; no I/O."""
+
+    def __init__(
+        self,
+        node_key: SigningKey,
+        genesis: Genesis,
+        store: Store,
+        rng: Rng,
+        *,
+        limits: SyncLimits | None = None,
+        admission_limits: AdmissionLimits | None = None,
+        epoch: int = 1,
+    ) -> None:
+        self.node_key = node_key
+        self.node = node_key.public_key
+        self.mesh_id = genesis.mesh_id
+        self.epoch = epoch
+        self.limits = limits or SyncLimits()
+        self.rng = rng
+        self.admission = Admission.open(store, genesis, limits=admission_limits)
+        self.sessions: dict[str, Session] = {}
+        self.stats = SyncStats()
+        self.clock = HybridClock(_HLC_DRIFT_MAX_MS, self._own_last_hlc())
+        self._dialling: dict[str, _Dialling] = {}
+        self._staged = _Staged()
+        self._persist_asked = False
+        self._next_req = 0
+        self._round_due_ms: int | None = None
+        self._fetching_ids: dict[bytes, int] = {}
+        """Envelope ids asked of some peer, with the deadline of that request."""
+        self._fetching_logs: dict[LogId, int] = {}
+        """Logs with a range request in flight, with its deadline."""
+        self._out: list[Effect] = []
+        self._now = 0
+
+    # -- the public surface -------------------------------------------------------------------
+
+    def handle(self, event: Input, now_ms: int) -> list[Effect]:
+        """Feed one input; return the effects to carry out, in order."""
+        self._now = now_ms
+        if isinstance(event, Received):
+            self._on_bytes(event.peer, event.data)
+        elif isinstance(event, Flush):
+            self._flush()
+        elif isinstance(event, LocalWrite):
+            self._stage_local(event)
+        elif isinstance(event, Timer):
+            self._on_timer()
+        elif isinstance(event, PeerConnected):
+            self._on_connected(event.peer, event.outbound)
+        elif isinstance(event, PeerGone):
+            self._on_gone(event.peer)
+        elif isinstance(event, PeerKnown):
+            self._on_known(event.peer, event.forget)
+        else:  # pragma: no cover - the Input union is closed
+            raise TypeError(f"not an input: {event!r}")
+        out, self._out = self._out, []
+        return out
+
+    def begin_sync(self, peer: str, now_ms: int) -> list[Effect]:
+        """Start an anti-entropy round with ``peer`` now (the timer does this with a random
+        active peer every interval). Nothing happens if the session is not active or a round
+        with it is already open."""
+        self._now = now_ms
+        session = self.sessions.get(peer)
+        if session is not None and session.state is SessionState.ACTIVE:
+            self._start_round(session)
+        out, self._out = self._out, []
+        return out
+
+    def next_deadline(self) -> int | None:
+        """The earliest time at which ``Timer`` has work to do, or None."""
+        deadlines: list[int] = []
+        if self._round_due_ms is not None and self._active():
+            deadlines.append(self._round_due_ms)
+        for session in self.sessions.values():
+            if session.deadline_ms is not None:
+                deadlines.append(session.deadline_ms)
+            if session.round_deadline_ms is not None:
+                deadlines.append(session.round_deadline_ms)
+            deadlines.extend(r.deadline_ms for r in session.requests.values())
+        deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
+        return min(deadlines, default=None)
+
+    def quiet(self) -> bool:
+        """Nothing staged, asked, queued or buffered, and no handshake or round open: this node
+        has nothing to send until something new happens."""
+        return (
+            not self._staged
+            and all(d.due_ms is None or d.refused for d in self._dialling.values())
+            and not self.admission.buffered["causal"]
+            and not self.admission.buffered["pending_member"]
+            and all(s.state is SessionState.ACTIVE and not s.busy for s in self.sessions.values())
+        )
+
+    def frontier(self) -> list[tuple[LogId, Head]]:
+        return self.admission.frontier()
+
+    def claims_digest(self) -> bytes:
+        return self.admission.claims_digest()
+
+    # -- connections and handshake ------------------------------------------------------------
+
+    def _on_known(self, peer: str, forget: bool) -> None:
+        if forget:
+            self._dialling.pop(peer, None)
+            return
+        if peer not in self._dialling:
+            self._dialling[peer] = _Dialling(due_ms=self._now)
+
+    def _on_connected(self, peer: str, outbound: bool) -> None:
+        old = self.sessions.get(peer)
+        if old is not None and old.state is not SessionState.CLOSED:
+            self._drop_session(old)
+        session = Session(
+            peer=peer,
+            outbound=outbound,
+            state=SessionState.HELLO,
+            deadline_ms=self._now + self.limits.handshake_timeout_ms,
+        )
+        self.sessions[peer] = session
+        dialling = self._dialling.get(peer)
+        if dialling is not None:
+            dialling.due_ms = None
+        self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node))
+
+    def _on_gone(self, peer: str) -> None:
+        session = self.sessions.pop(peer, None)
+        if session is not None:
+            self._forget_requests(session)
+        dialling = self._dialling.get(peer)
+        if dialling is not None and not dialling.refused:
+            self._schedule_dial(dialling)
+
+    def _schedule_dial(self, dialling: _Dialling) -> None:
+        """Redial after a jittered exponential backoff (full jitter over the capped window)."""
+        window = min(
+            self.limits.dial_backoff_max_ms,
+            self.limits.dial_backoff_initial_ms << min(dialling.attempts, 30),
+        )
+        dialling.attempts += 1
+        dialling.due_ms = self._now + window // 2 + self.rng.randrange(window // 2 + 1)
+
+    def _on_hello(self, session: Session, message: Hello) -> None:
+        if PROTOCOL_VERSION not in message.versions:
+            return self._fail(
+                session, Reason.NO_COMMON_VERSION, f"peer speaks {sorted(message.versions)[:8]}"
+            )
+        if message.mesh != self.mesh_id:
+            return self._fail(session, Reason.WRONG_MESH, f"peer is in {short_id(message.mesh)}")
+        if message.node == self.node:
+            return self._fail(session, Reason.SELF_CONNECTION, "this is our own node key")
+        duplicate = next(
+            (
+                s
+                for s in self.sessions.values()
+                if s is not session and s.node == message.node and s.state is SessionState.ACTIVE
+            ),
+            None,
+        )
+        if duplicate is not None:
+            # Both ends keep the connection dialled by the smaller node key, so they agree.
+            keep_outbound = self.node < message.node
+            loser = session if session.outbound != keep_outbound else duplicate
+            self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
+            if loser is session:
+                return None
+        session.state = SessionState.ACTIVE
+        session.node = message.node
+        session.deadline_ms = None
+        dialling = self._dialling.get(session.peer)
+        if dialling is not None:
+            dialling.attempts, dialling.node = 0, message.node
+        self._notify(PeerReady(session.peer, message.node))
+        if self._round_due_ms is None:
+            self._round_due_ms = self._now + self.limits.anti_entropy_interval_ms
+        self._start_round(session)  # a new session syncs at once
+        return None
+
+    def _on_bye(self, session: Session, message: Bye) -> None:
+        session.state = SessionState.CLOSED
+        self._forget_requests(session)
+        self._notify(PeerRefused(session.peer, message.reason, message.detail, by_us=False))
+        dialling = self._dialling.get(session.peer)
+        if dialling is not None and message.reason in _FINAL_REFUSALS:
+            dialling.refused, dialling.due_ms = True, None
+        self._out.append(Disconnect(session.peer, Reason.SHUTDOWN))
+
+    def _fail(self, session: Session, reason: Reason, detail: str) -> None:
+        """The one error path: say why, close, forget what the session asked."""
+        if session.state is SessionState.CLOSED:
+            return
+        self._send(session, Bye(reason.value, detail[:200]))
+        self.stats.refusals_sent[reason] = self.stats.refusals_sent.get(reason, 0) + 1
+        self._drop_session(session)
+        self._notify(PeerRefused(session.peer, reason.value, detail, by_us=True))
+        self._out.append(Disconnect(session.peer, reason))
+
+    def _drop_session(self, session: Session) -> None:
+        session.state = SessionState.CLOSED
+        self._forget_requests(session)
+
+    def _forget_requests(self, session: Session) -> None:
+        for request in session.requests.values():
+            self._release(request.fetch)
+        session.requests.clear()
+        session.wants.clear()
+        session.awaiting_round = session.round_deadline_ms = None
+
+    # -- dispatch: the state table ------------------------------------------------------------
+
+    def _on_bytes(self, peer: str, data: bytes) -> None:
+        session = self.sessions.get(peer)
+        if session is None or session.state is SessionState.CLOSED:
+            return  # late frames of a closed connection
+        try:
+            message = decode_message(data, frame_bytes_max=self.limits.frame_bytes_max)
+        except Rejected as exc:
+            return self._fail(session, exc.reason, exc.detail)
+        kind = type(message).__name__
+        self.stats.messages_received[kind] = self.stats.messages_received.get(kind, 0) + 1
+        self.stats.bytes_received[kind] = self.stats.bytes_received.get(kind, 0) + len(data)
+        handler = _TABLE.get((session.state, type(message)))
+        if handler is None:
+            return self._fail(
+                session, Reason.UNEXPECTED_MESSAGE, f"{kind} in state {session.state.value}"
+            )
+        handler(self, session, message)
+        return None
+
+    # -- anti-entropy -------------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        now = self._now
+        for session in sorted(self.sessions.values(), key=lambda s: s.peer):
+            if session.deadline_ms is not None and session.deadline_ms <= now:
+                self._fail(session, Reason.HANDSHAKE_TIMEOUT, "no hello in time")
+                continue
+            if session.round_deadline_ms is not None and session.round_deadline_ms <= now:
+                session.awaiting_round = session.round_deadline_ms = None
+            expired = sorted(r for r, f in session.requests.items() if f.deadline_ms <= now)
+            for req in expired:
+                self._release(session.requests.pop(req).fetch)
+            if expired:
+                self._pump(session)
+        for peer in sorted(self._dialling):
+            dialling = self._dialling[peer]
+            if dialling.due_ms is not None and dialling.due_ms <= now:
+                connected = peer in self.sessions or any(
+                    s.node == dialling.node and dialling.node is not None
+                    for s in self.sessions.values()
+                )
+                if connected:
+                    dialling.due_ms = None
+                else:
+                    dialling.due_ms = None
+                    self._out.append(Dial(peer))
+                    self._schedule_dial(dialling)  # if the dial never connects, try again
+        if self._round_due_ms is not None and self._round_due_ms <= now:
+            self._round_due_ms = now + self.limits.anti_entropy_interval_ms
+            active = self._active()
+            if active:
+                self._start_round(self.rng.choice(active))
+
+    def _active(self) -> list[Session]:
+        return sorted(
+            (s for s in self.sessions.values() if s.state is SessionState.ACTIVE),
+            key=lambda s: s.peer,
+        )
+
+    def _start_round(self, session: Session) -> None:
+        if session.awaiting_round is not None:
+            return
+        session.round = (session.round + 1) & 0xFFFFFFFF
+        session.awaiting_round = session.round
+        session.round_deadline_ms = self._now + self.limits.request_timeout_ms
+        self.stats.rounds_started += 1
+        self._send_frontier(session, session.round, reply=True)
+        missing = [i for i in self.admission.missing() if i not in self._fetching_ids]
+        for start in range(0, len(missing), IDS_PER_MESSAGE_MAX):
+            self._want(session, FetchIds(tuple(missing[start : start + IDS_PER_MESSAGE_MAX])))
+        self._pump(session)
+
+    def _send_frontier(self, session: Session, round_: int, *, reply: bool) -> None:
+        heads = [
+            HeadEntry(log.author, log.epoch, head.seq, head.id)
+            for log, head in self.admission.frontier()
+        ]
+        forks = [ForkEntry(a, b) for _, (_, a, b) in sorted(self.admission.fork_pairs.items())]
+        pages = max(1, -(-max(len(heads), len(forks)) // HEADS_PER_MESSAGE_MAX))
+        for page in range(pages):
+            cut = slice(page * HEADS_PER_MESSAGE_MAX, (page + 1) * HEADS_PER_MESSAGE_MAX)
+            self._send(
+                session,
+                Frontier(round_, heads[cut], forks[cut], last=page == pages - 1, reply=reply),
+            )
+
+    def _on_frontier(self, session: Session, message: Frontier) -> None:
+        session.peer_heads.extend(message.heads)
+        session.peer_forks.extend(message.forks)
+        if len(session.peer_heads) > self.limits.frontier_logs_max or (
+            len(session.peer_forks) > self.limits.frontier_logs_max
+        ):
+            return self._fail(session, Reason.FRONTIER_TOO_LARGE, "frontier names too many logs")
+        if not message.last:
+            return None
+        heads, forks = session.peer_heads, session.peer_forks
+        session.peer_heads, session.peer_forks = [], []
+        asked = self._ask_for_what_we_lack(session, heads, forks)
+        if message.reply:
+            if self._peer_lacks(heads, forks):
+                self._send_frontier(session, message.round, reply=False)
+            else:
+                self._send(session, NothingToSend(message.round))
+        elif session.awaiting_round == message.round:
+            session.awaiting_round = session.round_deadline_ms = None
+            session.in_sync = not asked
+        return None
+
+    def _on_nothing(self, session: Session, message: NothingToSend) -> None:
+        if session.awaiting_round == message.round:
+            session.awaiting_round = session.round_deadline_ms = None
+            session.in_sync = not session.requests and not session.wants
+            if session.in_sync:
+                self.stats.rounds_in_sync += 1
+
+    def _ask_for_what_we_lack(
+        self, session: Session, heads: list[HeadEntry], forks: list[ForkEntry]
+    ) -> bool:
+        """Queue requests for every log the peer is ahead on, every head id it holds at a seq
+        where we hold another (an equivocation), and both sides of every fork it knows."""
+        records, logs = self.admission.records, self.admission.logs
+        ids: list[bytes] = []
+        asked = False
+        for entry in heads:
+            log = LogId(entry.author, entry.epoch)
+            ours = logs.get(log, [])
+            if entry.seq > len(ours):
+                if log not in self._fetching_logs:
+                    self._want(session, FetchRange(log, len(ours) + 1, entry.seq))
+                    asked = True
+            elif ours[entry.seq - 1] != entry.id and entry.id not in records:
+                ids.append(entry.id)
+        ids.extend(i for fork in forks for i in (fork.a, fork.b) if i not in records)
+        ids = sorted({i for i in ids if i not in self._fetching_ids})
+        for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+            self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
+            asked = True
+        self._pump(session)
+        return asked
+
+    def _peer_lacks(self, heads: list[HeadEntry], forks: list[ForkEntry]) -> bool:
+        theirs = {(h.author, h.epoch): (h.seq, h.id) for h in heads}
+        for log, head in self.admission.frontier():
+            seq, head_id = theirs.get((log.author, log.epoch), (0, b""))
+            if seq < head.seq or (seq == head.seq and head_id != head.id):
+                return True
+        their_forks = {(f.a, f.b) for f in forks}
+        return any((a, b) not in their_forks for _, a, b in self.admission.fork_pairs.values())
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _want(self, session: Session, fetch: FetchRange | FetchIds) -> None:
+        if len(session.wants) >= self.limits.wants_max:
+            self._release(session.wants.popleft())  # the next round asks again
+        session.wants.append(fetch)
+        if isinstance(fetch, FetchRange):
+            self._fetching_logs[fetch.log] = self._now + self.limits.request_timeout_ms
+        else:
+            deadline = self._now + self.limits.request_timeout_ms
+            self._fetching_ids.update(dict.fromkeys(fetch.ids, deadline))
+
+    def _release(self, fetch: FetchRange | FetchIds) -> None:
+        if isinstance(fetch, FetchRange):
+            self._fetching_logs.pop(fetch.log, None)
+        else:
+            for i in fetch.ids:
+                self._fetching_ids.pop(i, None)
+
+    def _pump(self, session: Session) -> None:
+        """Send queued requests while fewer than the limit are in flight."""
+        while session.wants and len(session.requests) < self.limits.requests_in_flight_max:
+            fetch = session.wants.popleft()
+            self._next_req = self._next_req % 0xFFFFFFFE + 1
+            req = self._next_req
+            session.requests[req] = InFlight(fetch, self._now + self.limits.request_timeout_ms)
+            if isinstance(fetch, FetchRange):
+                log = fetch.log
+                self._send(
+                    session, GetRange(req, log.author, log.epoch, fetch.start_seq, fetch.end_seq)
+                )
+            else:
+                self._send(session, GetIds(req, list(fetch.ids)))
+
+    def _on_get_range(self, session: Session, message: GetRange) -> None:
+        log = LogId(message.author, message.epoch)
+        ids = self.admission.logs.get(log, [])
+        end = min(message.end_seq, len(ids))
+        wanted = (ids[seq - 1] for seq in range(message.start_seq, end + 1))
+        items, complete = self._page(wanted)
+        self._send(session, Envelopes(message.req, items, not complete))
+
+    def _on_get_ids(self, session: Session, message: GetIds) -> None:
+        held = (i for i in message.ids if i in self.admission.records)
+        items, complete = self._page(held)
+        self._send(session, Envelopes(message.req, items, not complete))
+
+    def _page(self, ids: Iterable[bytes]) -> tuple[list[bytes], bool]:
+        """Envelopes' bytes in order until the next would overflow one frame."""
+        room = self.limits.frame_bytes_max - _MESSAGE_OVERHEAD_BYTES
+        items: list[bytes] = []
+        records = self.admission.records
+        for env_id in ids:
+            raw = records[env_id].envelope.raw
+            if len(raw) + _ITEM_OVERHEAD_BYTES > room:
+                return items, False
+            room -= len(raw) + _ITEM_OVERHEAD_BYTES
+            items.append(raw)
+        return items, True
+
+    def _on_envelopes(self, session: Session, message: Envelopes) -> None:
+        if message.req:
+            request = session.requests.pop(message.req, None)
+            if request is not None:
+                self._release(request.fetch)
+                self._continue(session, request.fetch, message)
+        self._staged.remote.extend((session.peer, raw) for raw in message.items)
+        self.stats.envelopes_received += len(message.items)
+        if message.items:
+            self._ask_persist()
+        self._pump(session)
+
+    def _continue(self, session: Session, fetch: FetchRange | FetchIds, message: Envelopes) -> None:
+        """Pull the next page of a cut answer."""
+        if not message.more or not message.items:
+            return
+        if isinstance(fetch, FetchRange):
+            start = fetch.start_seq + len(message.items)
+            if start <= fetch.end_seq:
+                self._want(session, FetchRange(fetch.log, start, fetch.end_seq))
+        else:
+            got = {envelope_id(raw) for raw in message.items}
+            rest = tuple(i for i in fetch.ids if i not in got)
+            if rest:
+                self._want(session, FetchIds(rest))
+
+    # -- local writes, persist and flush ------------------------------------------------------
+
+    def _stage_local(self, write: LocalWrite) -> None:
+        if not write.claims:
+            self._notify(WriteFailed(write.token, "LocalError", "a write needs at least a claim"))
+            return
+        self._staged.local.append(write)
+        self._ask_persist()
+
+    def _ask_persist(self) -> None:
+        if not self._persist_asked:
+            self._persist_asked = True
+            self._out.append(Persist())
+
+    def _flush(self) -> None:
+        self._persist_asked = False
+        staged, self._staged = self._staged, _Staged()
+        evidence_before = set(self.admission.evidence)
+        new: list[tuple[str, bytes]] = []
+        if staged.remote:
+            new.extend(self._admit_remote(staged.remote))
+        for writes in self._local_groups(staged.local):
+            new.extend(self._write_local(writes))
+        fresh = sorted(set(self.admission.evidence) - evidence_before)
+        if fresh:
+            self._notify(EvidenceFound(tuple(fresh)))
+        if new:
+            self._push(new)
+
+    def _admit_remote(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        try:
+            outcomes = self.admission.receive_many([raw for _, raw in staged])
+        except StorageError:
+            # Nothing of the batch was stored; sync fetches those envelopes again.
+            return []
+        self.stats.commits += 1
+        new: list[tuple[str, bytes]] = []
+        missing_by_peer: dict[str, set[bytes]] = {}
+        for (peer, _), outcome in zip(staged, outcomes, strict=True):
+            if outcome.status is Status.DUPLICATE:
+                self.stats.duplicates += 1
+            elif outcome.status is Status.REJECTED:
+                assert outcome.reason is not None
+                self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
+                self._notify(
+                    RejectedEnvelope(peer, outcome.envelope_id, outcome.reason, outcome.detail)
+                )
+            elif outcome.status is Status.WAITING_CAUSAL:
+                missing_by_peer.setdefault(peer, set()).update(outcome.missing)
+            if outcome.admitted:
+                for env_id in outcome.admitted:
+                    env = self.admission.records[env_id].envelope
+                    self.clock.observe(env.hlc, self._now)
+                    new.append((peer, env_id))
+                self._notify(Integrated(peer, outcome.admitted))
+        for peer in sorted(missing_by_peer):
+            session = self.sessions.get(peer)
+            if session is None or session.state is not SessionState.ACTIVE:
+                continue
+            ids = sorted(
+                i
+                for i in missing_by_peer[peer]
+                if i not in self.admission.records and i not in self._fetching_ids
+            )
+            for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+                self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
+            self._pump(session)
+        return new
+
+    def _local_groups(self, writes: list[LocalWrite]) -> Iterable[list[LocalWrite]]:
+        """Writes in envelopes of at most ``local_claims_per_envelope_max`` claims."""
+        group: list[LocalWrite] = []
+        count = 0
+        for write in writes:
+            if group and count + len(write.claims) > self.limits.local_claims_per_envelope_max:
+                yield group
+                group, count = [], 0
+            group.append(write)
+            count += len(write.claims)
+        if group:
+            yield group
+
+    def _write_local(self, writes: list[LocalWrite]) -> list[tuple[str, bytes]]:
+        claims: list[Claim] = [c for w in writes for c in w.claims]
+        try:
+            env = self.admission.write_local(
+                self.node_key, claims, hlc=self.clock.tick(self._now), epoch=self.epoch
+            )
+        except (LocalError, Rejected, ValueError) as exc:
+            kind = "NotAMember" if isinstance(exc, NotAMember) else type(exc).__name__
+            for write in writes:
+                self._notify(WriteFailed(write.token, kind, str(exc)))
+            return []
+        self.stats.commits += 1
+        for write in writes:
+            self._notify(
+                WriteAcked(write.token, env.id, env.seq, tuple(c.id for c in write.claims))
+            )
+        self._notify(Integrated("", (env.id,)))
+        return [("", env.id)]
+
+    def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
+        """Eager push: every active session gets what it did not bring, paged by frame."""
+        for session in self._active():
+            ids = [env_id for peer, env_id in new if peer != session.peer]
+            while ids:
+                items, _ = self._page(ids)
+                if not items:  # pragma: no cover - an admitted envelope always fits a frame
+                    break
+                self._send(session, Envelopes(0, items, False))
+                ids = ids[len(items) :]
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _own_last_hlc(self) -> int:
+        ids = self.admission.logs.get(LogId(self.node, self.epoch), [])
+        return self.admission.records[ids[-1]].envelope.hlc if ids else 0
+
+    def _send(self, session: Session, message: Message) -> None:
+        data = encode_message(message)
+        kind = type(message).__name__
+        self.stats.messages_sent[kind] = self.stats.messages_sent.get(kind, 0) + 1
+        self.stats.bytes_sent[kind] = self.stats.bytes_sent.get(kind, 0) + len(data)
+        self._out.append(Send(session.peer, data, kind))
+
+    def _notify(self, notice: Notice) -> None:
+        self._out.append(Notify(notice))
+
+
+_Handler = Callable[[MeshCore, Session, Any], None]
+
+_TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
+    (SessionState.HELLO, Hello): MeshCore._on_hello,
+    (SessionState.HELLO, Bye): MeshCore._on_bye,
+    (SessionState.ACTIVE, Frontier): MeshCore._on_frontier,
+    (SessionState.ACTIVE, NothingToSend): MeshCore._on_nothing,
+    (SessionState.ACTIVE, GetRange): MeshCore._on_get_range,
+    (SessionState.ACTIVE, GetIds): MeshCore._on_get_ids,
+    (SessionState.ACTIVE, Envelopes): MeshCore._on_envelopes,
+    (SessionState.ACTIVE, Bye): MeshCore._on_bye,
+}
+"""Which message each session state accepts, and its handler. Anything else is a protocol
+error on the peer's side: ``Bye(unexpected_message)`` and disconnect (``MeshCore._fail``)."""

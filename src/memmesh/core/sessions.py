@@ -1,0 +1,120 @@
+"""Per-peer sync state, kept apart from the document (automerge's ``SyncState`` idea).
+
+A session knows what it asked its peer and when that expires, what it still means to ask, which
+anti-entropy round it is in, and the part of the peer's frontier received so far. It holds no
+envelopes: those belong to admission, whatever session brought them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from ..ids import LogId
+from .messages import ForkEntry, HeadEntry
+
+__all__ = ["FetchIds", "FetchRange", "Rng", "Session", "SessionState", "SyncLimits"]
+
+_T = TypeVar("_T")
+
+
+class Rng(Protocol):
+    """The randomness the core draws, injected: a seeded ``random.Random`` fits. The core never
+    touches the ``random`` module, so one seed reproduces a run."""
+
+    def random(self) -> float: ...
+
+    def randrange(self, stop: int, /) -> int: ...
+
+    def choice(self, seq: Sequence[_T], /) -> _T: ...
+
+
+class SessionState(enum.Enum):
+    HELLO = "hello"
+    """Connected; our hello is sent, the peer's has not arrived."""
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class SyncLimits:
+    """Every bound of the sync protocol; units last in each name."""
+
+    frame_bytes_max: int = (1 << 20) + (64 << 10)
+    """Largest frame sent or accepted; an envelope of the admission limit must fit in one."""
+    frontier_logs_max: int = 1 << 20
+    """Most heads a peer's frontier may name (over all its pages)."""
+    requests_in_flight_max: int = 8
+    """Requests outstanding per session; the rest wait in the session's queue."""
+    wants_max: int = 1 << 16
+    """Requests queued per session before the oldest are dropped (the next round asks again)."""
+    request_timeout_ms: int = 10_000
+    handshake_timeout_ms: int = 5_000
+    anti_entropy_interval_ms: int = 1_000
+    dial_backoff_initial_ms: int = 100
+    dial_backoff_max_ms: int = 30_000
+    local_claims_per_envelope_max: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.frame_bytes_max < (1 << 20) + 1024:
+            raise ValueError("frame_bytes_max must leave room for a 1 MiB envelope")
+        for name in (
+            "requests_in_flight_max",
+            "wants_max",
+            "request_timeout_ms",
+            "handshake_timeout_ms",
+            "anti_entropy_interval_ms",
+            "dial_backoff_initial_ms",
+            "local_claims_per_envelope_max",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.dial_backoff_max_ms < self.dial_backoff_initial_ms:
+            raise ValueError("dial_backoff_max_ms must be >= dial_backoff_initial_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRange:
+    log: LogId
+    start_seq: int
+    end_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchIds:
+    ids: tuple[bytes, ...]
+
+
+@dataclass(slots=True)
+class InFlight:
+    fetch: FetchRange | FetchIds
+    deadline_ms: int
+
+
+@dataclass(slots=True)
+class Session:
+    peer: str
+    outbound: bool
+    state: SessionState
+    deadline_ms: int | None
+    """When the handshake gives up (only in ``HELLO``)."""
+    node: bytes | None = None
+    requests: dict[int, InFlight] = field(default_factory=dict)
+    wants: deque[FetchRange | FetchIds] = field(default_factory=deque)
+    round: int = 0
+    """The last anti-entropy round this side started."""
+    awaiting_round: int | None = None
+    """A round we started whose answer (frontier or nothing-to-send) has not come."""
+    round_deadline_ms: int | None = None
+    """When that answer is given up on (a lost frame); the next round starts afresh."""
+    peer_heads: list[HeadEntry] = field(default_factory=list)
+    peer_forks: list[ForkEntry] = field(default_factory=list)
+    in_sync: bool = False
+    """The peer's last answer was ``NothingToSend`` and we found nothing to ask of it."""
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.requests or self.wants or self.awaiting_round is not None)
