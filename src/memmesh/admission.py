@@ -794,6 +794,14 @@ class Admission:
         by_id = {c.id: c for r in self.records.values() for c in r.claims if c.type == ADMIT}
         return [by_id[claim_id].raw for claim_id in self.membership.admit_chain(key)]
 
+    def side_tips(self) -> list[bytes]:
+        """The tips of the branches kept off their logs (equivocations): side envelopes that
+        no other side envelope names as prev, sorted. With the frontier, they name every
+        envelope this replica holds."""
+        side = [r.envelope for r in self.records.values() if r.side]
+        below = {env.prev for env in side}
+        return sorted(env.id for env in side if env.id not in below)
+
     def frontier(self) -> list[tuple[LogId, Head]]:
         """The main-branch head of every log, sorted by log id."""
         return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]

@@ -44,11 +44,26 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pycrdt
 
 from .admission import Admission, Outcome, Status
 from .canonical import JsonValue, canonical_bytes, parse_canonical
 from .claims import CLAIM_ID_TAG, CLAIM_SIGNATURE_DOMAIN, Claim, decode_claim, make_claim
+from .core.messages import (
+    Bye,
+    Envelopes,
+    ForkEntry,
+    Frontier,
+    GetIds,
+    GetRange,
+    HeadEntry,
+    Hello,
+    Message,
+    NothingToSend,
+    decode_message,
+    encode_message,
+)
 from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import (
     SIGNATURE_DOMAIN,
@@ -1039,6 +1054,114 @@ def _envelope_structured(data: bytes, rng: random.Random, mutator: Mutator) -> b
     return draft.build()
 
 
+# -- structure-aware mutations: sync messages ----------------------------------------------------
+
+MESSAGE_FRAME_BYTES_MAX = 1 << 20
+"""The frame limit of the ``messages`` target: :meth:`Mutator.oversize` reaches both sides of it."""
+
+_U32_MAX = (1 << 32) - 1
+_MESSAGE_VALUES: tuple[object, ...] = (
+    *_INTERESTING_U64,
+    -1,
+    -(1 << 63),
+    (1 << 63) - 1,
+    _U32_MAX + 1,
+    2,
+    True,
+    False,
+    None,
+    1.0,
+    "",
+    "bad_message",
+    "x" * 65,
+    "\U0001f600" * 17,
+    b"",
+    b"\x01",
+    bytes(31),
+    bytes(32),
+    b"\xff" * 32,
+    bytes(33),
+    (),  # arrays as tuples: edits only ever change lists, so these shared values stay intact
+    ((),),
+    {},
+    msgspec.msgpack.Ext(1, bytes(32)),
+)
+_MESSAGE_LIST_SIZES = (0, 1, 8, 9, 256, 257, 4096, 4097)
+
+
+def _message_containers(value: list[Any]) -> list[list[Any]]:
+    """``value`` and every array nested in it (a message is at most three levels deep)."""
+    out = [value]
+    for item in value:
+        if isinstance(item, list):
+            out += _message_containers(item)
+    return out
+
+
+def _same_kind(old: object, rng: random.Random) -> object:
+    """Another value of the same MessagePack type as ``old`` (often still within its bounds)."""
+    if isinstance(old, bool):
+        return not old
+    if isinstance(old, int):  # kept within what MessagePack can carry
+        new = rng.choice((old + 1, old - 1, old // 2, rng.randrange(1, 1 << 32)))
+        return min(max(new, -(1 << 63)), (1 << 64) - 1)
+    if isinstance(old, bytes):
+        return rng.randbytes(len(old))
+    if isinstance(old, str):
+        return rng.choice(("too_large", "", "\u00e9" * 40, old + "!"))
+    if isinstance(old, list) and old and rng.random() < 0.5:
+        return [rng.choice(old) for _ in range(rng.choice(_MESSAGE_LIST_SIZES))]
+    if isinstance(old, list):
+        return sorted(old, key=repr)
+    return old
+
+
+def _edit_message(raw: list[Any], rng: random.Random) -> None:
+    """One edit of a message's plain MessagePack value, anywhere in it.
+
+    Some edits keep every type (a new value of the same kind, a shuffled, sorted or resized list,
+    a flipped bool), so mutated messages are often still accepted and the cross-field checks
+    (sorted heads, ordered forks, ranges) are reached; the rest break a type, a length or a bound.
+    """
+    container = rng.choice(_message_containers(raw))
+    if not container:
+        container.append(rng.choice(_MESSAGE_VALUES))
+        return
+    i = rng.randrange(len(container))
+    op = rng.randrange(8)
+    if op == 0:
+        container[i] = rng.choice(_MESSAGE_VALUES)
+    elif op == 1:
+        del container[i]
+    elif op == 2:
+        container.insert(i, rng.choice((container[i], rng.choice(_MESSAGE_VALUES))))
+    elif op == 3:
+        j = rng.randrange(len(container))
+        container[i], container[j] = container[j], container[i]
+    elif op == 4 and i == 0 and container is raw:  # another kind's tag, or no kind at all
+        container[0] = rng.choice((0, 1, 2, 3, 4, 5, 6, 7, 8, 255, -1))
+    else:
+        container[i] = _same_kind(container[i], rng)
+
+
+def _messages_structured(data: bytes, rng: random.Random, _mutator: Mutator) -> bytes | None:
+    """Decode a valid message to plain values, edit them, and encode them again."""
+    try:
+        message = decode_message(data, frame_bytes_max=MESSAGE_FRAME_BYTES_MAX)
+    except Rejected:
+        return None
+    raw = msgspec.msgpack.decode(encode_message(message))
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        _edit_message(raw, rng)
+    out = msgspec.msgpack.encode(raw)
+    roll = rng.random()
+    if roll < 0.03:
+        return out + rng.choice((b"\x00", b"\xc0", b"\x90", encode_message(NothingToSend(1))))
+    if roll < 0.05:
+        return out[: rng.randrange(len(out))]
+    return out
+
+
 # -- the built-in targets -------------------------------------------------------------------------
 
 
@@ -1277,6 +1400,47 @@ def _pycrdt_crashers(corpus_dir: Path | None) -> tuple[bytes, ...]:
     return tuple(_corpus_inputs("grammar", corpus_dir))
 
 
+def _message_seeds() -> list[Message]:
+    """One or more valid messages of every kind, made of the material's real ids and envelopes."""
+    mat = _material()
+    envelopes = mat.envelopes
+    last: dict[tuple[bytes, int], Envelope] = {}
+    for env in envelopes:
+        last[(env.author, env.epoch)] = env
+    heads = [HeadEntry(a, e, env.seq, env.id) for (a, e), env in sorted(last.items())]
+    low, high = sorted((envelopes[0].id, envelopes[1].id))
+    author = envelopes[0].author
+    return [
+        Hello([1], mat.fixture.mesh_id, mat.author.public_key),
+        Hello([0, 1, 2, _U32_MAX], mat.fixture.mesh_id, mat.poison_node.public_key),
+        Frontier(1, heads, [ForkEntry(low, high)], last=True, reply=True, tips=[high]),
+        Frontier(0, [], [], last=False, reply=False, tips=[]),
+        NothingToSend(1),
+        GetRange(1, author, 1, 1, 3),
+        GetRange(_U32_MAX, author, _U32_MAX, (1 << 63) - 1, (1 << 63) - 1),
+        GetIds(2, [e.id for e in envelopes]),
+        Envelopes(2, [e.raw for e in envelopes], more=False),
+        Envelopes(0, [envelopes[0].raw], more=True),
+        Bye("bad_message", "frame 3: \u00e9"),
+        Bye("x", ""),
+    ]
+
+
+def _messages_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``decode_message`` under a 1 MiB frame limit; what it accepts must encode and decode to
+    the same message again."""
+    seeds = [encode_message(m) for m in _message_seeds()]
+    seeds += _corpus_inputs("messages", corpus_dir)
+
+    def check(data: bytes) -> None:
+        message = decode_message(data, frame_bytes_max=MESSAGE_FRAME_BYTES_MAX)
+        again = encode_message(message)
+        if decode_message(again, frame_bytes_max=len(again)) != message:
+            raise AssertionError("an accepted message does not survive encoding")
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_messages_structured)
+
+
 for _name, _factory in (
     ("envelope", _envelope_target),
     ("grammar", _grammar_target),
@@ -1285,6 +1449,7 @@ for _name, _factory in (
     ("genesis", _genesis_target),
     ("membership_op", _membership_op_target),
     ("admission", _admission_target),
+    ("messages", _messages_target),
 ):
     register_target(_name, _factory)
 

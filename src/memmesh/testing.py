@@ -233,6 +233,7 @@ class FakeNetwork:
     frames_sent: int = 0
     frames_dropped: int = 0
     bytes_sent: int = 0
+    largest_frame: int = 0
 
     def add(self, name: str, core: MeshCore) -> None:
         self.cores[name] = core
@@ -268,16 +269,17 @@ class FakeNetwork:
         self._feed(a, PeerConnected(b, outbound=True))
         self._feed(b, PeerConnected(a, outbound=False))
 
-    def disconnect(self, a: str, b: str) -> None:
-        """Close the connection between ``a`` and ``b``; frames in flight on it are lost."""
+    def disconnect(self, a: str, b: str, reason: str | None = None) -> None:
+        """Close the connection between ``a`` and ``b``; frames in flight on it are lost. When
+        ``a`` closes it with a ``reason``, ``b`` is told (as a websocket close reason would)."""
         if not self.connected(a, b):
             return
         self.links.discard((a, b))
         self.links.discard((b, a))
         self.in_flight = [f for f in self.in_flight if {f.src, f.dst} != {a, b}]
-        for name, other in ((a, b), (b, a)):
+        for name, other, why in ((a, b, None), (b, a, reason)):
             if name in self.cores:
-                self._feed(name, PeerGone(other))
+                self._feed(name, PeerGone(other, why))
 
     def connected(self, a: str, b: str) -> bool:
         return (a, b) in self.links or (b, a) in self.links
@@ -394,7 +396,7 @@ class FakeNetwork:
             elif isinstance(effect, Notify):
                 self.notices[name].append(effect.notice)
             elif isinstance(effect, Disconnect):
-                self.disconnect(name, effect.peer)
+                self.disconnect(name, effect.peer, effect.reason.value)
             elif isinstance(effect, Dial):
                 reachable = effect.peer in self.cores and (
                     frozenset((name, effect.peer)) not in self.partitions
@@ -410,6 +412,7 @@ class FakeNetwork:
         faults = self.faults.get((name, effect.peer), _NO_FAULTS)
         self.frames_sent += 1
         self.bytes_sent += len(effect.data)
+        self.largest_frame = max(self.largest_frame, len(effect.data))
         if faults.loss and self.rng.random() < faults.loss:
             self.frames_dropped += 1
             return

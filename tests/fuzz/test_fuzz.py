@@ -44,6 +44,7 @@ TARGETS = [
     "claim",
     "grammar",
     "canonical_json",
+    "messages",
 ]
 
 # Reasons each campaign must reach at 10,000 runs (every one was hit with 8 seeds out of 8).
@@ -80,6 +81,8 @@ DEEP_REASONS: dict[str, set[Reason]] = {
     "canonical_json": {Reason.BAD_JSON, Reason.NOT_CANONICAL, Reason.TOO_LARGE},
     "genesis": {Reason.BAD_GENESIS, Reason.BAD_SIGNATURE, Reason.BAD_JSON, Reason.TRUNCATED},
     "membership_op": {Reason.BAD_MEMBERSHIP_OP, Reason.BAD_JSON, Reason.NOT_CANONICAL},
+    # decode_message has only these two reasons (PROTOCOL.md §13.1).
+    "messages": {Reason.BAD_MESSAGE, Reason.TOO_LARGE},
     "admission": {
         # envelope framing and authentication
         Reason.BAD_SIGNATURE,
@@ -205,6 +208,20 @@ def test_corpus_holds_the_pycrdt_crashers_named_by_their_hash() -> None:
         if path.is_file():
             assert path.parent.name in fuzz.TARGETS, f"{path}: not a target's folder"
             assert path.name == hashlib.sha256(path.read_bytes()).hexdigest()[:16], path
+
+
+def test_every_registered_target_is_fuzzed() -> None:
+    builtin = {name for name in fuzz.TARGETS if not name.startswith("toy_")}
+    assert builtin == set(TARGETS) == set(DEEP_REASONS)
+
+
+def test_a_str_that_is_not_utf8_is_a_rejection_not_a_crash() -> None:
+    """The committed ``messages`` input: msgspec lets invalid UTF-8 out as UnicodeDecodeError."""
+    files = fuzz.corpus_files("messages", CORPUS)
+    assert bytes.fromhex("9307a2c328a0") in {f.read_bytes() for f in files}
+    report = fuzz.replay("messages", [f.read_bytes() for f in files], CORPUS)
+    assert report["findings"] == [], report
+    assert report["outcomes"] == {Reason.BAD_MESSAGE.value: len(files)}, report
 
 
 def test_signed_poison_is_rejected_by_the_grammar() -> None:

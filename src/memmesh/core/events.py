@@ -61,9 +61,11 @@ class Received:
 
 @dataclass(frozen=True, slots=True)
 class PeerGone:
-    """The connection to ``peer`` closed, for whatever reason."""
+    """The connection to ``peer`` closed. ``reason`` is the ``Reason`` value the peer gave when
+    it closed (a websocket close reason), if any: a final refusal is not redialled."""
 
     peer: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,11 +86,13 @@ class Hello(_Message, tag=1, frozen=True):
 
 
 class Frontier(_Message, tag=2, frozen=True):
-    """One page of the sender's frontier (heads sorted by log) and lowest forks.
+    """One page of the sender's frontier: main-branch heads sorted by log, the lowest fork of
+    every equivocating log, and the tips of the branches it keeps off their logs.
 
     ``round`` names an anti-entropy round; ``last`` ends the frontier; ``reply`` asks the
     receiver to answer with its own frontier, or with ``NothingToSend`` when it holds nothing the
-    sender lacks.
+    sender lacks. Holding an envelope means holding its whole causal past, so a head or a tip
+    names everything below it.
     """
 
     round: U32
@@ -98,6 +100,7 @@ class Frontier(_Message, tag=2, frozen=True):
     forks: Annotated[list[ForkEntry], msgspec.Meta(max_length=FORKS_PER_MESSAGE_MAX)]
     last: bool
     reply: bool
+    tips: Annotated[list[Id32], msgspec.Meta(max_length=FORKS_PER_MESSAGE_MAX)]
 
 
 class NothingToSend(_Message, tag=3, frozen=True):

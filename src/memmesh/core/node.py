@@ -120,9 +120,12 @@ class SyncStats:
 class _Dialling:
     attempts: int = 0
     due_ms: int | None = 0
-    """When to dial next; None while connected or dialling, or once refused for good."""
+    """When to dial next (or, while a dial is out, to give up on it); None while connected or
+    once refused for good."""
     node: bytes | None = None
     refused: bool = False
+    dialling: bool = False
+    """A ``Dial`` is out and neither ``PeerConnected`` nor ``PeerGone`` has answered it."""
 
 
 @dataclass(slots=True)
@@ -186,7 +189,7 @@ class MeshCore:
         elif isinstance(event, PeerConnected):
             self._on_connected(event.peer, event.outbound)
         elif isinstance(event, PeerGone):
-            self._on_gone(event.peer)
+            self._on_gone(event.peer, event.reason)
         elif isinstance(event, PeerKnown):
             self._on_known(event.peer, event.forget)
         else:  # pragma: no cover - the Input union is closed
@@ -258,15 +261,18 @@ class MeshCore:
         self.sessions[peer] = session
         dialling = self._dialling.get(peer)
         if dialling is not None:
-            dialling.due_ms = None
+            dialling.due_ms, dialling.dialling = None, False
         self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node))
 
-    def _on_gone(self, peer: str) -> None:
+    def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
         if session is not None:
             self._forget_requests(session)
         dialling = self._dialling.get(peer)
+        if dialling is not None and reason in _FINAL_REFUSALS:
+            dialling.refused, dialling.due_ms, dialling.dialling = True, None, False
         if dialling is not None and not dialling.refused:
+            dialling.dialling = False
             self._schedule_dial(dialling)
 
     def _schedule_dial(self, dialling: _Dialling) -> None:
@@ -332,6 +338,9 @@ class MeshCore:
         self._drop_session(session)
         self._notify(PeerRefused(session.peer, reason.value, detail, by_us=True))
         self._out.append(Disconnect(session.peer, reason))
+        dialling = self._dialling.get(session.peer)
+        if dialling is not None and reason.value in _FINAL_REFUSALS:
+            dialling.refused, dialling.due_ms = True, None
 
     def _drop_session(self, session: Session) -> None:
         session.state = SessionState.CLOSED
@@ -382,17 +391,20 @@ class MeshCore:
                 self._pump(session)
         for peer in sorted(self._dialling):
             dialling = self._dialling[peer]
-            if dialling.due_ms is not None and dialling.due_ms <= now:
-                connected = peer in self.sessions or any(
-                    s.node == dialling.node and dialling.node is not None
-                    for s in self.sessions.values()
-                )
-                if connected:
-                    dialling.due_ms = None
-                else:
-                    dialling.due_ms = None
-                    self._out.append(Dial(peer))
-                    self._schedule_dial(dialling)  # if the dial never connects, try again
+            if dialling.due_ms is None or dialling.due_ms > now:
+                continue
+            if dialling.dialling:  # the dial was never answered: count it as failed
+                dialling.dialling = False
+                self._schedule_dial(dialling)
+            elif peer in self.sessions or any(
+                dialling.node is not None and s.node == dialling.node
+                for s in self.sessions.values()
+            ):
+                dialling.due_ms = None  # connected already, perhaps by the peer dialling us
+            else:
+                self._out.append(Dial(peer))
+                dialling.dialling = True
+                dialling.due_ms = now + self.limits.handshake_timeout_ms
         if self._round_due_ms is not None and self._round_due_ms <= now:
             self._round_due_ms = now + self.limits.anti_entropy_interval_ms
             active = self._active()
@@ -424,28 +436,29 @@ class MeshCore:
             for log, head in self.admission.frontier()
         ]
         forks = [ForkEntry(a, b) for _, (_, a, b) in sorted(self.admission.fork_pairs.items())]
-        pages = max(1, -(-max(len(heads), len(forks)) // HEADS_PER_MESSAGE_MAX))
+        tips = self.admission.side_tips()
+        pages = max(1, -(-max(len(heads), len(forks), len(tips)) // HEADS_PER_MESSAGE_MAX))
         for page in range(pages):
             cut = slice(page * HEADS_PER_MESSAGE_MAX, (page + 1) * HEADS_PER_MESSAGE_MAX)
-            self._send(
-                session,
-                Frontier(round_, heads[cut], forks[cut], last=page == pages - 1, reply=reply),
-            )
+            last = page == pages - 1
+            frontier = Frontier(round_, heads[cut], forks[cut], last, reply, tips[cut])
+            self._send(session, frontier)
 
     def _on_frontier(self, session: Session, message: Frontier) -> None:
         session.peer_heads.extend(message.heads)
         session.peer_forks.extend(message.forks)
-        if len(session.peer_heads) > self.limits.frontier_logs_max or (
-            len(session.peer_forks) > self.limits.frontier_logs_max
+        session.peer_tips.extend(message.tips)
+        if max(len(session.peer_heads), len(session.peer_forks), len(session.peer_tips)) > (
+            self.limits.frontier_logs_max
         ):
             return self._fail(session, Reason.FRONTIER_TOO_LARGE, "frontier names too many logs")
         if not message.last:
             return None
-        heads, forks = session.peer_heads, session.peer_forks
-        session.peer_heads, session.peer_forks = [], []
-        asked = self._ask_for_what_we_lack(session, heads, forks)
+        heads, forks, tips = session.peer_heads, session.peer_forks, session.peer_tips
+        session.peer_heads, session.peer_forks, session.peer_tips = [], [], []
+        asked = self._ask_for_what_we_lack(session, heads, forks, tips)
         if message.reply:
-            if self._peer_lacks(heads, forks):
+            if self._peer_lacks(heads, forks, tips):
                 self._send_frontier(session, message.round, reply=False)
             else:
                 self._send(session, NothingToSend(message.round))
@@ -462,23 +475,31 @@ class MeshCore:
                 self.stats.rounds_in_sync += 1
 
     def _ask_for_what_we_lack(
-        self, session: Session, heads: list[HeadEntry], forks: list[ForkEntry]
+        self,
+        session: Session,
+        heads: list[HeadEntry],
+        forks: list[ForkEntry],
+        tips: list[bytes],
     ) -> bool:
-        """Queue requests for every log the peer is ahead on, every head id it holds at a seq
-        where we hold another (an equivocation), and both sides of every fork it knows."""
+        """Queue requests for what the peer's frontier names and we do not hold: the range up
+        to its head of every log it is ahead on, by id every other head (the other branch of an
+        equivocation), both sides of every fork and every side-branch tip. Holding an envelope
+        means holding its causal past, so what we hold needs no look further down."""
         records, logs = self.admission.records, self.admission.logs
         ids: list[bytes] = []
         asked = False
         for entry in heads:
+            if entry.id in records:
+                continue
             log = LogId(entry.author, entry.epoch)
-            ours = logs.get(log, [])
-            if entry.seq > len(ours):
-                if log not in self._fetching_logs:
-                    self._want(session, FetchRange(log, len(ours) + 1, entry.seq))
-                    asked = True
-            elif ours[entry.seq - 1] != entry.id and entry.id not in records:
+            held = len(logs.get(log, []))
+            if entry.seq <= held:
                 ids.append(entry.id)
+            elif log not in self._fetching_logs:
+                self._want(session, FetchRange(log, held + 1, entry.seq))
+                asked = True
         ids.extend(i for fork in forks for i in (fork.a, fork.b) if i not in records)
+        ids.extend(i for i in tips if i not in records)
         ids = sorted({i for i in ids if i not in self._fetching_ids})
         for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
             self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
@@ -486,14 +507,25 @@ class MeshCore:
         self._pump(session)
         return asked
 
-    def _peer_lacks(self, heads: list[HeadEntry], forks: list[ForkEntry]) -> bool:
+    def _peer_lacks(
+        self, heads: list[HeadEntry], forks: list[ForkEntry], tips: list[bytes]
+    ) -> bool:
+        """Whether the peer may lack something we hold, judged from its frontier. Where that
+        cannot be told (a log whose branches we hold differently), say yes: the peer gets our
+        frontier and decides, by id, whether it holds our heads."""
         theirs = {(h.author, h.epoch): (h.seq, h.id) for h in heads}
+        named = {h.id for h in heads} | set(tips)
+        forked = self.admission.fork_pairs
         for log, head in self.admission.frontier():
             seq, head_id = theirs.get((log.author, log.epoch), (0, b""))
-            if seq < head.seq or (seq == head.seq and head_id != head.id):
+            if head_id == head.id or head.id in named:
+                continue
+            if seq <= head.seq or log in forked:
                 return True
         their_forks = {(f.a, f.b) for f in forks}
-        return any((a, b) not in their_forks for _, a, b in self.admission.fork_pairs.values())
+        if any((a, b) not in their_forks for _, a, b in forked.values()):
+            return True
+        return any(tip not in named for tip in self.admission.side_tips())
 
     # -- requests -----------------------------------------------------------------------------
 

@@ -112,6 +112,7 @@ class Session:
     """When that answer is given up on (a lost frame); the next round starts afresh."""
     peer_heads: list[HeadEntry] = field(default_factory=list)
     peer_forks: list[ForkEntry] = field(default_factory=list)
+    peer_tips: list[bytes] = field(default_factory=list)
     in_sync: bool = False
     """The peer's last answer was ``NothingToSend`` and we found nothing to ask of it."""
 

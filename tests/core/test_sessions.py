@@ -1,0 +1,352 @@
+"""The sync core's sessions, one promise per test, over fake links (no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from memmesh.admission import Admission
+from memmesh.core import (
+    Dial,
+    Disconnect,
+    EvidenceFound,
+    Flush,
+    MeshCore,
+    PeerConnected,
+    PeerGone,
+    PeerKnown,
+    PeerReady,
+    PeerRefused,
+    Received,
+    Send,
+    SessionState,
+    Timer,
+    WriteAcked,
+    WriteFailed,
+)
+from memmesh.core.messages import (
+    Envelopes,
+    GetIds,
+    GetRange,
+    Hello,
+    NothingToSend,
+    decode_message,
+    encode_message,
+)
+from memmesh.errors import Reason
+from memmesh.store import MemoryStore
+from memmesh.testing import FakeNetwork, MeshFixture, seeded_key
+
+FRAME = 2 << 20
+
+
+def _net(mesh: MeshFixture, count: int, seed: int = 0) -> FakeNetwork:
+    net = FakeNetwork(random.Random(seed))
+    for i in range(count):
+        net.add(f"n{i}", MeshCore(mesh.nodes[i], mesh.genesis, MemoryStore(), random.Random(i)))
+    return net
+
+
+def _sent(effects: list[object]) -> list[object]:
+    return [decode_message(e.data, frame_bytes_max=FRAME) for e in effects if isinstance(e, Send)]
+
+
+def _refusals(net: FakeNetwork, name: str) -> list[PeerRefused]:
+    return [n for n in net.notices[name] if isinstance(n, PeerRefused)]
+
+
+def test_handshake_then_an_empty_round_ends_in_nothing_to_send() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    net = _net(mesh, 2)
+    net.connect("n0", "n1")
+    net.settle()
+    for name, other in (("n0", 1), ("n1", 0)):
+        ready = [n for n in net.notices[name] if isinstance(n, PeerReady)]
+        assert [r.node for r in ready] == [mesh.nodes[other].public_key]
+        assert net.session_states(name) == {f"n{other}": SessionState.ACTIVE}
+        assert net.cores[name].quiet()
+    # A new session syncs at once, and with nothing on either side that round says so.
+    assert net.cores["n0"].stats.messages_received.get("NothingToSend") == 1
+    assert net.cores["n0"].sessions["n1"].in_sync
+
+
+def test_nothing_to_send_is_the_answer_once_replicas_are_equal() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    net = _net(mesh, 2)
+    net.connect("n0", "n1")
+    net.write("n0", 1, [mesh.claim(mesh.writers[0], "a", 1)])
+    net.settle()
+    effects = net.cores["n1"].begin_sync("n0", net.clock.now_ms)
+    [frontier] = _sent(effects)
+    reply = net.cores["n0"].handle(Received("n1", encode_message(frontier)), net.clock.now_ms)
+    assert _sent(reply) == [NothingToSend(frontier.round)]
+    net.cores["n1"].handle(Received("n0", _raw(reply)), net.clock.now_ms)
+    assert net.cores["n1"].sessions["n0"].in_sync
+    # And while it differs, the answer is a frontier, then the missing range is asked for.
+    net.write("n0", 2, [mesh.claim(mesh.writers[0], "b", 2)])
+    net.flush("n0")
+    net.in_flight.clear()  # lose the eager push
+    effects = net.cores["n1"].begin_sync("n0", net.clock.now_ms)
+    [frontier] = _sent(effects)
+    reply = net.cores["n0"].handle(Received("n1", encode_message(frontier)), net.clock.now_ms)
+    assert [type(m).__name__ for m in _sent(reply)] == ["Frontier"]
+    asked = net.cores["n1"].handle(Received("n0", _raw(reply)), net.clock.now_ms)
+    [get] = _sent(asked)
+    assert isinstance(get, GetRange) and (get.start_seq, get.end_seq) == (2, 2)
+
+
+def _raw(effects: list[object]) -> bytes:
+    [send] = [e for e in effects if isinstance(e, Send)]
+    return send.data
+
+
+def test_new_envelopes_are_pushed_without_waiting_for_anti_entropy() -> None:
+    mesh = MeshFixture("sessions", nodes=3)
+    net = _net(mesh, 3)
+    net.connect("n0", "n1")
+    net.connect("n1", "n2")
+    net.settle()
+    rounds = sum(c.stats.rounds_started for c in net.cores.values())
+    net.write("n0", 1, [mesh.claim(mesh.writers[0], "a", 1)])
+    net.settle()
+    assert sum(c.stats.rounds_started for c in net.cores.values()) == rounds
+    digests = {c.claims_digest() for c in net.cores.values()}
+    assert len(digests) == 1
+    assert len(net.cores["n2"].admission.records) == 1
+    # n1 relayed it to n2 and not back to n0: nobody received it twice.
+    assert all(c.stats.duplicates == 0 for c in net.cores.values())
+
+
+def test_a_local_write_is_acknowledged_once_durable_and_integrated() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    net = _net(mesh, 1)
+    claims = [mesh.claim(mesh.writers[0], f"k{i}", i) for i in range(3)]
+    net.write("n0", 7, claims[:2])
+    net.write("n0", 8, claims[2:])
+    assert not [n for n in net.notices["n0"] if isinstance(n, WriteAcked)]  # not before Flush
+    net.flush("n0")
+    acks = [n for n in net.notices["n0"] if isinstance(n, WriteAcked)]
+    assert [(a.token, a.seq) for a in acks] == [(7, 1), (8, 1)]  # one group commit
+    assert acks[0].claim_ids == tuple(c.id for c in claims[:2])
+    assert net.cores["n0"].admission.replica.keys()
+
+
+def test_a_write_from_a_node_that_is_not_a_member_fails_clearly() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    stranger = MeshCore(seeded_key("stranger"), mesh.genesis, MemoryStore(), random.Random(0))
+    net = FakeNetwork(random.Random(0))
+    net.add("s", stranger)
+    net.write("s", 1, [mesh.claim(mesh.writers[0], "a", 1)])
+    net.flush("s")
+    [failed] = [n for n in net.notices["s"] if isinstance(n, WriteFailed)]
+    assert failed.error == "NotAMember"
+    assert not stranger.admission.records
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"\xc1", Reason.BAD_MESSAGE),
+        (encode_message(GetIds(1, [b"\x00" * 32])), Reason.UNEXPECTED_MESSAGE),
+        (b"\x90" * (FRAME + 1), Reason.TOO_LARGE),
+    ],
+)
+def test_a_bad_first_frame_gets_one_bye_with_its_reason(frame: bytes, reason: Reason) -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    core.handle(PeerConnected("p"), 0)
+    effects = core.handle(Received("p", frame), 1)
+    sent = _sent(effects)
+    assert len(sent) == 1 and sent[0].reason == reason.value
+    assert Disconnect("p", reason) in effects
+    assert core.sessions["p"].state is SessionState.CLOSED
+    assert core.handle(Received("p", frame), 2) == []  # a closed session ignores late frames
+
+
+def test_a_hello_in_an_active_session_is_a_protocol_error() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    net = _net(mesh, 2)
+    net.connect("n0", "n1")
+    net.settle()
+    hello = Hello([1], mesh.mesh_id, mesh.nodes[1].public_key)
+    effects = net.cores["n0"].handle(Received("n1", encode_message(hello)), 0)
+    assert _sent(effects)[0].reason == Reason.UNEXPECTED_MESSAGE.value
+
+
+def test_a_peer_of_another_mesh_is_refused_and_never_redialled() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    other = MeshFixture("another-mesh", nodes=1)
+    net = FakeNetwork(random.Random(0))
+    net.add("a", MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0)))
+    net.add("b", MeshCore(other.nodes[0], other.genesis, MemoryStore(), random.Random(1)))
+    net.connect("a", "b")
+    net.settle()
+    reasons = {r.reason for r in _refusals(net, "a") + _refusals(net, "b")}
+    assert reasons == {Reason.WRONG_MESH.value}
+    assert not net.links
+    net.tick(120_000)
+    net.settle()
+    assert not net.links  # a final refusal is not retried
+    assert net.cores["a"].next_deadline() is None
+
+
+def test_a_connection_to_ourselves_is_refused() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    core.handle(PeerConnected("loop"), 0)
+    hello = Hello([1], mesh.mesh_id, mesh.nodes[0].public_key)
+    effects = core.handle(Received("loop", encode_message(hello)), 1)
+    assert _sent(effects)[0].reason == Reason.SELF_CONNECTION.value
+
+
+def test_no_common_version_is_refused() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    core.handle(PeerConnected("p"), 0)
+    hello = Hello([2, 3], mesh.mesh_id, mesh.nodes[1].public_key)
+    effects = core.handle(Received("p", encode_message(hello)), 1)
+    assert _sent(effects)[0].reason == Reason.NO_COMMON_VERSION.value
+
+
+def test_a_silent_peer_times_out_in_the_handshake() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    core.handle(PeerConnected("p"), 1_000)
+    deadline = core.next_deadline()
+    assert deadline == 1_000 + core.limits.handshake_timeout_ms
+    assert core.handle(Timer(), deadline - 1) == []
+    effects = core.handle(Timer(), deadline)
+    assert _sent(effects)[0].reason == Reason.HANDSHAKE_TIMEOUT.value
+
+
+def test_two_dials_crossing_leave_one_session_on_both_sides() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    net = _net(mesh, 2)
+    net.known.update({("n0", "n1"), ("n1", "n0")})
+    # Both dial at once: two connections, told apart by their handles.
+    a, b = net.cores["n0"], net.cores["n1"]
+    out_a = a.handle(PeerConnected("n1-out", outbound=True), 0)
+    in_b = b.handle(PeerConnected("n0-in"), 0)
+    out_b = b.handle(PeerConnected("n0-out", outbound=True), 0)
+    in_a = a.handle(PeerConnected("n1-in"), 0)
+    pairs = [(out_a, b, "n0-in"), (in_b, a, "n1-out"), (out_b, a, "n1-in"), (in_a, b, "n0-out")]
+    for effects, receiver, handle in pairs:
+        receiver.handle(Received(handle, _sent_hello(effects)), 1)
+    active_a = {p for p, s in a.sessions.items() if s.state is SessionState.ACTIVE}
+    active_b = {p for p, s in b.sessions.items() if s.state is SessionState.ACTIVE}
+    assert len(active_a) == len(active_b) == 1
+    # The survivor is the connection dialled by the smaller key, on both ends.
+    n0_smaller = mesh.nodes[0].public_key < mesh.nodes[1].public_key
+    assert active_a == ({"n1-out"} if n0_smaller else {"n1-in"})
+    assert active_b == ({"n0-in"} if n0_smaller else {"n0-out"})
+
+
+def _sent_hello(effects: list[object]) -> bytes:
+    return next(e.data for e in effects if isinstance(e, Send) and e.kind == "Hello")
+
+
+def test_an_unreachable_peer_is_redialled_with_growing_jittered_backoff() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(5))
+    core.handle(PeerKnown("far"), 0)
+    now, gaps = 0, []
+    for _ in range(8):
+        due = core.next_deadline()
+        assert due is not None
+        gaps.append(due - now)
+        now = due
+        assert core.handle(Timer(), now) == [Dial("far")]
+        core.handle(PeerGone("far"), now)
+    assert gaps[0] == 0
+    limits = core.limits
+    for attempt, gap in enumerate(gaps[1:]):
+        window = min(limits.dial_backoff_max_ms, limits.dial_backoff_initial_ms << attempt)
+        assert window // 2 <= gap <= window
+    assert gaps[-1] > gaps[1]
+    core.handle(PeerKnown("far", forget=True), now)
+    assert core.next_deadline() is None
+
+
+def test_a_large_catch_up_is_paged_under_the_frame_limit() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    source = Admission(MemoryStore(), mesh.genesis)
+    big = "x" * 60_000
+    for i in range(40):  # 40 envelopes of ~61 KB: 2.4 MB, more than two frames
+        claim = mesh.claim(mesh.writers[0], f"k{i}", big)
+        source.write_local(mesh.nodes[0], [claim], hlc=i + 1)
+    net = FakeNetwork(random.Random(0))
+    net.add("n0", MeshCore(mesh.nodes[0], mesh.genesis, source.store, random.Random(0)))
+    net.add("n1", MeshCore(mesh.nodes[1], mesh.genesis, MemoryStore(), random.Random(1)))
+    net.connect("n1", "n0")
+    net.quiesce()
+    limit = net.cores["n0"].limits.frame_bytes_max
+    assert limit // 2 < net.largest_frame <= limit
+    assert net.cores["n1"].stats.messages_sent["GetRange"] >= 3  # pulled page by page
+    assert net.cores["n1"].claims_digest() == net.cores["n0"].claims_digest()
+
+
+def test_missing_deps_are_fetched_by_id_from_the_peer_that_pushed() -> None:
+    mesh = MeshFixture("sessions", nodes=3)
+    net = _net(mesh, 2)
+    net.connect("n0", "n1")
+    net.write("n0", 1, [mesh.claim(mesh.writers[0], "a", 1)])
+    net.settle()
+    net.write("n1", 2, [mesh.claim(mesh.writers[0], "b", 2)])
+    net.settle()
+    [head] = [h for log, h in net.cores["n1"].frontier() if log.author == mesh.nodes[1].public_key]
+    later = net.cores["n1"].admission.records[head.id].envelope
+    [first] = later.deps  # n1's envelope depends on n0's
+    # A fresh node hears n1's envelope first, pushed by n1: it asks n1 for the dependency.
+    fresh = MeshCore(mesh.nodes[2], mesh.genesis, MemoryStore(), random.Random(2))
+    fresh.handle(PeerConnected("n1"), 0)
+    hello = Hello([1], mesh.mesh_id, mesh.nodes[1].public_key)
+    fresh.handle(Received("n1", encode_message(hello)), 0)
+    fresh.handle(Received("n1", encode_message(Envelopes(0, [later.raw], False))), 0)
+    asked = [m for m in _sent(fresh.handle(Flush(), 0)) if isinstance(m, GetIds)]
+    assert [m.ids for m in asked] == [[first]]
+    assert fresh.admission.buffered["causal"] == 1
+    page = Envelopes(asked[0].req, [net.cores["n1"].admission.records[first].envelope.raw], False)
+    fresh.handle(Received("n1", encode_message(page)), 0)
+    fresh.handle(Flush(), 0)
+    assert set(fresh.admission.records) == {first, later.id}
+    assert fresh.admission.buffered["causal"] == 0
+
+
+def test_equivocation_found_during_sync_becomes_evidence_on_both_sides() -> None:
+    """Two cores each hold one branch of a fork: sync finds it, both store both envelopes as
+    evidence and end with the same live set; a third core that only talks to one of them learns
+    the fork from the frontier."""
+    mesh = MeshFixture("sessions", nodes=4)
+    liar = mesh.nodes[3]
+    origin = Admission(MemoryStore(), mesh.genesis)
+    shared = origin.write_local(liar, [mesh.claim(mesh.writers[0], "shared", 0)], hlc=1)
+    branches = []
+    for label in ("left", "right"):
+        scratch = Admission(MemoryStore(), mesh.genesis)
+        scratch.receive(shared.raw)
+        envs = [shared]
+        for i in range(3 if label == "left" else 5):
+            claim = mesh.claim(mesh.writers[0], f"{label}{i}", i)
+            envs.append(scratch.write_local(liar, [claim], hlc=i + 2))
+        branches.append(envs)
+    net = _net(mesh, 3)
+    for name, branch in (("n0", branches[0][1:]), ("n1", branches[1][1:])):
+        store = net.cores[name].admission
+        store.receive_many([branches[0][0].raw, *(e.raw for e in branch)])
+    assert branches[0][1].seq == branches[1][1].seq == 2  # the fork is at seq 2
+    net.connect("n0", "n1")
+    net.connect("n0", "n2")
+    net.quiesce()
+    cores = [net.cores[n] for n in ("n0", "n1", "n2")]
+    for name, core in zip(("n0", "n1", "n2"), cores, strict=True):
+        assert core.admission.forks == {branches[0][0].log: 2}, name
+        assert core.admission.evidence, name
+    for name in ("n0", "n1"):
+        assert any(isinstance(n, EvidenceFound) for n in net.notices[name])
+    assert len({c.claims_digest() for c in cores}) == 1
+    # Every replica ends holding both branches whole, whichever it took as its log.
+    assert len({frozenset(c.admission.records) for c in cores}) == 1
+    assert len(cores[2].admission.records) == 1 + 3 + 5
+    live = {c.key for c in cores[0].admission.live_claims()}
+    assert live == {"shared"}  # the log is excluded from the fork point on
