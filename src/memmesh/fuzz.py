@@ -1576,7 +1576,7 @@ def run(
     """
     started = time.perf_counter()
     fuzz_target = build_target(target, corpus_dir)
-    rng = random.Random(seed)  # noqa: S311 - reproducible test inputs, not secrets
+    rng = random.Random(seed)
     pool = list(fuzz_target.seeds) or [b""]
     mutator = Mutator(rng, pool)
     stats = _Stats(target=target, seed=seed)

@@ -328,6 +328,13 @@ class FakeNetwork:
                 self._feed(frame.dst, Received(frame.src, frame.data))
         return delivered
 
+    def inject(self, src: str, dst: str, data: bytes) -> None:
+        """Queue a frame on the connection from ``src`` to ``dst`` as if ``src`` had sent it:
+        how a test plays a misbehaving peer."""
+        if not self.connected(src, dst):
+            raise ValueError(f"{src} and {dst} are not connected")
+        self.in_flight.append(_Frame(src, dst, data))
+
     def flush(self, name: str | None = None) -> None:
         for target in sorted(self.flush_due) if name is None else [name]:
             if target in self.flush_due:

@@ -34,8 +34,9 @@ def test_demo_runs_and_checks_itself(tmp_path: Path) -> None:
         "log_conflict",
         "foreign_key",
         "has_deletes",
-        "evidence, log excluded",
+        "kept as evidence",
         "one claims digest",
+        "nothing to send",
     ):
         assert reason in done.stdout
     assert "demo complete" in done.stdout
