@@ -37,6 +37,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/memmesh bench store --json
 	$(BIN)/memmesh bench core --json
+	$(BIN)/memmesh bench sync --json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

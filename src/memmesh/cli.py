@@ -122,6 +122,24 @@ def bench_core(
     _emit(result, as_json, "memmesh bench core")
 
 
+@bench_app.command("sync")
+def bench_sync(
+    claims: Annotated[
+        int, typer.Option(help="Claims the catching-up replica is behind.")
+    ] = 100_000,
+    wire_claims: Annotated[
+        int, typer.Option(help="Claims pushed per envelope size for the wire bytes.")
+    ] = 2048,
+    directory: BenchDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sync wire bytes against bare Yjs updates, and catch-up against raw Ed25519 verify."""
+    from .bench.sync import run_sync_bench
+
+    result = run_sync_bench(claims=claims, wire_claims=wire_claims, directory=directory)
+    _emit(result, as_json, "memmesh bench sync")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[

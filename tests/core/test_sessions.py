@@ -21,6 +21,7 @@ from memmesh.core import (
     Received,
     Send,
     SessionState,
+    SyncLimits,
     Timer,
     WriteAcked,
     WriteFailed,
@@ -350,3 +351,26 @@ def test_equivocation_found_during_sync_becomes_evidence_on_both_sides() -> None
     assert len(cores[2].admission.records) == 1 + 3 + 5
     live = {c.key for c in cores[0].admission.live_claims()}
     assert live == {"shared"}  # the log is excluded from the fork point on
+
+
+def test_unflushed_pages_hold_back_further_requests() -> None:
+    """The side that verifies paces a catch-up: past ``staged_bytes_max`` of received but
+    unflushed envelopes, no new page is asked for until a flush."""
+    mesh = MeshFixture("sessions", nodes=2)
+    source = Admission(MemoryStore(), mesh.genesis)
+    for i in range(100):  # 3 MB: three frames or more
+        claim = mesh.claim(mesh.writers[0], f"k{i}", "x" * 30_000)
+        source.write_local(mesh.nodes[0], [claim], hlc=i + 1)
+    limits = SyncLimits(staged_bytes_max=50_000)
+    net = FakeNetwork(random.Random(0))
+    net.add("src", MeshCore(mesh.nodes[0], mesh.genesis, source.store, random.Random(0)))
+    replica = MeshCore(mesh.nodes[1], mesh.genesis, MemoryStore(), random.Random(1), limits=limits)
+    net.add("dst", replica)
+    net.connect("dst", "src")
+    while net.in_flight:  # deliver everything, never flush
+        net.deliver(len(net.in_flight))
+    staged = sum(len(raw) for _, raw in replica._staged.remote)
+    assert 50_000 <= staged < 50_000 + limits.frame_bytes_max
+    assert len(replica._staged.remote) < 100
+    net.quiesce()  # flushing lets it finish
+    assert replica.claims_digest() == net.cores["src"].claims_digest()

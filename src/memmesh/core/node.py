@@ -132,6 +132,7 @@ class _Dialling:
 class _Staged:
     remote: list[tuple[str, bytes]] = field(default_factory=list)
     local: list[LocalWrite] = field(default_factory=list)
+    remote_bytes: int = 0
 
     def __bool__(self) -> bool:
         return bool(self.remote or self.local)
@@ -547,8 +548,13 @@ class MeshCore:
                 self._fetching_ids.pop(i, None)
 
     def _pump(self, session: Session) -> None:
-        """Send queued requests while fewer than the limit are in flight."""
-        while session.wants and len(session.requests) < self.limits.requests_in_flight_max:
+        """Send queued requests while fewer than the limit are in flight and what was received
+        but not yet flushed stays under its bound."""
+        while (
+            session.wants
+            and len(session.requests) < self.limits.requests_in_flight_max
+            and self._staged.remote_bytes < self.limits.staged_bytes_max
+        ):
             fetch = session.wants.popleft()
             self._next_req = self._next_req % 0xFFFFFFFE + 1
             req = self._next_req
@@ -594,6 +600,7 @@ class MeshCore:
                 self._release(request.fetch)
                 self._continue(session, request.fetch, message)
         self._staged.remote.extend((session.peer, raw) for raw in message.items)
+        self._staged.remote_bytes += sum(len(raw) for raw in message.items)
         self.stats.envelopes_received += len(message.items)
         if message.items:
             self._ask_persist()
@@ -641,6 +648,8 @@ class MeshCore:
             self._notify(EvidenceFound(tuple(fresh)))
         if new:
             self._push(new)
+        for session in self._active():  # requests held back while the staged bytes were high
+            self._pump(session)
 
     def _admit_remote(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         try:

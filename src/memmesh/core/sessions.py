@@ -45,8 +45,9 @@ class SyncLimits:
 
     frame_bytes_max: int = (1 << 20) + (64 << 10)
     """Largest frame sent or accepted; an envelope of the admission limit must fit in one."""
-    frontier_logs_max: int = 1 << 20
-    """Most heads a peer's frontier may name (over all its pages)."""
+    frontier_logs_max: int = 1 << 16
+    """Most heads (and, separately, forks and tips) a peer's frontier may name over all its
+    pages: what one frontier may cost in memory (about 200 bytes per entry)."""
     requests_in_flight_max: int = 8
     """Requests outstanding per session; the rest wait in the session's queue."""
     wants_max: int = 1 << 16
@@ -57,6 +58,9 @@ class SyncLimits:
     dial_backoff_initial_ms: int = 100
     dial_backoff_max_ms: int = 30_000
     local_claims_per_envelope_max: int = 4096
+    staged_bytes_max: int = 16 << 20
+    """Received envelope bytes held for the next ``Flush``; past it no new page is asked for
+    until a flush, so the side that verifies paces the transfer whatever the caller does."""
 
     def __post_init__(self) -> None:
         if self.frame_bytes_max < (1 << 20) + 1024:
@@ -69,6 +73,7 @@ class SyncLimits:
             "anti_entropy_interval_ms",
             "dial_backoff_initial_ms",
             "local_claims_per_envelope_max",
+            "staged_bytes_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")

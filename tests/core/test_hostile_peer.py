@@ -1,0 +1,132 @@
+"""A peer that sends anything at all, in any order: the core never raises, sends at most one
+``Bye`` per session and then nothing more on it, gives every refusal a reason code, and keeps
+its replica intact."""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+
+from memmesh.admission import Admission
+from memmesh.core import Disconnect, Flush, MeshCore, PeerConnected, Received, Send, Timer
+from memmesh.core.messages import (
+    Bye,
+    Envelopes,
+    ForkEntry,
+    Frontier,
+    GetIds,
+    GetRange,
+    HeadEntry,
+    Hello,
+    NothingToSend,
+    decode_message,
+    encode_message,
+)
+from memmesh.errors import Reason
+from memmesh.store import MemoryStore
+from memmesh.testing import MeshFixture, scaled
+
+MESH = MeshFixture("hostile", nodes=3)
+SOURCE = Admission(MemoryStore(), MESH.genesis)
+ENVELOPES = [
+    SOURCE.write_local(MESH.nodes[1], [MESH.claim(MESH.writers[0], f"k{i}", i)], hlc=i + 1)
+    for i in range(4)
+]
+KNOWN_IDS = [e.id for e in ENVELOPES]
+AUTHORS = [MESH.nodes[1].public_key, MESH.nodes[2].public_key]
+
+ids = st.one_of(st.sampled_from(KNOWN_IDS), st.binary(min_size=32, max_size=32))
+seqs = st.integers(1, 8)
+rounds = st.integers(0, 3)
+raw_envelopes = st.one_of(
+    st.sampled_from([e.raw for e in ENVELOPES]),
+    st.sampled_from([e.raw for e in ENVELOPES]).map(lambda r: r[:-1] + bytes([r[-1] ^ 1])),
+    st.binary(min_size=1, max_size=300),
+)
+
+
+@st.composite
+def get_ranges(draw: st.DrawFn) -> GetRange:
+    start = draw(seqs)
+    return GetRange(draw(st.integers(1, 5)), draw(st.sampled_from(AUTHORS)), 1, start, start + 3)
+
+
+@st.composite
+def frontiers(draw: st.DrawFn) -> Frontier:
+    heads = sorted(
+        {
+            a: HeadEntry(a, 1, draw(seqs), draw(ids))
+            for a in draw(st.sets(st.sampled_from(AUTHORS)))
+        }.values(),
+        key=lambda h: h.author,
+    )
+    pair = sorted(draw(st.lists(ids, min_size=2, max_size=2, unique=True)))
+    forks = [ForkEntry(pair[0], pair[1])] if draw(st.booleans()) else []
+    return Frontier(
+        draw(rounds),
+        heads,
+        forks,
+        draw(st.booleans()),
+        draw(st.booleans()),
+        draw(st.lists(ids, max_size=2)),
+    )
+
+
+messages = st.one_of(
+    st.just(Hello([1], MESH.mesh_id, MESH.nodes[1].public_key)),
+    st.just(Hello([1], MESH.mesh_id, MESH.nodes[0].public_key)),  # pretends to be us
+    st.builds(
+        Hello, st.lists(st.integers(0, 3), min_size=1, max_size=3), st.just(MESH.mesh_id), ids
+    ),
+    frontiers(),
+    st.builds(NothingToSend, rounds),
+    get_ranges(),
+    st.builds(GetIds, st.integers(1, 5), st.lists(ids, min_size=1, max_size=4)),
+    st.builds(Envelopes, st.integers(0, 5), st.lists(raw_envelopes, max_size=3), st.booleans()),
+    st.builds(Bye, st.sampled_from(["bad_message", "x"]), st.text(max_size=10)),
+)
+valid = messages.map(encode_message)
+frames = st.one_of(valid, valid, valid, st.binary(max_size=64))
+HELLO = encode_message(Hello([1], MESH.mesh_id, MESH.nodes[1].public_key))
+steps = st.lists(st.one_of(frames, st.just("flush"), st.just("timer")), min_size=1, max_size=25)
+
+
+@settings(max_examples=scaled(300))
+@given(steps=steps, greet=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_frames_from_a_peer(steps: list[bytes | str], greet: bool, seed: int) -> None:
+    if greet:  # most sessions should get past the handshake to be interesting
+        steps = [HELLO, *steps]
+    store = MemoryStore()
+    core = MeshCore(MESH.nodes[0], MESH.genesis, store, random.Random(seed))
+    core.handle(Received("nobody", b"\x00"), 0)  # frames of an unknown connection are ignored
+    now = 0
+    effects = core.handle(PeerConnected("p", outbound=bool(seed % 2)), now)
+    byes = 0
+    for step in steps:
+        now += 1_000
+        if step == "flush":
+            effects = core.handle(Flush(), now)
+        elif step == "timer":
+            effects = core.handle(Timer(), now + 60_000)
+        else:
+            assert isinstance(step, bytes)
+            effects = core.handle(Received("p", step), now)
+        for effect in effects:
+            if isinstance(effect, Disconnect):
+                assert isinstance(effect.reason, Reason)
+            if isinstance(effect, Send) and effect.peer == "p":
+                assert byes == 0, "nothing is sent on a session after its Bye"
+                message = decode_message(effect.data, frame_bytes_max=core.limits.frame_bytes_max)
+                if isinstance(message, Bye):
+                    byes += 1
+                    assert message.reason in {r.value for r in Reason}
+    core.handle(Flush(), now + 1)
+    session = core.sessions.get("p")
+    event(f"session ends {session.state.value if session else 'gone'}, {byes} bye")
+    event(f"envelopes admitted: {min(len(core.admission.records), 2)} or more")
+    # Whatever was admitted is exactly what the replica holds, and it is valid.
+    held = {c.id for r in core.admission.records.values() for c in r.claims}
+    assert held <= {c.id for e in ENVELOPES for c in SOURCE.records[e.id].claims}
+    assert len(core.admission.replica.keys()) == len(held)
