@@ -374,3 +374,24 @@ def test_unflushed_pages_hold_back_further_requests() -> None:
     assert len(replica._staged.remote) < 100
     net.quiesce()  # flushing lets it finish
     assert replica.claims_digest() == net.cores["src"].claims_digest()
+
+
+def test_the_losing_duplicate_is_not_redialled_until_the_surviving_session_ends() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    low, high = sorted(mesh.nodes[:2], key=lambda k: k.public_key)
+    core = MeshCore(high, mesh.genesis, MemoryStore(), random.Random(0))
+    peer_hello = encode_message(Hello([1], mesh.mesh_id, low.public_key))
+    core.handle(PeerConnected("from-low"), 0)  # the smaller key dialled us: this one survives
+    core.handle(Received("from-low", peer_hello), 0)
+    core.handle(PeerKnown("low-address"), 0)
+    assert core.handle(Timer(), 0) == [Dial("low-address")]
+    core.handle(PeerConnected("low-address", outbound=True), 1)
+    effects = core.handle(Received("low-address", peer_hello), 1)
+    assert _sent(effects)[-1].reason == Reason.DUPLICATE_SESSION.value
+    core.handle(PeerGone("low-address"), 2)
+    for now in range(10_000, 200_000, 10_000):  # the address is not dialled while it stands
+        assert not [e for e in core.handle(Timer(), now) if isinstance(e, Dial)]
+    core.handle(PeerGone("from-low"), 200_000)  # the surviving session ends: dial again
+    due = core.next_deadline()
+    assert due is not None
+    assert Dial("low-address") in core.handle(Timer(), due)

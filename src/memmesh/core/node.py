@@ -269,6 +269,13 @@ class MeshCore:
         session = self.sessions.pop(peer, None)
         if session is not None:
             self._forget_requests(session)
+            # Addresses of the same node, not dialled while this session stood, dial again.
+            for address in sorted(self._dialling):
+                other = self._dialling[address]
+                idle = other.due_ms is None and not other.dialling and not other.refused
+                same = session.node is not None and other.node == session.node
+                if address != peer and idle and same:
+                    self._schedule_dial(other)
         dialling = self._dialling.get(peer)
         if dialling is not None and reason in _FINAL_REFUSALS:
             dialling.refused, dialling.due_ms, dialling.dialling = True, None, False
@@ -294,6 +301,9 @@ class MeshCore:
             return self._fail(session, Reason.WRONG_MESH, f"peer is in {short_id(message.mesh)}")
         if message.node == self.node:
             return self._fail(session, Reason.SELF_CONNECTION, "this is our own node key")
+        dialling = self._dialling.get(session.peer)
+        if dialling is not None:
+            dialling.node = message.node  # so it is not redialled while another session stands
         duplicate = next(
             (
                 s
@@ -312,9 +322,8 @@ class MeshCore:
         session.state = SessionState.ACTIVE
         session.node = message.node
         session.deadline_ms = None
-        dialling = self._dialling.get(session.peer)
         if dialling is not None:
-            dialling.attempts, dialling.node = 0, message.node
+            dialling.attempts = 0
         self._notify(PeerReady(session.peer, message.node))
         if self._round_due_ms is None:
             self._round_due_ms = self._now + self.limits.anti_entropy_interval_ms
