@@ -109,6 +109,19 @@ def parse_canonical(data: bytes, *, what: str, bytes_max: int) -> JsonValue:
     """Decode canonical JSON, refusing (with a reason code) anything not byte-for-byte canonical."""
     if len(data) > bytes_max:
         raise Rejected(Reason.TOO_LARGE, f"{what}: {len(data)} bytes exceed {bytes_max}")
+    if data.isascii() and data.count(b"[") + data.count(b"{") <= _DEPTH_MAX:
+        # The common case, on every claim: ASCII text is NFC, its member names sort the same in
+        # code points and UTF-16 units, and 32 brackets cannot nest deeper than the limit, so
+        # the C decoder (floats refused, integers bounded as they are read) and one re-encoding
+        # decide it. Anything that does not come back byte for byte takes the full path below,
+        # which gives the precise reason.
+        try:
+            value = _loads_bounded(data.decode("ascii"))
+            if _dumps(value).encode("utf-8") == data:
+                result: JsonValue = value
+                return result
+        except (json.JSONDecodeError, ValueError, RecursionError):
+            pass
     try:
         text = data.decode("utf-8")
         value = json.loads(
@@ -125,12 +138,24 @@ def parse_canonical(data: bytes, *, what: str, bytes_max: int) -> JsonValue:
         raise Rejected(Reason.BAD_JSON, f"{what}: {exc}") from None
     if again != data:
         raise Rejected(Reason.NOT_CANONICAL, f"{what}: not in RFC 8785 canonical form")
-    result: JsonValue = value
-    return result
+    checked: JsonValue = value
+    return checked
 
 
 def _refuse_float(text: str) -> Any:
     raise ValueError(f"non-integer number {text[:20]}")
+
+
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not -JSON_INT_MAX <= value <= JSON_INT_MAX:
+        raise ValueError(f"integer {text[:20]} outside +-2^53")
+    return value
+
+
+_loads_bounded = json.JSONDecoder(
+    parse_float=_refuse_float, parse_int=_bounded_int, parse_constant=_refuse_float
+).decode
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

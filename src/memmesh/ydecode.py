@@ -266,6 +266,10 @@ class _Reader:
         return value
 
     def varuint(self, field: str) -> int:
+        pos, data = self._pos, self._data
+        if pos < len(data) and data[pos] < 0x80:  # one byte: the common case, always minimal
+            self._pos = pos + 1
+            return data[pos]
         value = 0
         for i in range(_VARUINT_BYTES_MAX):
             byte = self.byte(field)
