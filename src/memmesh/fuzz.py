@@ -50,7 +50,10 @@ import pycrdt
 from .admission import Admission, Outcome, Status
 from .canonical import JsonValue, canonical_bytes, parse_canonical
 from .claims import CLAIM_ID_TAG, CLAIM_SIGNATURE_DOMAIN, Claim, decode_claim, make_claim
+from .core.handshake import Transcript
 from .core.messages import (
+    PROTOCOL_VERSION,
+    Auth,
     Bye,
     Envelopes,
     ForkEntry,
@@ -1081,12 +1084,15 @@ _MESSAGE_VALUES: tuple[object, ...] = (
     bytes(32),
     b"\xff" * 32,
     bytes(33),
+    bytes(63),  # a signature is exactly 64 bytes
+    bytes(64),
+    bytes(65),
     (),  # arrays as tuples: edits only ever change lists, so these shared values stay intact
     ((),),
     {},
     msgspec.msgpack.Ext(1, bytes(32)),
 )
-_MESSAGE_LIST_SIZES = (0, 1, 8, 9, 256, 257, 4096, 4097)
+_MESSAGE_LIST_SIZES = (0, 1, 8, 9, 16, 17, 256, 257, 4096, 4097)
 
 
 def _message_containers(value: list[Any]) -> list[list[Any]]:
@@ -1410,9 +1416,24 @@ def _message_seeds() -> list[Message]:
     heads = [HeadEntry(a, e, env.seq, env.id) for (a, e), env in sorted(last.items())]
     low, high = sorted((envelopes[0].id, envelopes[1].id))
     author = envelopes[0].author
+    mesh_id = mat.fixture.mesh_id
+    # A node admitted by a genesis admin: its chain is that one admit claim.
+    admit = next(
+        c
+        for c in mat.claims
+        if c.type == "admit" and isinstance(c.value, dict) and c.value.get("role") == "node"
+    )
+    admitted = bytes.fromhex(admit.key)
+    nonce, peer_nonce = tagged_hash(b"fuzz", b"nonce"), b"\xff" * 32
+    # A real proof: the author's, in a handshake with the admitted node.
+    transcript = Transcript(
+        PROTOCOL_VERSION, mesh_id, mat.author.public_key, nonce, admitted, peer_nonce
+    )
+    signature = transcript.sign(mat.author)
     return [
-        Hello([1], mat.fixture.mesh_id, mat.author.public_key),
-        Hello([0, 1, 2, _U32_MAX], mat.fixture.mesh_id, mat.poison_node.public_key),
+        Hello([1], mesh_id, mat.author.public_key, nonce, []),  # a genesis member
+        Hello([0, 1, 2, _U32_MAX], mesh_id, admitted, peer_nonce, [admit.raw]),
+        Auth(signature),
         Frontier(1, heads, [ForkEntry(low, high)], last=True, reply=True, tips=[high]),
         Frontier(0, [], [], last=False, reply=False, tips=[]),
         NothingToSend(1),

@@ -30,6 +30,8 @@ from .core import (
     SessionState,
     Timer,
 )
+from .core.handshake import Transcript
+from .core.messages import PROTOCOL_VERSION, Auth, Hello, decode_message, encode_message
 from .crypto import SigningKey
 from .envelope import Envelope, seal
 from .ids import ZERO_ID, Head, tagged_hash
@@ -42,6 +44,7 @@ __all__ = [
     "ManualClock",
     "MeshFixture",
     "NoQuiescence",
+    "PeerScript",
     "fixed_mesh_id",
     "scaled",
     "seeded_key",
@@ -169,6 +172,48 @@ class MeshFixture:
             type="revoke",
             namespace=("_mesh", "members"),
         )
+
+
+class PeerScript:
+    """Plays a peer holding ``key`` by hand against one core: builds the frames of a correct
+    handshake (our ``Hello``, then our ``Auth`` once the core's hello is known), so a test can
+    get a session to active and then send whatever it likes."""
+
+    def __init__(
+        self,
+        key: SigningKey,
+        mesh_id: bytes,
+        *,
+        nonce: bytes = b"\x5a" * 32,
+        chain: list[bytes] | None = None,
+        versions: list[int] | None = None,
+    ) -> None:
+        self.key, self.mesh_id, self.nonce = key, mesh_id, nonce
+        self.hello = encode_message(
+            Hello(versions or [PROTOCOL_VERSION], mesh_id, key.public_key, nonce, chain or [])
+        )
+
+    def auth(self, core_hello: bytes) -> bytes:
+        """Our proof, answering the core's ``Hello`` frame."""
+        theirs = decode_message(core_hello, frame_bytes_max=len(core_hello))
+        assert isinstance(theirs, Hello)
+        ours = Transcript(
+            PROTOCOL_VERSION,
+            self.mesh_id,
+            self.key.public_key,
+            self.nonce,
+            theirs.node,
+            theirs.nonce,
+        )
+        return encode_message(Auth(ours.sign(self.key)))
+
+    def open(self, core: MeshCore, peer: str, now_ms: int = 0) -> list[Effect]:
+        """Connect to ``core`` as ``peer`` and complete the handshake; return the effects of
+        the last step (the core's first frontier, when it accepted us)."""
+        effects = core.handle(PeerConnected(peer), now_ms)
+        core_hello = next(e.data for e in effects if isinstance(e, Send) and e.kind == "Hello")
+        core.handle(Received(peer, self.hello), now_ms)
+        return core.handle(Received(peer, self.auth(core_hello)), now_ms)
 
 
 class ManualClock:
@@ -362,17 +407,19 @@ class FakeNetwork:
             if deadline is not None and deadline <= now:
                 self._feed(name, Timer())
 
-    def quiesce(self, sweeps_max: int = 50) -> int:
+    def quiesce(self, sweeps_max: int = 200) -> int:
         """Stop every link fault (partitions stay), then sweep anti-entropy over every connection
         until one whole sweep transfers no envelope and every round is answered
         ``NothingToSend`` both ways; return the number of sweeps. Between sweeps, while some core
         is not quiet (a handshake, a redial or a request pending), the clock moves to the next
-        deadline. Raise ``NoQuiescence`` if the sweeps run out."""
+        deadline of such a core (a redial may be backing off for seconds after a partition).
+        Raise ``NoQuiescence`` if the sweeps run out."""
         self.faults.clear()
         for sweep in range(1, sweeps_max + 1):
             self.settle()
-            if not all(core.quiet() for core in self.cores.values()):
-                deadlines = [c.next_deadline() for c in self.cores.values()]
+            busy = [core for core in self.cores.values() if not core.quiet()]
+            if busy:
+                deadlines = [c.next_deadline() for c in busy]
                 due = min((d for d in deadlines if d is not None), default=None)
                 if due is not None:
                     self.tick(max(0, due - self.clock.now_ms))

@@ -9,6 +9,7 @@ write is lost. Replicas are compared by frontier and digest, never by ``get_upda
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -45,6 +46,8 @@ class SyncMachine(RuleBasedStateMachine):
         self.revoked_writer = False
         self.revoked_node = False
         self.joined = 0
+        self.chains: dict[str, list[bytes]] = {}
+        self.revoked: str | None = None
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -73,6 +76,7 @@ class SyncMachine(RuleBasedStateMachine):
             self.mesh.genesis,
             MemoryStore(self.disks[name]),
             random.Random(f"{name}/{self.restarts}"),
+            admit_chain=self.chains.get(name, []),
         )
 
     def _link(self, a: str, b: str) -> None:
@@ -149,9 +153,12 @@ class SyncMachine(RuleBasedStateMachine):
         key = self.late_keys[self.joined]
         self.joined += 1
         self.token += 1
-        self.net.write(self._pick(via), self.token, [self.mesh.admit(key.public_key, Role.NODE)])
-        target = self._pick(peer)
+        admit = self.mesh.admit(key.public_key, Role.NODE)
+        self.net.write(self._pick(via), self.token, [admit])
+        members = [n for n in sorted(self.net.cores) if n != self.revoked]
+        target = members[peer % len(members)]  # the revoked node would refuse... or be refused
         name = f"late{self.joined}"
+        self.chains[name] = [admit.raw]  # given to the joining node with its key
         self._add(name, key)
         self._link(target, name)
 
@@ -170,9 +177,15 @@ class SyncMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.revoked_node)
     @rule(via=st.integers(0, NODES_MAX - 1), node=st.integers(0, NODES_MAX - 1))
     def revoke_node(self, via: int, node: int) -> None:
-        """A node's envelopes past its current head are excluded (it keeps writing them)."""
+        """A node's envelopes past its current head are excluded (it keeps writing them), and
+        members refuse its sessions once they know: it drops out of the mesh, so the others
+        are linked up to stay connected without it."""
         self.revoked_node = True
         target = self._pick(node)
+        self.revoked = target
+        rest = [n for n in sorted(self.net.cores) if n != target]
+        for a, b in itertools.pairwise(rest):
+            self._link(a, b)
         core = self.net.cores[target]
         own = [h.seq for log, h in core.frontier() if log.author == core.node]
         seq = own[0] if own else 0
@@ -193,16 +206,17 @@ class SyncMachine(RuleBasedStateMachine):
     def _converge(self) -> None:
         self.net.heal()
         self.net.quiesce()
-        cores = [self.net.cores[n] for n in sorted(self.net.cores)]
-        frontiers = {n: c.frontier() for n, c in zip(sorted(self.net.cores), cores, strict=True)}
-        digests = {n: c.claims_digest() for n, c in zip(sorted(self.net.cores), cores, strict=True)}
+        names = [n for n in sorted(self.net.cores) if n != self.revoked]
+        cores = [self.net.cores[n] for n in names]
+        frontiers = {n: c.frontier() for n, c in zip(names, cores, strict=True)}
+        digests = {n: c.claims_digest() for n, c in zip(names, cores, strict=True)}
         assert len({repr(f) for f in frontiers.values()}) == 1, frontiers
         assert len(set(digests.values())) == 1, digests
         held = {claim.id for r in cores[0].admission.records.values() for claim in r.claims}
         acked = {
             claim_id
-            for notices in self.net.notices.values()
-            for notice in notices
+            for name in names
+            for notice in self.net.notices[name]
             if isinstance(notice, WriteAcked)
             for claim_id in notice.claim_ids
         }

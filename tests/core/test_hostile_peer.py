@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from memmesh.admission import Admission
 from memmesh.core import Disconnect, Flush, MeshCore, PeerConnected, Received, Send, Timer
 from memmesh.core.messages import (
+    Auth,
     Bye,
     Envelopes,
     ForkEntry,
@@ -26,7 +27,7 @@ from memmesh.core.messages import (
 )
 from memmesh.errors import Reason
 from memmesh.store import MemoryStore
-from memmesh.testing import MeshFixture, scaled
+from memmesh.testing import MeshFixture, PeerScript, scaled
 
 MESH = MeshFixture("hostile", nodes=3)
 SOURCE = Admission(MemoryStore(), MESH.genesis)
@@ -74,12 +75,19 @@ def frontiers(draw: st.DrawFn) -> Frontier:
     )
 
 
+NONCE = b"\x5a" * 32
 messages = st.one_of(
-    st.just(Hello([1], MESH.mesh_id, MESH.nodes[1].public_key)),
-    st.just(Hello([1], MESH.mesh_id, MESH.nodes[0].public_key)),  # pretends to be us
+    st.just(Hello([1], MESH.mesh_id, MESH.nodes[1].public_key, NONCE, [])),
+    st.just(Hello([1], MESH.mesh_id, MESH.nodes[0].public_key, NONCE, [])),  # pretends to be us
     st.builds(
-        Hello, st.lists(st.integers(0, 3), min_size=1, max_size=3), st.just(MESH.mesh_id), ids
+        Hello,
+        st.lists(st.integers(0, 3), min_size=1, max_size=3),
+        st.just(MESH.mesh_id),
+        ids,
+        st.binary(min_size=32, max_size=32),
+        st.lists(st.binary(min_size=1, max_size=40), max_size=2),
     ),
+    st.builds(Auth, st.binary(min_size=64, max_size=64)),
     frontiers(),
     st.builds(NothingToSend, rounds),
     get_ranges(),
@@ -89,20 +97,21 @@ messages = st.one_of(
 )
 valid = messages.map(encode_message)
 frames = st.one_of(valid, valid, valid, st.binary(max_size=64))
-HELLO = encode_message(Hello([1], MESH.mesh_id, MESH.nodes[1].public_key))
+SCRIPT = PeerScript(MESH.nodes[1], MESH.mesh_id, nonce=NONCE)
 steps = st.lists(st.one_of(frames, st.just("flush"), st.just("timer")), min_size=1, max_size=25)
 
 
 @settings(max_examples=scaled(300))
 @given(steps=steps, greet=st.booleans(), seed=st.integers(0, 2**16))
 def test_any_frames_from_a_peer(steps: list[bytes | str], greet: bool, seed: int) -> None:
-    if greet:  # most sessions should get past the handshake to be interesting
-        steps = [HELLO, *steps]
     store = MemoryStore()
     core = MeshCore(MESH.nodes[0], MESH.genesis, store, random.Random(seed))
     core.handle(Received("nobody", b"\x00"), 0)  # frames of an unknown connection are ignored
     now = 0
     effects = core.handle(PeerConnected("p", outbound=bool(seed % 2)), now)
+    if greet:  # most sessions should get past the handshake to be interesting
+        core_hello = next(e.data for e in effects if isinstance(e, Send))
+        steps = [SCRIPT.hello, SCRIPT.auth(core_hello), *steps]
     byes = 0
     for step in steps:
         now += 1_000

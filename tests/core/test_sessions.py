@@ -30,14 +30,13 @@ from memmesh.core.messages import (
     Envelopes,
     GetIds,
     GetRange,
-    Hello,
     NothingToSend,
     decode_message,
     encode_message,
 )
 from memmesh.errors import Reason
 from memmesh.store import MemoryStore
-from memmesh.testing import FakeNetwork, MeshFixture, seeded_key
+from memmesh.testing import FakeNetwork, MeshFixture, PeerScript, seeded_key
 
 FRAME = 2 << 20
 
@@ -49,7 +48,7 @@ def _net(mesh: MeshFixture, count: int, seed: int = 0) -> FakeNetwork:
     return net
 
 
-def _sent(effects: list[object]) -> list[object]:
+def _decoded(effects: list[object]) -> list[object]:
     return [decode_message(e.data, frame_bytes_max=FRAME) for e in effects if isinstance(e, Send)]
 
 
@@ -79,9 +78,9 @@ def test_nothing_to_send_is_the_answer_once_replicas_are_equal() -> None:
     net.write("n0", 1, [mesh.claim(mesh.writers[0], "a", 1)])
     net.settle()
     effects = net.cores["n1"].begin_sync("n0", net.clock.now_ms)
-    [frontier] = _sent(effects)
+    [frontier] = _decoded(effects)
     reply = net.cores["n0"].handle(Received("n1", encode_message(frontier)), net.clock.now_ms)
-    assert _sent(reply) == [NothingToSend(frontier.round)]
+    assert _decoded(reply) == [NothingToSend(frontier.round)]
     net.cores["n1"].handle(Received("n0", _raw(reply)), net.clock.now_ms)
     assert net.cores["n1"].sessions["n0"].in_sync
     # And while it differs, the answer is a frontier, then the missing range is asked for.
@@ -89,11 +88,11 @@ def test_nothing_to_send_is_the_answer_once_replicas_are_equal() -> None:
     net.flush("n0")
     net.in_flight.clear()  # lose the eager push
     effects = net.cores["n1"].begin_sync("n0", net.clock.now_ms)
-    [frontier] = _sent(effects)
+    [frontier] = _decoded(effects)
     reply = net.cores["n0"].handle(Received("n1", encode_message(frontier)), net.clock.now_ms)
-    assert [type(m).__name__ for m in _sent(reply)] == ["Frontier"]
+    assert [type(m).__name__ for m in _decoded(reply)] == ["Frontier"]
     asked = net.cores["n1"].handle(Received("n0", _raw(reply)), net.clock.now_ms)
-    [get] = _sent(asked)
+    [get] = _decoded(asked)
     assert isinstance(get, GetRange) and (get.start_seq, get.end_seq) == (2, 2)
 
 
@@ -158,7 +157,7 @@ def test_a_bad_first_frame_gets_one_bye_with_its_reason(frame: bytes, reason: Re
     core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
     core.handle(PeerConnected("p"), 0)
     effects = core.handle(Received("p", frame), 1)
-    sent = _sent(effects)
+    sent = _decoded(effects)
     assert len(sent) == 1 and sent[0].reason == reason.value
     assert Disconnect("p", reason) in effects
     assert core.sessions["p"].state is SessionState.CLOSED
@@ -170,9 +169,9 @@ def test_a_hello_in_an_active_session_is_a_protocol_error() -> None:
     net = _net(mesh, 2)
     net.connect("n0", "n1")
     net.settle()
-    hello = Hello([1], mesh.mesh_id, mesh.nodes[1].public_key)
-    effects = net.cores["n0"].handle(Received("n1", encode_message(hello)), 0)
-    assert _sent(effects)[0].reason == Reason.UNEXPECTED_MESSAGE.value
+    hello = PeerScript(mesh.nodes[1], mesh.mesh_id).hello
+    effects = net.cores["n0"].handle(Received("n1", hello), 0)
+    assert _decoded(effects)[0].reason == Reason.UNEXPECTED_MESSAGE.value
 
 
 def test_a_peer_of_another_mesh_is_refused_and_never_redialled() -> None:
@@ -196,18 +195,18 @@ def test_a_connection_to_ourselves_is_refused() -> None:
     mesh = MeshFixture("sessions", nodes=1)
     core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
     core.handle(PeerConnected("loop"), 0)
-    hello = Hello([1], mesh.mesh_id, mesh.nodes[0].public_key)
-    effects = core.handle(Received("loop", encode_message(hello)), 1)
-    assert _sent(effects)[0].reason == Reason.SELF_CONNECTION.value
+    hello = PeerScript(mesh.nodes[0], mesh.mesh_id).hello
+    effects = core.handle(Received("loop", hello), 1)
+    assert _decoded(effects)[0].reason == Reason.SELF_CONNECTION.value
 
 
 def test_no_common_version_is_refused() -> None:
     mesh = MeshFixture("sessions", nodes=2)
     core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
     core.handle(PeerConnected("p"), 0)
-    hello = Hello([2, 3], mesh.mesh_id, mesh.nodes[1].public_key)
-    effects = core.handle(Received("p", encode_message(hello)), 1)
-    assert _sent(effects)[0].reason == Reason.NO_COMMON_VERSION.value
+    hello = PeerScript(mesh.nodes[1], mesh.mesh_id, versions=[2, 3]).hello
+    effects = core.handle(Received("p", hello), 1)
+    assert _decoded(effects)[0].reason == Reason.NO_COMMON_VERSION.value
 
 
 def test_a_silent_peer_times_out_in_the_handshake() -> None:
@@ -218,7 +217,7 @@ def test_a_silent_peer_times_out_in_the_handshake() -> None:
     assert deadline == 1_000 + core.limits.handshake_timeout_ms
     assert core.handle(Timer(), deadline - 1) == []
     effects = core.handle(Timer(), deadline)
-    assert _sent(effects)[0].reason == Reason.HANDSHAKE_TIMEOUT.value
+    assert _decoded(effects)[0].reason == Reason.HANDSHAKE_TIMEOUT.value
 
 
 def test_two_dials_crossing_leave_one_session_on_both_sides() -> None:
@@ -232,8 +231,14 @@ def test_two_dials_crossing_leave_one_session_on_both_sides() -> None:
     out_b = b.handle(PeerConnected("n0-out", outbound=True), 0)
     in_a = a.handle(PeerConnected("n1-in"), 0)
     pairs = [(out_a, b, "n0-in"), (in_b, a, "n1-out"), (out_b, a, "n1-in"), (in_a, b, "n0-out")]
-    for effects, receiver, handle in pairs:
-        receiver.handle(Received(handle, _sent_hello(effects)), 1)
+    auths = [
+        (receiver, handle, receiver.handle(Received(handle, _sent(effects, "Hello")), 1))
+        for effects, receiver, handle in pairs
+    ]
+    by_handle = {"n0-in": "n1-out", "n1-out": "n0-in", "n0-out": "n1-in", "n1-in": "n0-out"}
+    for receiver, handle, effects in auths:  # each Auth goes back over the same connection
+        other = b if receiver is a else a
+        other.handle(Received(by_handle[handle], _sent(effects, "Auth")), 2)
     active_a = {p for p, s in a.sessions.items() if s.state is SessionState.ACTIVE}
     active_b = {p for p, s in b.sessions.items() if s.state is SessionState.ACTIVE}
     assert len(active_a) == len(active_b) == 1
@@ -243,8 +248,8 @@ def test_two_dials_crossing_leave_one_session_on_both_sides() -> None:
     assert active_b == ({"n0-in"} if n0_smaller else {"n0-out"})
 
 
-def _sent_hello(effects: list[object]) -> bytes:
-    return next(e.data for e in effects if isinstance(e, Send) and e.kind == "Hello")
+def _sent(effects: list[object], kind: str) -> bytes:
+    return next(e.data for e in effects if isinstance(e, Send) and e.kind == kind)
 
 
 def test_an_unreachable_peer_is_redialled_with_growing_jittered_backoff() -> None:
@@ -300,11 +305,9 @@ def test_missing_deps_are_fetched_by_id_from_the_peer_that_pushed() -> None:
     [first] = later.deps  # n1's envelope depends on n0's
     # A fresh node hears n1's envelope first, pushed by n1: it asks n1 for the dependency.
     fresh = MeshCore(mesh.nodes[2], mesh.genesis, MemoryStore(), random.Random(2))
-    fresh.handle(PeerConnected("n1"), 0)
-    hello = Hello([1], mesh.mesh_id, mesh.nodes[1].public_key)
-    fresh.handle(Received("n1", encode_message(hello)), 0)
+    PeerScript(mesh.nodes[1], mesh.mesh_id).open(fresh, "n1")
     fresh.handle(Received("n1", encode_message(Envelopes(0, [later.raw], False))), 0)
-    asked = [m for m in _sent(fresh.handle(Flush(), 0)) if isinstance(m, GetIds)]
+    asked = [m for m in _decoded(fresh.handle(Flush(), 0)) if isinstance(m, GetIds)]
     assert [m.ids for m in asked] == [[first]]
     assert fresh.admission.buffered["causal"] == 1
     page = Envelopes(asked[0].req, [net.cores["n1"].admission.records[first].envelope.raw], False)
@@ -380,14 +383,14 @@ def test_the_losing_duplicate_is_not_redialled_until_the_surviving_session_ends(
     mesh = MeshFixture("sessions", nodes=2)
     low, high = sorted(mesh.nodes[:2], key=lambda k: k.public_key)
     core = MeshCore(high, mesh.genesis, MemoryStore(), random.Random(0))
-    peer_hello = encode_message(Hello([1], mesh.mesh_id, low.public_key))
-    core.handle(PeerConnected("from-low"), 0)  # the smaller key dialled us: this one survives
-    core.handle(Received("from-low", peer_hello), 0)
+    script = PeerScript(low, mesh.mesh_id)
+    script.open(core, "from-low")  # the smaller key dialled us: this one survives
     core.handle(PeerKnown("low-address"), 0)
     assert core.handle(Timer(), 0) == [Dial("low-address")]
-    core.handle(PeerConnected("low-address", outbound=True), 1)
-    effects = core.handle(Received("low-address", peer_hello), 1)
-    assert _sent(effects)[-1].reason == Reason.DUPLICATE_SESSION.value
+    effects = core.handle(PeerConnected("low-address", outbound=True), 1)
+    core.handle(Received("low-address", script.hello), 1)
+    effects = core.handle(Received("low-address", script.auth(_sent(effects, "Hello"))), 1)
+    assert _decoded(effects)[-1].reason == Reason.DUPLICATE_SESSION.value
     core.handle(PeerGone("low-address"), 2)
     for now in range(10_000, 200_000, 10_000):  # the address is not dialled while it stands
         assert not [e for e in core.handle(Timer(), now) if isinstance(e, Dial)]
@@ -395,3 +398,79 @@ def test_the_losing_duplicate_is_not_redialled_until_the_surviving_session_ends(
     due = core.next_deadline()
     assert due is not None
     assert Dial("low-address") in core.handle(Timer(), due)
+
+
+def test_a_key_that_is_not_a_member_is_refused_for_good() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    net = _net(mesh, 1)
+    net.add("x", MeshCore(seeded_key("stranger"), mesh.genesis, MemoryStore(), random.Random(9)))
+    net.connect("x", "n0")
+    net.settle()
+    assert {r.reason for r in _refusals(net, "n0")} == {Reason.NOT_MEMBER.value}
+    for _ in range(5):
+        net.tick(60_000)
+        net.settle()
+    assert not net.links  # the dialler does not retry a final refusal
+    assert all(n.reason == Reason.NOT_MEMBER.value for n in _refusals(net, "x"))
+
+
+def test_a_joining_node_is_recognised_by_its_admit_chain() -> None:
+    """A node admitted after genesis presents its admit claim; a member that has not yet seen
+    the admit checks the chain itself."""
+    mesh = MeshFixture("sessions", nodes=1)
+    newcomer = seeded_key("sessions/newcomer")
+    admit = mesh.admit(newcomer.public_key, "node")
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    assert core.admission.membership.state.get(newcomer.public_key) is None
+    PeerScript(newcomer, mesh.mesh_id, chain=[admit.raw]).open(core, "new")
+    assert core.sessions["new"].state is SessionState.ACTIVE
+    # Without the chain it is a stranger.
+    effects = PeerScript(newcomer, mesh.mesh_id).open(core, "bare")
+    assert _decoded(effects) == [] and core.sessions["bare"].state is SessionState.CLOSED
+    # A writer's admit does not make a node.
+    writer = seeded_key("sessions/writer")
+    as_writer = mesh.admit(writer.public_key, "writer")
+    PeerScript(writer, mesh.mesh_id, chain=[as_writer.raw]).open(core, "w")
+    assert core.sessions["w"].state is SessionState.CLOSED
+
+
+def test_a_revoked_node_is_refused() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    net = _net(mesh, 1)
+    net.write("n0", 1, [mesh.revoke_node(mesh.nodes[1].public_key, 1, 0)])
+    net.flush("n0")
+    core = net.cores["n0"]
+    effects = core.handle(PeerConnected("p"), 0)
+    script = PeerScript(mesh.nodes[1], mesh.mesh_id)
+    refused = core.handle(Received("p", script.hello), 0)
+    assert _decoded(refused)[0].reason == Reason.REVOKED.value
+    del effects
+
+
+def test_a_proof_must_sign_this_handshake() -> None:
+    mesh = MeshFixture("sessions", nodes=3)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    script = PeerScript(mesh.nodes[1], mesh.mesh_id)
+    # A proof made for another handshake (another core's nonce) does not verify here.
+    other = MeshCore(mesh.nodes[2], mesh.genesis, MemoryStore(), random.Random(1))
+    replayed = script.auth(_sent(other.handle(PeerConnected("q"), 0), "Hello"))
+    core.handle(PeerConnected("p"), 0)
+    core.handle(Received("p", script.hello), 0)
+    effects = core.handle(Received("p", replayed), 0)
+    assert _decoded(effects)[0].reason == Reason.BAD_SIGNATURE.value
+    # Nor does a proof by another key for the announced one.
+    impostor = PeerScript(mesh.nodes[2], mesh.mesh_id)
+    hello = core.handle(PeerConnected("r"), 0)
+    core.handle(Received("r", script.hello), 0)  # announces node 1 ...
+    effects = core.handle(Received("r", impostor.auth(_sent(hello, "Hello"))), 0)  # ... as node 2
+    assert _decoded(effects)[0].reason == Reason.BAD_SIGNATURE.value
+
+
+def test_messages_before_the_proof_are_protocol_errors() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    core.handle(PeerConnected("p"), 0)
+    core.handle(Received("p", PeerScript(mesh.nodes[1], mesh.mesh_id).hello), 0)
+    assert core.sessions["p"].state is SessionState.AUTH
+    effects = core.handle(Received("p", encode_message(GetIds(1, [b"\x01" * 32]))), 0)
+    assert _decoded(effects)[0].reason == Reason.UNEXPECTED_MESSAGE.value

@@ -20,6 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.core.messages import (
+    CHAIN_LINK_BYTES_MAX,
+    CHAIN_LINKS_MAX,
     DETAIL_BYTES_MAX,
     ENVELOPE_BYTES_MAX,
     ENVELOPES_PER_MESSAGE_MAX,
@@ -28,6 +30,7 @@ from memmesh.core.messages import (
     IDS_PER_MESSAGE_MAX,
     REASON_BYTES_MAX,
     VERSIONS_MAX,
+    Auth,
     Bye,
     Envelopes,
     ForkEntry,
@@ -52,7 +55,8 @@ BIG_FRAME = 4 << 20
 U32_MAX = (1 << 32) - 1
 SEQ_MAX = (1 << 63) - 1
 KINDS: dict[str, type[Any]] = {
-    cls.__name__: cls for cls in (Hello, Frontier, NothingToSend, GetRange, GetIds, Envelopes, Bye)
+    cls.__name__: cls
+    for cls in (Hello, Frontier, NothingToSend, GetRange, GetIds, Envelopes, Bye, Auth)
 }
 TAGS = {name: cls.__struct_config__.tag for name, cls in KINDS.items()}
 
@@ -62,6 +66,9 @@ A = b"\x33" * 32
 B = b"\x55" * 32
 ID1 = b"\x44" * 32
 ID2 = b"\x66" * 32
+NONCE = b"\x33" * 32
+SIGNATURE = b"\x44" * 64
+LINK = b"\x77" * 40  # a chain link: the decoder never looks inside (admission checks it)
 
 
 def _decode(data: bytes, frame: int = FRAME) -> Message:
@@ -134,7 +141,15 @@ def get_ranges(draw: st.DrawFn) -> GetRange:
 
 
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
-    "Hello": st.builds(Hello, st.lists(u32s, min_size=1, max_size=VERSIONS_MAX), ids, ids),
+    "Hello": st.builds(
+        Hello,
+        st.lists(u32s, min_size=1, max_size=VERSIONS_MAX),
+        ids,
+        ids,
+        ids,
+        st.lists(st.binary(min_size=1, max_size=300), max_size=CHAIN_LINKS_MAX),
+    ),
+    "Auth": st.builds(Auth, st.binary(min_size=64, max_size=64)),
     "Frontier": st.builds(
         Frontier,
         u32s,
@@ -187,6 +202,7 @@ def test_the_tags_are_those_of_the_document() -> None:
         "GetIds": 5,
         "Envelopes": 6,
         "Bye": 7,
+        "Auth": 8,
     }
 
 
@@ -199,7 +215,18 @@ def _sorted_forks(n: int) -> list[ForkEntry]:
 
 
 BOUNDARY_MESSAGES: dict[str, Message] = {
-    "hello-max-versions": Hello([0, 1, U32_MAX, 7, 7, 2, 3, 4], MESH, NODE),
+    "hello-max-versions": Hello([0, 1, U32_MAX, 7, 7, 2, 3, 4], MESH, NODE, NONCE, []),
+    "hello-one-link": Hello([1], MESH, NODE, NONCE, [LINK]),
+    "hello-links-of-one-byte": Hello([1], MESH, NODE, NONCE, [b"\x00"] * CHAIN_LINKS_MAX),
+    "hello-max-chain": Hello(
+        [U32_MAX] * VERSIONS_MAX,
+        MESH,
+        NODE,
+        b"\xff" * 32,
+        [b"\xab" * CHAIN_LINK_BYTES_MAX] * CHAIN_LINKS_MAX,
+    ),
+    "auth-zeros": Auth(bytes(64)),
+    "auth-ones": Auth(b"\xff" * 64),
     "frontier-empty": Frontier(0, [], [], True, False, []),
     "frontier-max": Frontier(
         U32_MAX,
@@ -247,6 +274,16 @@ def test_an_item_of_the_largest_envelope_size_fits_with_14_bytes_of_overhead() -
     _refused(_pack([6, 0, [b"\xab" * (ITEM_MAX + 1)], False]), frame=BIG_FRAME)
 
 
+def test_the_largest_hello_is_65_732_bytes() -> None:
+    """§13.1: 16 links of 4 KiB, 8 versions of 2^32 - 1: the largest frame a Hello can be, far
+    under any frame limit a node accepts."""
+    message = BOUNDARY_MESSAGES["hello-max-chain"]
+    frame = encode_message(message)
+    assert len(frame) == 65_732
+    assert _decode(frame, len(frame)) == message
+    _refused(frame, Reason.TOO_LARGE, len(frame) - 1)
+
+
 def test_wider_integer_encodings_are_the_same_message() -> None:
     """§13.1: decoders accept any integer form; encoders write the shortest."""
     assert _decode(bytes.fromhex("9203d005")) == NothingToSend(5)
@@ -259,8 +296,8 @@ def test_wider_integer_encodings_are_the_same_message() -> None:
 
 
 def test_a_frame_over_the_limit_is_too_large_before_anything_is_decoded() -> None:
-    frame = encode_message(Hello([1], MESH, NODE))
-    assert _decode(frame, len(frame)) == Hello([1], MESH, NODE)
+    frame = encode_message(Hello([1], MESH, NODE, NONCE, []))
+    assert _decode(frame, len(frame)) == Hello([1], MESH, NODE, NONCE, [])
     _refused(frame, Reason.TOO_LARGE, len(frame) - 1)
     # Garbage over the limit is refused for its size, not for its content.
     _refused(b"\xc1" * 101, Reason.TOO_LARGE, 100)
@@ -271,7 +308,9 @@ def test_a_frame_over_the_limit_is_too_large_before_anything_is_decoded() -> Non
 @pytest.mark.parametrize(
     "message",
     [
-        Hello([1], MESH, NODE),
+        Hello([1], MESH, NODE, NONCE, []),
+        Hello([1, 2], MESH, NODE, NONCE, [LINK, b"\x01"]),
+        Auth(SIGNATURE),
         BOUNDARY_MESSAGES["frontier-one-author-several-epochs"],
         GetRange(7, A, 1, 1, 100),
         GetIds(3, [ID1, ID2]),
@@ -290,7 +329,12 @@ def test_every_truncation_of_a_frame_is_refused(message: Message) -> None:
 @pytest.mark.parametrize("trailer", [b"\x00", b"\xc0", b"\x90", encode_message(NothingToSend(1))])
 def test_trailing_bytes_after_the_array_are_refused(trailer: bytes) -> None:
     """msgspec's ``Decoder.decode`` refuses trailing data itself; nothing is ignored."""
-    for message in (Hello([1], MESH, NODE), NothingToSend(1), Envelopes(0, [b"\x01"], False)):
+    for message in (
+        Hello([1], MESH, NODE, NONCE, [LINK]),
+        Auth(SIGNATURE),
+        NothingToSend(1),
+        Envelopes(0, [b"\x01"], False),
+    ):
         error = _refused(encode_message(message) + trailer)
         assert "trailing" in error.detail
 
@@ -323,7 +367,9 @@ def _dropped(message: Message, path: tuple[int, ...]) -> bytes:
     return _pack(raw)
 
 
-HELLO = Hello([1], MESH, NODE)
+HELLO = Hello([1], MESH, NODE, NONCE, [])
+HELLO_CHAIN = Hello([1], MESH, NODE, NONCE, [LINK, LINK])
+AUTH = Auth(SIGNATURE)
 FRONTIER = Frontier(
     3,
     [HeadEntry(A, 1, 5, ID1), HeadEntry(B, 1, 1, ID2)],
@@ -337,20 +383,20 @@ RANGE = GetRange(7, A, 1, 1, 100)
 GET_IDS = GetIds(3, [ID1, ID2])
 PUSH = Envelopes(0, [b"\x01\x02\x03"], False)
 BYE = Bye("bad_message", "detail")
-EVERY_KIND: list[Message] = [HELLO, FRONTIER, NOTHING, RANGE, GET_IDS, PUSH, BYE]
+EVERY_KIND: list[Message] = [HELLO, AUTH, FRONTIER, NOTHING, RANGE, GET_IDS, PUSH, BYE]
 
 BAD_FRAMES: dict[str, bytes] = {
     # Not one array with a known tag.
     "nil": _pack(None),
     "int": _pack(1),
     "bin": _pack(b"\x01"),
-    "map": _pack({"versions": [1], "mesh": MESH, "node": NODE}),
+    "map": _pack({"versions": [1], "mesh": MESH, "node": NODE, "nonce": NONCE, "chain": []}),
     "map-with-tag": _pack({"type": 1}),
     "empty-array": _pack([]),
     "only-the-tag": _pack([1]),
     "invalid-opcode": b"\xc1",
     "tag-0": _replaced(HELLO, (0,), 0),
-    "tag-8": _replaced(HELLO, (0,), 8),
+    "tag-9": _replaced(HELLO, (0,), 9),
     "tag-255": _replaced(HELLO, (0,), 255),
     "tag-minus-1": _replaced(HELLO, (0,), -1),
     "tag-2^64-1": _replaced(HELLO, (0,), (1 << 64) - 1),
@@ -358,9 +404,16 @@ BAD_FRAMES: dict[str, bytes] = {
     "tag-as-bool": _replaced(HELLO, (0,), True),
     "tag-as-float": _replaced(HELLO, (0,), 1.0),
     "tag-of-another-kind": _replaced(HELLO, (0,), 4),
+    "hello-with-the-auth-tag": _replaced(HELLO, (0,), 8),
+    "auth-with-the-hello-tag": _replaced(AUTH, (0,), 1),
     # Arrays longer or shorter than the struct, at the top and inside records.
     "hello-extra-field": _appended(HELLO, (), 0),
     "hello-missing-field": _dropped(HELLO, (3,)),
+    "hello-missing-chain": _dropped(HELLO, (5,)),
+    "hello-without-nonce-and-chain": _pack([1, [1], MESH, NODE]),
+    "hello-chain-before-nonce": _pack([1, [1], MESH, NODE, [], NONCE]),
+    "auth-extra-field": _appended(AUTH, (), SIGNATURE),
+    "auth-missing-field": _dropped(AUTH, (1,)),
     "frontier-extra-field": _appended(FRONTIER, (), True),
     "frontier-missing-field": _dropped(FRONTIER, (5,)),
     "nothing-extra-field": _appended(NOTHING, (), 0),
@@ -382,6 +435,17 @@ BAD_FRAMES: dict[str, bytes] = {
     "mesh-as-array": _replaced(HELLO, (2,), list(MESH)),
     "mesh-nil": _replaced(HELLO, (2,), None),
     "mesh-as-ext": _replaced(HELLO, (2,), msgspec.msgpack.Ext(1, MESH)),
+    "nonce-as-str": _replaced(HELLO, (4,), "3" * 32),
+    "nonce-nil": _replaced(HELLO, (4,), None),
+    "chain-as-bin": _replaced(HELLO, (5,), LINK),
+    "chain-nil": _replaced(HELLO, (5,), None),
+    "chain-as-map": _replaced(HELLO, (5,), {}),
+    "chain-link-as-str": _replaced(HELLO_CHAIN, (5, 1), "w" * 40),
+    "chain-link-as-int": _replaced(HELLO_CHAIN, (5, 0), 1),
+    "chain-link-as-array": _replaced(HELLO_CHAIN, (5, 0), list(LINK)),
+    "signature-as-str": _replaced(AUTH, (1,), "4" * 64),
+    "signature-as-array": _replaced(AUTH, (1,), list(SIGNATURE)),
+    "signature-nil": _replaced(AUTH, (1,), None),
     "round-str": _replaced(FRONTIER, (1,), "3"),
     "round-float": _replaced(NOTHING, (1,), 3.0),
     "heads-as-bin": _replaced(FRONTIER, (2,), b"\x00" * 32),
@@ -406,6 +470,10 @@ BAD_FRAMES: dict[str, bytes] = {
     "mesh-31": _replaced(HELLO, (2,), MESH[:31]),
     "node-33": _replaced(HELLO, (3,), NODE + b"\x22"),
     "node-empty": _replaced(HELLO, (3,), b""),
+    "nonce-31": _replaced(HELLO, (4,), NONCE[:31]),
+    "nonce-33": _replaced(HELLO, (4,), NONCE + b"\x33"),
+    "nonce-empty": _replaced(HELLO, (4,), b""),
+    "nonce-64": _replaced(HELLO, (4,), NONCE * 2),
     "head-author-31": _replaced(FRONTIER, (2, 0, 0), A[:31]),
     "head-id-33": _replaced(FRONTIER, (2, 0, 3), ID1 + b"\x00"),
     "fork-a-31": _replaced(FRONTIER, (3, 0, 0), ID1[:31]),
@@ -416,6 +484,14 @@ BAD_FRAMES: dict[str, bytes] = {
     # Lists and strings outside their bounds.
     "versions-none": _replaced(HELLO, (1,), []),
     "versions-9": _replaced(HELLO, (1,), [1] * (VERSIONS_MAX + 1)),
+    "chain-17": _replaced(HELLO, (5,), [LINK] * (CHAIN_LINKS_MAX + 1)),
+    "chain-17-links-of-one-byte": _replaced(HELLO, (5,), [b"\x01"] * (CHAIN_LINKS_MAX + 1)),
+    "chain-link-empty": _replaced(HELLO_CHAIN, (5, 0), b""),
+    "chain-link-4097": _replaced(HELLO_CHAIN, (5, 1), b"\x77" * (CHAIN_LINK_BYTES_MAX + 1)),
+    "signature-63": _replaced(AUTH, (1,), SIGNATURE[:63]),
+    "signature-65": _replaced(AUTH, (1,), SIGNATURE + b"\x44"),
+    "signature-empty": _replaced(AUTH, (1,), b""),
+    "signature-32": _replaced(AUTH, (1,), SIGNATURE[:32]),
     "ids-none": _replaced(GET_IDS, (2,), []),
     "ids-257": _replaced(GET_IDS, (2,), [ID1] * (IDS_PER_MESSAGE_MAX + 1)),
     "heads-4097": _replaced(
@@ -481,7 +557,7 @@ BAD_FRAMES: dict[str, bytes] = {
 
 def test_the_frames_the_bad_ones_are_made_from_are_valid() -> None:
     assert sorted(type(m).__name__ for m in EVERY_KIND) == sorted(KINDS)
-    for message in EVERY_KIND:
+    for message in [*EVERY_KIND, HELLO_CHAIN]:
         assert _decode(encode_message(message)) == message
 
 
@@ -499,6 +575,18 @@ def test_fixing_the_broken_field_makes_the_frame_valid() -> None:
     assert _decode(_replaced(BYE, (1,), "\U0001f600" * 16)) == Bye("\U0001f600" * 16, "detail")
     assert _decode(_replaced(FRONTIER, (3, 0), [ID1, ID2])) == FRONTIER
     assert _decode(_replaced(RANGE, (3,), U32_MAX)) == GetRange(7, A, U32_MAX, 1, 100)
+    assert _decode(_replaced(HELLO, (4,), b"\x00" * 32)) == Hello([1], MESH, NODE, bytes(32), [])
+    assert _decode(_replaced(HELLO, (5,), [LINK] * CHAIN_LINKS_MAX)) == Hello(
+        [1], MESH, NODE, NONCE, [LINK] * CHAIN_LINKS_MAX
+    )
+    assert _decode(_replaced(HELLO_CHAIN, (5, 0), b"\x01")) == Hello(
+        [1], MESH, NODE, NONCE, [b"\x01", LINK]
+    )
+    big = b"\x77" * CHAIN_LINK_BYTES_MAX
+    assert _decode(_replaced(HELLO_CHAIN, (5, 1), big)) == Hello(
+        [1], MESH, NODE, NONCE, [LINK, big]
+    )
+    assert _decode(_replaced(AUTH, (1,), b"\x00" * 64)) == Auth(bytes(64))
 
 
 # -- nothing but Rejected --------------------------------------------------------------------------
@@ -511,7 +599,7 @@ def test_arbitrary_bytes_raise_only_rejected(data: bytes, frame: int) -> None:
 
 
 @settings(max_examples=scaled(500))
-@given(length=st.integers(0, 15), tag=st.integers(0, 8), rest=st.binary(max_size=256))
+@given(length=st.integers(0, 15), tag=st.integers(0, 9), rest=st.binary(max_size=256))
 def test_arbitrary_bytes_behind_an_array_and_a_tag_raise_only_rejected(
     length: int, tag: int, rest: bytes
 ) -> None:
@@ -528,7 +616,9 @@ _scalars = (
     | st.floats()
     | st.text(max_size=70)
     | st.binary(max_size=40)
-    | st.sampled_from([MESH, A, ID1, ID2, MESH[:31], MESH + b"\x00", "bad_message"])
+    | st.sampled_from(
+        [MESH, A, ID1, ID2, MESH[:31], MESH + b"\x00", SIGNATURE, SIGNATURE[:63], "bad_message"]
+    )
 )
 _values = st.recursive(
     _scalars,
@@ -622,9 +712,10 @@ VECTORS = _message_vectors()
 
 def test_section_13_has_the_vectors_it_describes() -> None:
     names = [v["name"] for v in VECTORS]
-    assert names == ["hello", "get-range", "push"]
+    assert names == ["hello", "auth", "get-range", "push"]
     by_name = {v["name"]: _documented_message(v) for v in VECTORS}
-    assert by_name["hello"] == Hello([1], b"\x11" * 32, b"\x22" * 32)
+    assert by_name["hello"] == Hello([1], b"\x11" * 32, b"\x22" * 32, b"\x33" * 32, [])
+    assert by_name["auth"] == Auth(b"\x44" * 64)
     assert by_name["push"] == Envelopes(0, [b"\x01\x02\x03"], False)
     assert isinstance(by_name["get-range"], GetRange)
 

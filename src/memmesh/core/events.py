@@ -45,10 +45,13 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class PeerConnected:
-    """A connection to ``peer`` is open (``outbound``: we dialled it)."""
+    """A connection to ``peer`` is open (``outbound``: we dialled it). ``nonce`` is the 32
+    random bytes the peer must sign in the handshake: the runtime passes ``os.urandom(32)``;
+    without one the core draws it from its seeded generator (fine for simulation only)."""
 
     peer: str
     outbound: bool = False
+    nonce: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ __all__ = [
     "HEADS_PER_MESSAGE_MAX",
     "IDS_PER_MESSAGE_MAX",
     "PROTOCOL_VERSION",
+    "Auth",
     "Bye",
     "Envelopes",
     "ForkEntry",
@@ -48,6 +49,9 @@ IDS_PER_MESSAGE_MAX: Final = 256
 ENVELOPES_PER_MESSAGE_MAX: Final = 4096
 REASON_BYTES_MAX: Final = 64
 DETAIL_BYTES_MAX: Final = 256
+CHAIN_LINKS_MAX: Final = 16
+CHAIN_LINK_BYTES_MAX: Final = 4096
+"""An admit claim is about 500 bytes; 16 links of 4 KiB keep a Hello far below any frame."""
 ENVELOPE_BYTES_MAX: Final = 1 << 20
 """The largest envelope any frame may carry (the admission limit is checked again later)."""
 
@@ -78,11 +82,25 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 
 
 class Hello(_Message, tag=1, frozen=True):
-    """First message each way: the versions the sender speaks, its mesh and its node key."""
+    """First message each way: the versions the sender speaks, its mesh, its node key, a fresh
+    nonce for the peer to sign, and the admit claims from a genesis admin to its key (empty for
+    a genesis member), so a peer that holds only the genesis can recognise it."""
 
     versions: Annotated[list[U32], msgspec.Meta(min_length=1, max_length=VERSIONS_MAX)]
     mesh: Id32
     node: Id32
+    nonce: Id32
+    chain: Annotated[
+        list[Annotated[bytes, msgspec.Meta(min_length=1, max_length=CHAIN_LINK_BYTES_MAX)]],
+        msgspec.Meta(max_length=CHAIN_LINKS_MAX),
+    ]
+
+
+class Auth(_Message, tag=8, frozen=True):
+    """Second message each way: the sender's signature over the handshake transcript (both
+    keys, both nonces, the mesh and the version), proving it holds the key it announced."""
+
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 
 
 class Frontier(_Message, tag=2, frozen=True):
@@ -149,7 +167,7 @@ class Bye(_Message, tag=7, frozen=True):
     detail: Annotated[str, msgspec.Meta(max_length=DETAIL_BYTES_MAX)]
 
 
-Message: TypeAlias = Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye
+Message: TypeAlias = Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye | Auth
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

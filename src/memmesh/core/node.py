@@ -43,7 +43,7 @@ from ..envelope import envelope_id
 from ..errors import LocalError, Reason, Rejected, StorageError
 from ..hlc import HybridClock
 from ..ids import Head, LogId, short_id
-from ..membership import Genesis
+from ..membership import Genesis, Role, verify_admit_chain
 from ..store import Store
 from .events import (
     Dial,
@@ -69,10 +69,12 @@ from .events import (
     WriteAcked,
     WriteFailed,
 )
+from .handshake import Transcript
 from .messages import (
     HEADS_PER_MESSAGE_MAX,
     IDS_PER_MESSAGE_MAX,
     PROTOCOL_VERSION,
+    Auth,
     Bye,
     Envelopes,
     ForkEntry,
@@ -91,7 +93,15 @@ from .sessions import FetchIds, FetchRange, InFlight, Rng, Session, SessionState
 __all__ = ["MeshCore", "SyncStats"]
 
 _FINAL_REFUSALS = frozenset(
-    {Reason.WRONG_MESH.value, Reason.NO_COMMON_VERSION.value, Reason.SELF_CONNECTION.value}
+    r.value
+    for r in (
+        Reason.WRONG_MESH,
+        Reason.NO_COMMON_VERSION,
+        Reason.SELF_CONNECTION,
+        Reason.NOT_MEMBER,
+        Reason.REVOKED,
+        Reason.BAD_SIGNATURE,
+    )
 )
 """Refusals of who a peer is: retrying cannot help, so the address is not dialled again."""
 _MESSAGE_OVERHEAD_BYTES = 64
@@ -151,7 +161,11 @@ class MeshCore:
         limits: SyncLimits | None = None,
         admission_limits: AdmissionLimits | None = None,
         epoch: int = 1,
+        admit_chain: Sequence[bytes] = (),
     ) -> None:
+        """``admit_chain``: the admit claims' bytes from a genesis admin to ``node_key`` (what
+        ``memmesh members add`` gives a joining node), presented in the handshake until this
+        node's own replica holds its admission. Not needed for a genesis member."""
         self.node_key = node_key
         self.node = node_key.public_key
         self.mesh_id = genesis.mesh_id
@@ -159,6 +173,7 @@ class MeshCore:
         self.limits = limits or SyncLimits()
         self.rng = rng
         self.admission = Admission.open(store, genesis, limits=admission_limits)
+        self._given_chain = list(admit_chain)
         self.sessions: dict[str, Session] = {}
         self.stats = SyncStats()
         self.clock = HybridClock(_HLC_DRIFT_MAX_MS, self._own_last_hlc())
@@ -188,7 +203,7 @@ class MeshCore:
         elif isinstance(event, Timer):
             self._on_timer()
         elif isinstance(event, PeerConnected):
-            self._on_connected(event.peer, event.outbound)
+            self._on_connected(event.peer, event.outbound, event.nonce)
         elif isinstance(event, PeerGone):
             self._on_gone(event.peer, event.reason)
         elif isinstance(event, PeerKnown):
@@ -249,21 +264,27 @@ class MeshCore:
         if peer not in self._dialling:
             self._dialling[peer] = _Dialling(due_ms=self._now)
 
-    def _on_connected(self, peer: str, outbound: bool) -> None:
+    def _on_connected(self, peer: str, outbound: bool, nonce: bytes | None) -> None:
         old = self.sessions.get(peer)
         if old is not None and old.state is not SessionState.CLOSED:
             self._drop_session(old)
+        if nonce is None:
+            nonce = bytes(self.rng.randrange(256) for _ in range(32))
+        if len(nonce) != 32:
+            raise ValueError("a handshake nonce is 32 bytes")
         session = Session(
             peer=peer,
             outbound=outbound,
             state=SessionState.HELLO,
             deadline_ms=self._now + self.limits.handshake_timeout_ms,
+            nonce=nonce,
         )
         self.sessions[peer] = session
         dialling = self._dialling.get(peer)
         if dialling is not None:
             dialling.due_ms, dialling.dialling = None, False
-        self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node))
+        chain = self.admission.admit_chain(self.node) or self._given_chain
+        self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node, nonce, chain))
 
     def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
@@ -301,30 +322,70 @@ class MeshCore:
             return self._fail(session, Reason.WRONG_MESH, f"peer is in {short_id(message.mesh)}")
         if message.node == self.node:
             return self._fail(session, Reason.SELF_CONNECTION, "this is our own node key")
+        refusal = self._membership_refusal(message.node, message.chain)
+        if refusal is not None:
+            return self._fail(session, refusal[0], refusal[1])
+        session.node, session.peer_nonce = message.node, message.nonce
+        session.state = SessionState.AUTH
+        ours = Transcript(
+            PROTOCOL_VERSION, self.mesh_id, self.node, session.nonce, message.node, message.nonce
+        )
+        self._send(session, Auth(ours.sign(self.node_key)))
+        return None
+
+    def _membership_refusal(self, node: bytes, chain: list[bytes]) -> tuple[Reason, str] | None:
+        """Why ``node`` may not sync with us, or None: only node keys that are members now (by
+        what we know, or by the admit chain it presents) complete the handshake."""
+        member = self.admission.membership.state.get(node)
+        if member is not None:
+            if member.role is not Role.NODE:
+                return Reason.NOT_MEMBER, f"{short_id(node)} is a {member.role}, not a node"
+            if member.node_cutoff is not None:
+                return Reason.REVOKED, f"node {short_id(node)} was revoked"
+            return None
+        try:
+            role = verify_admit_chain(self.admission.genesis, chain, node)
+        except Rejected as exc:
+            return Reason.NOT_MEMBER, f"node {short_id(node)}: {exc.detail}"
+        if role is not Role.NODE:
+            return Reason.NOT_MEMBER, f"{short_id(node)} is admitted as {role}, not as a node"
+        return None
+
+    def _on_auth(self, session: Session, message: Auth) -> None:
+        assert session.node is not None
+        theirs = Transcript(
+            PROTOCOL_VERSION,
+            self.mesh_id,
+            session.node,
+            session.peer_nonce,
+            self.node,
+            session.nonce,
+        )
+        if not theirs.verify(message.signature):
+            return self._fail(session, Reason.BAD_SIGNATURE, "the handshake proof does not verify")
         dialling = self._dialling.get(session.peer)
         if dialling is not None:
-            dialling.node = message.node  # so it is not redialled while another session stands
+            dialling.node = session.node  # so it is not redialled while another session stands
         duplicate = next(
             (
                 s
                 for s in self.sessions.values()
-                if s is not session and s.node == message.node and s.state is SessionState.ACTIVE
+                if s is not session and s.node == session.node and s.state is SessionState.ACTIVE
             ),
             None,
         )
         if duplicate is not None:
             # Both ends keep the connection dialled by the smaller node key, so they agree.
-            keep_outbound = self.node < message.node
+            keep_outbound = self.node < session.node
             loser = session if session.outbound != keep_outbound else duplicate
             self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
             if loser is session:
                 return None
         session.state = SessionState.ACTIVE
-        session.node = message.node
         session.deadline_ms = None
         if dialling is not None:
             dialling.attempts = 0
-        self._notify(PeerReady(session.peer, message.node))
+        self._notify(PeerReady(session.peer, session.node))
         if self._round_due_ms is None:
             self._round_due_ms = self._now + self.limits.anti_entropy_interval_ms
         self._start_round(session)  # a new session syncs at once
@@ -390,7 +451,7 @@ class MeshCore:
         now = self._now
         for session in sorted(self.sessions.values(), key=lambda s: s.peer):
             if session.deadline_ms is not None and session.deadline_ms <= now:
-                self._fail(session, Reason.HANDSHAKE_TIMEOUT, "no hello in time")
+                self._fail(session, Reason.HANDSHAKE_TIMEOUT, "handshake not completed in time")
                 continue
             if session.round_deadline_ms is not None and session.round_deadline_ms <= now:
                 session.awaiting_round = session.round_deadline_ms = None
@@ -765,6 +826,8 @@ _Handler = Callable[[MeshCore, Session, Any], None]
 _TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
     (SessionState.HELLO, Hello): MeshCore._on_hello,
     (SessionState.HELLO, Bye): MeshCore._on_bye,
+    (SessionState.AUTH, Auth): MeshCore._on_auth,
+    (SessionState.AUTH, Bye): MeshCore._on_bye,
     (SessionState.ACTIVE, Frontier): MeshCore._on_frontier,
     (SessionState.ACTIVE, NothingToSend): MeshCore._on_nothing,
     (SessionState.ACTIVE, GetRange): MeshCore._on_get_range,

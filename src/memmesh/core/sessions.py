@@ -35,6 +35,8 @@ class Rng(Protocol):
 class SessionState(enum.Enum):
     HELLO = "hello"
     """Connected; our hello is sent, the peer's has not arrived."""
+    AUTH = "auth"
+    """The peer's hello was accepted and our proof sent; the peer's proof has not arrived."""
     ACTIVE = "active"
     CLOSED = "closed"
 
@@ -107,6 +109,10 @@ class Session:
     deadline_ms: int | None
     """When the handshake gives up (only in ``HELLO``)."""
     node: bytes | None = None
+    """The key the peer announced (proven once the session is active)."""
+    nonce: bytes = b""
+    """Ours, for the peer to sign."""
+    peer_nonce: bytes = b""
     requests: dict[int, InFlight] = field(default_factory=dict)
     wants: deque[FetchRange | FetchIds] = field(default_factory=deque)
     round: int = 0
