@@ -333,4 +333,4 @@ def test_a_slow_input_is_a_finding() -> None:
     [finding] = report["findings"]
     assert bytes.fromhex(finding["input_hex"]) == b"slow"
     assert finding["error"].startswith("slow input")
-    assert report["slowest_s"] >= 0.3
+    assert report["slowest_s"] >= 0.25  # CPU seconds of a 0.3 s busy loop
