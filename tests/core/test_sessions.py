@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -18,6 +19,7 @@ from memmesh.core import (
     PeerKnown,
     PeerReady,
     PeerRefused,
+    Persist,
     Received,
     Send,
     SessionState,
@@ -36,6 +38,7 @@ from memmesh.core.messages import (
 )
 from memmesh.errors import Reason
 from memmesh.store import MemoryStore
+from memmesh.store.memory import MemoryDisk
 from memmesh.testing import FakeNetwork, MeshFixture, PeerScript, seeded_key
 
 FRAME = 2 << 20
@@ -474,3 +477,64 @@ def test_messages_before_the_proof_are_protocol_errors() -> None:
     assert core.sessions["p"].state is SessionState.AUTH
     effects = core.handle(Received("p", encode_message(GetIds(1, [b"\x01" * 32]))), 0)
     assert _decoded(effects)[0].reason == Reason.UNEXPECTED_MESSAGE.value
+
+
+def test_one_flush_admits_a_bounded_batch_and_asks_for_another() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    source = Admission(MemoryStore(), mesh.genesis)
+    envs = [
+        source.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[0], f"k{i}", i)], hlc=i + 1)
+        for i in range(40)
+    ]
+    limits = SyncLimits(flush_envelopes_max=16)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(mesh.nodes[1], mesh.mesh_id).open(core, "p")
+    core.handle(Received("p", encode_message(Envelopes(0, [e.raw for e in envs], False))), 0)
+    sizes = []
+    while True:
+        effects = core.handle(Flush(), 0)
+        sizes.append(len(core.admission.records))
+        if not any(isinstance(e, Persist) for e in effects):
+            break
+    assert sizes == [16, 32, 40]
+
+
+def test_a_restored_copy_holds_its_writes_until_it_has_caught_up_with_its_own_log() -> None:
+    """DESIGN §4 rule 6: a node started from an old copy of its data dir must not sign a second
+    envelope for a seq it already used; it waits until sync brings its own later envelopes."""
+    mesh = MeshFixture("sessions", nodes=2)
+    disk = MemoryDisk()
+    original = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(disk), random.Random(0))
+    net = FakeNetwork(random.Random(0))
+    net.add("a", original)
+    net.add("b", MeshCore(mesh.nodes[1], mesh.genesis, MemoryStore(), random.Random(1)))
+    net.connect("a", "b")
+    net.write("a", 1, [mesh.claim(mesh.writers[0], "k1", 1)])
+    net.settle()
+    backup = copy.deepcopy(disk)  # an operator's copy of the data dir, taken now
+    for token in (2, 3):
+        net.write("a", token, [mesh.claim(mesh.writers[0], f"k{token}", token)])
+        net.settle()
+    assert [h.seq for log, h in net.cores["b"].frontier()] == [3]
+    # The original dies; its old copy starts in its place.
+    restored = net.restart(
+        "a",
+        lambda: MeshCore(
+            mesh.nodes[0],
+            mesh.genesis,
+            MemoryStore(backup),
+            random.Random(2),
+            start_isolated=False,
+        ),
+    )
+    net.in_flight.clear()  # before the restored node hears anything from its peer
+    assert not restored.may_write()
+    net.write("a", 4, [mesh.claim(mesh.writers[0], "k4", 4)])
+    net.flush("a")
+    assert not [n for n in net.notices["a"] if isinstance(n, WriteAcked) and n.token == 4]
+    assert restored.writes_waiting == 1
+    net.quiesce()  # sync brings seqs 2 and 3 of its own log, then the write goes out as seq 4
+    [ack] = [n for n in net.notices["a"] if isinstance(n, WriteAcked) and n.token == 4]
+    assert ack.seq == 4
+    assert not restored.admission.evidence and not net.cores["b"].admission.evidence
+    assert restored.claims_digest() == net.cores["b"].claims_digest()

@@ -162,10 +162,17 @@ class MeshCore:
         admission_limits: AdmissionLimits | None = None,
         epoch: int = 1,
         admit_chain: Sequence[bytes] = (),
+        start_isolated: bool = True,
     ) -> None:
         """``admit_chain``: the admit claims' bytes from a genesis admin to ``node_key`` (what
         ``memmesh members add`` gives a joining node), presented in the handshake until this
-        node's own replica holds its admission. Not needed for a genesis member."""
+        node's own replica holds its admission. Not needed for a genesis member.
+
+        ``start_isolated=False`` (what a daemon runs with) holds local writes until a peer's
+        frontier has shown this node's own log, and for as long as peers know a later seq of it
+        than this replica holds (DESIGN §4 rule 6: a restored backup or a cloned disk would
+        otherwise sign a second envelope for a seq it already used). Sync brings the missing
+        envelopes of its own log like any other, and writes resume after them."""
         self.node_key = node_key
         self.node = node_key.public_key
         self.mesh_id = genesis.mesh_id
@@ -174,6 +181,10 @@ class MeshCore:
         self.rng = rng
         self.admission = Admission.open(store, genesis, limits=admission_limits)
         self._given_chain = list(admit_chain)
+        self._own_log = LogId(self.node, epoch)
+        self._head_confirmed = start_isolated
+        self._own_seq_known = 0
+        """The highest seq of this node's own log that a peer's frontier named."""
         self.sessions: dict[str, Session] = {}
         self.stats = SyncStats()
         self.clock = HybridClock(_HLC_DRIFT_MAX_MS, self._own_last_hlc())
@@ -251,6 +262,17 @@ class MeshCore:
 
     def frontier(self) -> list[tuple[LogId, Head]]:
         return self.admission.frontier()
+
+    def may_write(self) -> bool:
+        """Whether local writes can be committed now (DESIGN §4 rule 6): a peer has shown this
+        node's own log, and this replica holds at least the seq of it peers know."""
+        held = len(self.admission.logs.get(self._own_log, []))
+        return self._head_confirmed and held >= self._own_seq_known
+
+    @property
+    def writes_waiting(self) -> int:
+        """Local writes staged but held back (see :meth:`may_write`)."""
+        return len(self._staged.local)
 
     def claims_digest(self) -> bytes:
         return self.admission.claims_digest()
@@ -527,6 +549,7 @@ class MeshCore:
             return None
         heads, forks, tips = session.peer_heads, session.peer_forks, session.peer_tips
         session.peer_heads, session.peer_forks, session.peer_tips = [], [], []
+        self._check_own_head(heads)
         asked = self._ask_for_what_we_lack(session, heads, forks, tips)
         if message.reply:
             if self._peer_lacks(heads, forks, tips):
@@ -577,6 +600,17 @@ class MeshCore:
             asked = True
         self._pump(session)
         return asked
+
+    def _check_own_head(self, heads: list[HeadEntry]) -> None:
+        """What a peer knows of our own log: a later seq holds our writes until sync brings it."""
+        could_write = self.may_write()
+        own = self._own_log
+        for entry in heads:
+            if (entry.author, entry.epoch) == (own.author, own.epoch):
+                self._own_seq_known = max(self._own_seq_known, entry.seq)
+        self._head_confirmed = True
+        if not could_write and self.may_write() and self._staged.local:
+            self._ask_persist()
 
     def _peer_lacks(
         self, heads: list[HeadEntry], forks: list[ForkEntry], tips: list[bytes]
@@ -706,13 +740,23 @@ class MeshCore:
 
     def _flush(self) -> None:
         self._persist_asked = False
-        staged, self._staged = self._staged, _Staged()
+        staged = self._staged
+        cut = self.limits.flush_envelopes_max
+        remote, rest = staged.remote[:cut], staged.remote[cut:]
+        local = staged.local if self.may_write() else []
+        self._staged = _Staged(
+            remote=rest,
+            local=[] if local else staged.local,
+            remote_bytes=sum(len(raw) for _, raw in rest),
+        )
         evidence_before = set(self.admission.evidence)
         new: list[tuple[str, bytes]] = []
-        if staged.remote:
-            new.extend(self._admit_remote(staged.remote))
-        for writes in self._local_groups(staged.local):
+        if remote:
+            new.extend(self._admit_remote(remote))
+        for writes in self._local_groups(local):
             new.extend(self._write_local(writes))
+        if self._staged.remote or (self._staged.local and self.may_write()):
+            self._ask_persist()  # what this flush left for the next one
         fresh = sorted(set(self.admission.evidence) - evidence_before)
         if fresh:
             self._notify(EvidenceFound(tuple(fresh)))

@@ -60,6 +60,9 @@ class SyncLimits:
     dial_backoff_initial_ms: int = 100
     dial_backoff_max_ms: int = 30_000
     local_claims_per_envelope_max: int = 4096
+    flush_envelopes_max: int = 256
+    """Received envelopes one ``Flush`` admits; the rest wait for the next (another
+    ``Persist`` is emitted), so one input never holds the caller's event loop for long."""
     staged_bytes_max: int = 16 << 20
     """Received envelope bytes held for the next ``Flush``; past it no new page is asked for
     until a flush, so the side that verifies paces the transfer whatever the caller does."""
@@ -76,6 +79,7 @@ class SyncLimits:
             "dial_backoff_initial_ms",
             "local_claims_per_envelope_max",
             "staged_bytes_max",
+            "flush_envelopes_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
