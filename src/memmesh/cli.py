@@ -9,16 +9,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .cli_node import register as register_node_commands
 from .crypto import SigningKey, read_key_file, write_key_file
 from .errors import MemmeshError
 from .ids import short_id
+
+if TYPE_CHECKING:
+    from .membership import Genesis
 
 app = typer.Typer(
     name="memmesh",
@@ -31,6 +35,7 @@ keys_app = typer.Typer(help="Make and inspect Ed25519 key files.", no_args_is_he
 bench_app = typer.Typer(help="Benchmarks with baselines measured in the same run.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
+register_node_commands(app)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 BenchDir = Annotated[
@@ -52,6 +57,173 @@ def _emit(data: dict[str, Any], as_json: bool, title: str) -> None:
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+@app.command()
+def init(
+    *,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="The node's directory, created with mode 0700 "
+            "(default: MEMMESH_DATA_DIR, else ./memmesh-data)."
+        ),
+    ] = None,
+    genesis: Annotated[
+        Path | None,
+        typer.Option(help="Join the mesh of this genesis file instead of founding a new mesh."),
+    ] = None,
+    mesh_name: Annotated[
+        str | None, typer.Option(help="Name of the new mesh (default: memmesh).")
+    ] = None,
+    gossip_port: Annotated[
+        int | None, typer.Option(help="Sync listener port for memmesh.toml (default 7400).")
+    ] = None,
+    api_port: Annotated[
+        int | None, typer.Option(help="REST API port for memmesh.toml (default 7401).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a node's data dir (keys, genesis, memmesh.toml); without --genesis, found a mesh.
+
+    A new mesh gets a new admin key (admin.key) and a genesis that admits this node (role node)
+    and its agent (role writer). Init never overwrites a file.
+    """
+    from .config import CONFIG_FILE_NAME, load_settings, render_config_toml, write_new_file
+    from .membership import Role, make_genesis
+
+    if genesis is not None and mesh_name is not None:
+        _init_refuse("mesh_name", "flag --mesh-name", "only names a new mesh, not with --genesis")
+    name = "memmesh" if mesh_name is None else mesh_name
+    if not 0 < len(name.encode()) <= 256:
+        _init_refuse("mesh_name", "flag --mesh-name", "must be 1 to 256 bytes of UTF-8")
+    settings = load_settings(data_dir=data_dir, gossip_port=gossip_port, api_port=api_port)
+    directory = settings.data_dir
+    config_path = directory / CONFIG_FILE_NAME
+    admin_path = directory / "admin.key" if genesis is None else None
+    _init_check_free(
+        directory,
+        settings.node_key_path,
+        [settings.agent_key_path, settings.genesis_path, config_path, admin_path],
+    )
+    joined = None if genesis is None else _init_read_genesis(genesis)
+    _init_make_dir(directory)
+
+    node_key = SigningKey.generate()
+    agent_key = SigningKey.generate()
+    write_key_file(settings.agent_key_path, agent_key)
+    admin_key: SigningKey | None = None
+    if joined is None:
+        assert admin_path is not None
+        admin_key = SigningKey.generate()
+        write_key_file(admin_path, admin_key)
+        members = [(node_key.public_key, Role.NODE), (agent_key.public_key, Role.WRITER)]
+        mesh = make_genesis(admin_key, name, members)
+    else:
+        mesh = joined
+    write_new_file(settings.genesis_path, mesh.raw)
+    ports = {"gossip_port": settings.gossip_port, "api_port": settings.api_port}
+    write_new_file(config_path, render_config_toml(ports, _INIT_CONFIG_HEADER).encode())
+    # The node key goes last: a data dir holding one is complete, so a second init there is a
+    # mistake, never a repair.
+    write_key_file(settings.node_key_path, node_key)
+
+    needs_admission = (
+        []
+        if joined is None
+        else [
+            {"public_key": node_key.public_key.hex(), "role": Role.NODE.value},
+            {"public_key": agent_key.public_key.hex(), "role": Role.WRITER.value},
+        ]
+    )
+    result: dict[str, Any] = {
+        "data_dir": str(directory),
+        "founded": joined is None,
+        "mesh_name": mesh.name,
+        "mesh_id": mesh.mesh_id.hex(),
+        "node_public_key": node_key.public_key.hex(),
+        "agent_public_key": agent_key.public_key.hex(),
+        "admin_public_key": None if admin_key is None else admin_key.public_key.hex(),
+        "admin_key_file": None if admin_path is None else str(admin_path),
+        "genesis_file": str(settings.genesis_path),
+        "config_file": str(config_path),
+        "needs_admission": needs_admission,
+    }
+    if as_json:
+        _emit(result, True, "")
+        return
+    _emit(
+        {k: v for k, v in result.items() if v is not None and k != "needs_admission"},
+        False,
+        "memmesh init",
+    )
+    if joined is None:
+        typer.echo(
+            f"Founded mesh {mesh.name!r}; this node and its agent are members. {admin_path} "
+            "can admit and revoke members: keep it safe, and off this machine once the mesh runs."
+        )
+    else:
+        typer.echo(
+            f"Joining mesh {mesh.name!r}. Before this node can sync, an admin must admit its "
+            f"node key {node_key.public_key.hex()} (role node) and its agent key "
+            f"{agent_key.public_key.hex()} (role writer); the admit chain goes in "
+            f"{settings.admit_chain_path}."
+        )
+
+
+_INIT_CONFIG_HEADER = """\
+memmesh node configuration, written by `memmesh init`.
+Precedence: flags > MEMMESH_* environment variables > this file > defaults.
+Every setting: docs/operations.md, section Configuration. Relative paths in this
+file are relative to its directory; keys and genesis default to files beside it."""
+
+
+def _init_refuse(setting: str | None, source: str, message: str) -> NoReturn:
+    from .config import ConfigError, ConfigProblem
+
+    raise ConfigError([ConfigProblem(setting, source, message)])
+
+
+def _init_check_free(directory: Path, node_key: Path, others: list[Path | None]) -> None:
+    """Refuse before writing anything: init never overwrites a key or any other file."""
+    from .errors import LocalError
+
+    if node_key.exists():
+        raise LocalError(
+            f"{directory}: already holds a node key ({node_key}); refusing to overwrite keys: "
+            "choose another --data-dir for a new node"
+        )
+    existing = [str(p) for p in others if p is not None and p.exists()]
+    if existing:
+        raise LocalError(
+            f"{directory}: already holds {', '.join(existing)}; refusing to overwrite "
+            "(remove what a failed init left, or choose another --data-dir)"
+        )
+
+
+def _init_read_genesis(path: Path) -> Genesis:
+    from .errors import Rejected
+    from .membership import GENESIS_BYTES_MAX, decode_genesis
+
+    try:
+        with path.open("rb") as f:
+            return decode_genesis(f.read(GENESIS_BYTES_MAX + 1))
+    except OSError as exc:
+        _init_refuse("genesis", f"flag --genesis {path}", f"cannot read: {exc.strerror}")
+    except Rejected as exc:
+        _init_refuse("genesis", f"flag --genesis {path}", f"not a valid genesis: {exc}")
+
+
+def _init_make_dir(directory: Path) -> None:
+    import os
+
+    from .errors import LocalError
+
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; an old dir tightens
+    except OSError as exc:
+        raise LocalError(f"{directory}: cannot create the data dir: {exc.strerror}") from None
 
 
 @keys_app.command("generate")

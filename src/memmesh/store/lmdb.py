@@ -103,6 +103,10 @@ class LmdbStore:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,656 @@
+"""A node's settings: defaults, a TOML file, ``MEMMESH_*`` environment variables and flags.
+
+Precedence, highest first: flags (keyword arguments) > environment > TOML file > defaults. The
+TOML file is the one named by ``config_file`` (``--config FILE``) or, when none is named,
+``<data_dir>/memmesh.toml`` if it exists; ``data_dir`` itself may come from a flag or from
+``MEMMESH_DATA_DIR``, so it is settled before the file is looked for.
+
+Everything is flat: a setting ``gossip_port`` is ``gossip_port = 7500`` in the file,
+``MEMMESH_GOSSIP_PORT=7500`` in the environment and ``gossip_port=7500`` as a flag. Relative paths
+in a TOML file are relative to the file's directory; elsewhere, to the working directory.
+
+:func:`load_settings` is the entry point: every problem becomes one :class:`ConfigError` that
+names each bad setting and where its value came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .admission import AdmissionLimits
+from .core import SyncLimits
+from .errors import LocalError
+
+__all__ = [
+    "CONFIG_FILE_NAME",
+    "DEFAULT_DATA_DIR",
+    "ENV_PREFIX",
+    "ConfigError",
+    "ConfigProblem",
+    "NodeSettings",
+    "load_settings",
+    "render_config_toml",
+    "write_new_file",
+]
+
+ENV_PREFIX = "MEMMESH_"
+CONFIG_FILE_NAME = "memmesh.toml"
+DEFAULT_DATA_DIR = Path("memmesh-data")
+SYNC_PATH = "/v1/sync"
+_CONFIG_FILE_BYTES_MAX = 1 << 20
+_HARNESS_PREFIXES = ("test_", "fuzz_", "crash_")
+"""``MEMMESH_TEST_*``, ``MEMMESH_FUZZ_*`` and ``MEMMESH_CRASH_*`` belong to the test harness."""
+_SETTING_SUFFIXES = (
+    "_host",
+    "_port",
+    "_url",
+    "_token",
+    "_file",
+    "_dir",
+    "_ms",
+    "_max",
+    "_bytes",
+    "_level",
+    "_format",
+)
+"""An unknown ``MEMMESH_*`` variable ending like a setting is a typo, not someone else's."""
+_PATH_FIELDS = (
+    "config_file",
+    "data_dir",
+    "node_key_file",
+    "agent_key_file",
+    "genesis_file",
+    "admit_chain_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One bad setting: ``setting`` is None for a problem with a whole source (a broken file)."""
+
+    setting: str | None
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        if self.setting is None:
+            return f"{self.source}: {self.message}"
+        return f"{self.setting} (from {self.source}): {self.message}"
+
+
+class ConfigError(LocalError):
+    """The configuration is invalid; ``problems`` names every bad setting and its source."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        assert problems
+        self.problems = tuple(problems)
+        super().__init__("invalid configuration: " + "; ".join(map(str, self.problems)))
+
+
+def _no_bool(value: object) -> object:
+    # Pydantic's lax mode reads `true` as 1; a boolean where a number belongs is a mistake.
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be an integer, not a boolean")
+    return value
+
+
+def _lowercase(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+Int = Annotated[int, BeforeValidator(_no_bool)]
+Port = Annotated[int, BeforeValidator(_no_bool), Field(ge=0, le=65535)]
+
+
+class NodeSettings(BaseSettings):
+    """Everything a node reads at start. Build it with :func:`load_settings`.
+
+    Constructing it directly resolves the same sources but raises pydantic's ``ValidationError``
+    rather than a :class:`ConfigError`.
+    """
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, case_sensitive=True, validate_default=True
+    )
+
+    # Where things live.
+    config_file: Path | None = Field(
+        default=None,
+        description="The TOML file to read; None: <data_dir>/memmesh.toml when it exists.",
+    )
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="The node's directory: keys, genesis, config file and store (mode 0700).",
+    )
+    node_key_file: Path | None = Field(
+        default=None,
+        description="The node's Ed25519 key (signs envelopes); None: <data_dir>/node.key.",
+    )
+    agent_key_file: Path | None = Field(
+        default=None,
+        description="The local agent's Ed25519 key (signs claims); None: <data_dir>/agent.key.",
+    )
+    genesis_file: Path | None = Field(
+        default=None, description="The mesh's signed genesis; None: <data_dir>/genesis.bin."
+    )
+    admit_chain_file: Path | None = Field(
+        default=None,
+        description=(
+            "The admit operations from genesis to this node's key, shown in handshakes; "
+            "None: <data_dir>/admit-chain.bin."
+        ),
+    )
+
+    # Network.
+    gossip_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the sync listener binds."
+    )
+    gossip_port: Port = Field(
+        default=7400, description="Port of the sync listener (0: any free port)."
+    )
+    api_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the REST API binds."
+    )
+    api_port: Port = Field(default=7401, description="Port of the REST API (0: any free port).")
+    api_token: SecretStr | None = Field(
+        default=None, description="Bearer token the REST API requires; None: no token."
+    )
+    advertise_url: str | None = Field(
+        default=None,
+        description=(
+            "The ws:// or wss:// URL peers dial to reach this node; "
+            "None: derived from gossip_host and gossip_port."
+        ),
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate chain for the sync listener; needs tls_key_file.",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of tls_cert_file; needs tls_cert_file."
+    )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that peers' certificates must chain to; None: system CAs.",
+    )
+    peers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "ws:// or wss:// URLs of peers to dial at start; "
+            "a comma-separated string is accepted (the environment's form)."
+        ),
+    )
+    start_isolated: bool = Field(
+        default=False,
+        description=(
+            "Allow local writes without first asking peers for this node's own head "
+            "(only safe for the first node of a mesh or a restore you trust)."
+        ),
+    )
+
+    # Logs.
+    log_format: Annotated[Literal["console", "json"], BeforeValidator(_lowercase)] = Field(
+        default="console", description="console: for people; json: one object per line."
+    )
+    log_level: Annotated[
+        Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)
+    ] = Field(default="info", description="Least severe level logged.")
+
+    # Limits: units last in each name.
+    frame_bytes_max: Int = Field(
+        default=(1 << 20) + (64 << 10),
+        ge=(1 << 20) + 1024,
+        description="Largest sync frame sent or accepted; a 1 MiB envelope must fit in one.",
+    )
+    handshake_timeout_ms: Int = Field(
+        default=5_000, ge=1, description="Time a peer has to complete the handshake."
+    )
+    heartbeat_interval_ms: Int = Field(
+        default=5_000, ge=1, description="Idle time after which a session sends a heartbeat."
+    )
+    receive_timeout_ms: Int = Field(
+        default=15_000,
+        ge=1,
+        description="Silence after which a session is closed; must exceed heartbeat_interval_ms.",
+    )
+    send_queue_frames_max: Int = Field(
+        default=256, ge=1, description="Frames queued per session before it is closed as slow."
+    )
+    anti_entropy_interval_ms: Int = Field(
+        default=1_000, ge=1, description="Time between anti-entropy rounds with each peer."
+    )
+    request_timeout_ms: Int = Field(
+        default=10_000, ge=1, description="Time a peer has to answer a fetch request."
+    )
+    dial_backoff_initial_ms: Int = Field(
+        default=100, ge=1, description="First wait before redialling a peer; doubles per failure."
+    )
+    dial_backoff_max_ms: Int = Field(
+        default=30_000,
+        ge=1,
+        description="Longest wait between dials; at least dial_backoff_initial_ms.",
+    )
+    commit_batch_window_ms: Int = Field(
+        default=2,
+        ge=0,
+        description="Time local writes wait to share one durable commit (0: no waiting).",
+    )
+    staged_bytes_max: Int = Field(
+        default=16 << 20,
+        ge=1,
+        description="Received envelope bytes held for the next commit; paces transfers.",
+    )
+    active_view_max: Int = Field(
+        default=5, ge=1, description="Peers kept connected (the active view)."
+    )
+    passive_view_max: Int = Field(
+        default=30, ge=1, description="Known peers kept in reserve (the passive view)."
+    )
+    lmdb_map_size_bytes_max: Int = Field(
+        default=1 << 34,
+        ge=64 << 20,
+        description="Largest the LMDB map may grow; past it writes fail with StorageFull.",
+    )
+    causal_buffer_max: Int = Field(
+        default=4096, ge=1, description="Envelopes held waiting for their causal past."
+    )
+    pending_buffer_max: Int = Field(
+        default=1024, ge=1, description="Envelopes held waiting for their author's admission."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags, then our environment reader, then the TOML file it and the flags point to.
+        return init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls)
+
+    @field_validator(*_PATH_FIELDS)
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("peers", mode="before")
+    @classmethod
+    def _split_peers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _check_peers(cls, value: list[str]) -> list[str]:
+        for url in value:
+            _check_ws_url(url)
+        return value
+
+    @field_validator("advertise_url")
+    @classmethod
+    def _check_advertise_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_ws_url(value)
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("an API token must not be empty")
+        return value
+
+    @_model_validator(mode="after")
+    def _check_pairs(self) -> NodeSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise PydanticCustomError(
+                "cross_field",
+                "tls_cert_file and tls_key_file must be given together",
+                {"fields": "tls_cert_file,tls_key_file"},
+            )
+        if self.dial_backoff_max_ms < self.dial_backoff_initial_ms:
+            raise PydanticCustomError(
+                "cross_field",
+                "dial_backoff_max_ms must be at least dial_backoff_initial_ms",
+                {"fields": "dial_backoff_initial_ms,dial_backoff_max_ms"},
+            )
+        if self.gossip_port == self.api_port != 0 and self.gossip_host == self.api_host:
+            raise PydanticCustomError(
+                "cross_field",
+                "the sync listener and the REST API cannot share one address and port",
+                {"fields": "gossip_port,api_port"},
+            )
+        if self.receive_timeout_ms <= self.heartbeat_interval_ms:
+            raise PydanticCustomError(
+                "cross_field",
+                "receive_timeout_ms must exceed heartbeat_interval_ms, or idle sessions drop",
+                {"fields": "heartbeat_interval_ms,receive_timeout_ms"},
+            )
+        return self
+
+    # Resolved values.
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.node_key_file or self.data_dir / "node.key"
+
+    @property
+    def agent_key_path(self) -> Path:
+        return self.agent_key_file or self.data_dir / "agent.key"
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.genesis_file or self.data_dir / "genesis.bin"
+
+    @property
+    def admit_chain_path(self) -> Path:
+        return self.admit_chain_file or self.data_dir / "admit-chain.bin"
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    def advertised_url(self, bound_port: int | None = None) -> str:
+        """The URL peers dial: ``advertise_url``, else derived from the gossip listener.
+
+        The derived URL is ``ws://`` (``wss://`` with TLS) ``{gossip_host}:{port}/v1/sync``, the
+        port being ``bound_port`` when given (the one a ``gossip_port`` of 0 got). A listener
+        bound to a wildcard address (``0.0.0.0``) needs ``advertise_url`` to be dialable.
+        """
+        if self.advertise_url is not None:
+            return self.advertise_url
+        scheme = "wss" if self.tls_enabled else "ws"
+        host = f"[{self.gossip_host}]" if ":" in self.gossip_host else self.gossip_host
+        port = self.gossip_port if bound_port is None else bound_port
+        return f"{scheme}://{host}:{port}{SYNC_PATH}"
+
+    def sync_limits(self) -> SyncLimits:
+        """The sync protocol's bounds; the rest keep :class:`SyncLimits`' defaults."""
+        return SyncLimits(
+            frame_bytes_max=self.frame_bytes_max,
+            request_timeout_ms=self.request_timeout_ms,
+            handshake_timeout_ms=self.handshake_timeout_ms,
+            anti_entropy_interval_ms=self.anti_entropy_interval_ms,
+            dial_backoff_initial_ms=self.dial_backoff_initial_ms,
+            dial_backoff_max_ms=self.dial_backoff_max_ms,
+            staged_bytes_max=self.staged_bytes_max,
+        )
+
+    def admission_limits(self) -> AdmissionLimits:
+        """Admission's buffer bounds; the rest keep :class:`AdmissionLimits`' defaults."""
+        return AdmissionLimits(
+            causal_buffer_max=self.causal_buffer_max,
+            pending_buffer_max=self.pending_buffer_max,
+        )
+
+
+def _check_ws_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"{url!r} is not a ws:// or wss:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> NodeSettings:
+    """Resolve flags > ``MEMMESH_*`` environment > TOML file > defaults.
+
+    A flag whose value is None counts as not given (so CLI options can be passed straight
+    through). Raises :class:`ConfigError` naming every bad setting and where it came from.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    if config_file is not None:
+        given["config_file"] = config_file
+    try:
+        return NodeSettings(**given)
+    except ValidationError as exc:
+        raise _explain(exc, given) from None
+
+
+# The sources.
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """``MEMMESH_<SETTING>`` variables; an empty one counts as unset."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: value for name, (_, value) in _env_settings(os.environ).items()}
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The TOML file named by ``config_file``, else ``<data_dir>/memmesh.toml`` if it exists."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        # current_state holds what the flags and the environment gave, data_dir included.
+        found = _config_path(self.current_state)
+        return {} if found is None else _read_config_file(*found)
+
+
+def _env_settings(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """Setting name -> (variable, value) for every ``MEMMESH_*`` setting in ``environ``."""
+    found: dict[str, tuple[str, str]] = {}
+    problems: list[ConfigProblem] = []
+    for var, value in sorted(environ.items()):
+        if not var.upper().startswith(ENV_PREFIX):
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name in NodeSettings.model_fields:
+            if name in found:
+                problems.append(
+                    ConfigProblem(
+                        name, f"environment variable {var}", f"also set as {found[name][0]}"
+                    )
+                )
+            elif value.strip():
+                found[name] = (var, value)
+        elif not name.startswith(_HARNESS_PREFIXES) and _looks_like_setting(name):
+            problems.append(
+                ConfigProblem(None, f"environment variable {var}", _unknown(name, prefix=True))
+            )
+    if problems:
+        raise ConfigError(problems)
+    return found
+
+
+def _looks_like_setting(name: str) -> bool:
+    return name.endswith(_SETTING_SUFFIXES) or bool(_close_setting(name))
+
+
+def _close_setting(name: str) -> str | None:
+    matches = difflib.get_close_matches(name, list(NodeSettings.model_fields), n=1, cutoff=0.75)
+    return matches[0] if matches else None
+
+
+def _unknown(name: str, *, prefix: bool) -> str:
+    shown = (ENV_PREFIX + name.upper()) if prefix else name
+    message = f"{shown} is not a memmesh setting"
+    close = _close_setting(name)
+    if close is not None:
+        message += f"; did you mean {(ENV_PREFIX + close.upper()) if prefix else close}?"
+    return message + " (the settings: docs/operations.md, Configuration)"
+
+
+def _config_path(state: Mapping[str, Any]) -> tuple[Path, bool] | None:
+    """The TOML file to read and whether it was named explicitly, or None for no file."""
+    named = state.get("config_file")
+    if isinstance(named, str | os.PathLike):
+        return Path(named).expanduser(), True
+    data_dir = state.get("data_dir", DEFAULT_DATA_DIR)
+    if not isinstance(data_dir, str | os.PathLike):
+        return None  # validation names the bad data_dir
+    path = Path(data_dir).expanduser() / CONFIG_FILE_NAME
+    return (path, False) if path.is_file() else None
+
+
+def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
+    source = f"config file {path}"
+    try:
+        with path.open("rb") as f:
+            data = f.read(_CONFIG_FILE_BYTES_MAX + 1)
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(None, source, "no such file")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(None, source, f"cannot read: {exc.strerror}")]) from None
+    if len(data) > _CONFIG_FILE_BYTES_MAX:
+        raise ConfigError([ConfigProblem(None, source, "too large to be a config file")])
+    try:
+        table = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem(None, source, "not UTF-8 text")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(None, source, f"not valid TOML: {exc}")]) from None
+    problems: list[ConfigProblem] = []
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "config_file":
+            problems.append(ConfigProblem(key, source, "a config file cannot name another one"))
+        elif key == "data_dir" and not explicit:
+            problems.append(
+                ConfigProblem(
+                    key,
+                    source,
+                    "the data dir's own memmesh.toml cannot move the data dir; "
+                    "use --config FILE or MEMMESH_DATA_DIR",
+                )
+            )
+        elif key not in NodeSettings.model_fields:
+            problems.append(ConfigProblem(None, source, _unknown(key, prefix=False)))
+        elif key in _PATH_FIELDS and isinstance(value, str):
+            values[key] = path.parent / Path(value).expanduser()  # an absolute one replaces
+        else:
+            values[key] = value
+    if problems:
+        raise ConfigError(problems)
+    return values
+
+
+# Errors that name their source.
+
+
+def _explain(exc: ValidationError, flags: Mapping[str, Any]) -> ConfigError:
+    env = _env_settings(os.environ)
+    state = {**{name: value for name, (_, value) in env.items()}, **flags}
+    found = _config_path(state)
+    file_values = _read_config_file(*found) if found is not None else {}
+
+    def source_of(name: str) -> str | None:
+        if name in flags:
+            return "flag --" + name.replace("_", "-")
+        if name in env:
+            return f"environment variable {env[name][0]}"
+        if found is not None and name in file_values:
+            return f"config file {found[0]}"
+        return None
+
+    problems: list[ConfigProblem] = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if loc and isinstance(loc[0], str):
+            name = loc[0]
+            where = source_of(name) or "default"
+            message = error["msg"].removeprefix("Value error, ")
+            if name != "api_token" and where != "default":
+                message += f", got {error['input']!r}"
+            problems.append(ConfigProblem(name, where, message))
+        else:  # a check across settings: name each one and its source
+            names = str(error.get("ctx", {}).get("fields", "")).split(",")
+            names = [n for n in names if n]
+            where = "; ".join(f"{n}: {source_of(n) or 'default'}" for n in names)
+            problems.append(ConfigProblem(", ".join(names) or None, where, error["msg"]))
+    return ConfigError(problems)
+
+
+# Writing files (memmesh init).
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def render_config_toml(values: Mapping[str, int | bool | str], header: str = "") -> str:
+    """A flat TOML document of ``values`` after ``header`` (each line becomes a comment)."""
+    lines = [f"# {line}".rstrip() for line in header.splitlines()]
+    for key, value in values.items():
+        if key not in NodeSettings.model_fields or not _BARE_KEY.fullmatch(key):
+            raise ValueError(f"{key!r} is not a setting")
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, int):
+            rendered = str(value)
+        else:
+            rendered = _toml_string(value)
+        lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Create ``path`` holding ``data`` with ``mode``, atomically and durably; never replace.
+
+    The bytes go to a temporary file in the same directory first, which is fsynced and linked
+    into place: a crash leaves no file or the whole file. An existing ``path`` is a LocalError.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # atomic, and fails if the path exists
+    except FileExistsError:
+        raise LocalError(f"{path}: already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise LocalError(f"{path}: cannot write: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

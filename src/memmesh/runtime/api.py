@@ -1,0 +1,312 @@
+"""The node's local HTTP API (loopback by default, optional bearer token).
+
+``GET /livez``, ``GET /readyz`` (``?verbose`` for the checks), ``GET /v1/state``,
+``GET/POST/DELETE /v1/peers``, ``GET /v1/members``, ``POST /v1/claims`` (a claim signed elsewhere,
+such as an admin's admit or revoke), ``GET /metrics`` (Prometheus text), and the simplest form of
+the store: ``PUT /v1/store/items`` writes a claim with this node's agent key and answers once it
+is durable; ``GET /v1/store/items?namespace=a.b&key=k`` reads the live claims of that subject.
+Errors are JSON ``{"error": code, "detail": text}`` with a fitting status.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .. import __version__
+from ..claims import decode_claim
+from ..core import SessionState
+from ..errors import Rejected
+from ..membership import ADMIT, REVOKE
+
+if TYPE_CHECKING:
+    from .node import NodeRuntime
+
+__all__ = ["build_api"]
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_OPEN = frozenset({"/livez", "/readyz"})
+
+
+def build_api(node: NodeRuntime) -> web.Application:
+    token = node.settings.api_token
+    secret = token.get_secret_value() if token is not None else None
+
+    @web.middleware
+    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if secret is not None and request.path not in _OPEN:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
+                return _error(401, "unauthorized", "a bearer token is required")
+        try:
+            return await handler(request)
+        except _BadRequest as exc:
+            return _error(400, "bad_request", str(exc))
+
+    app = web.Application(middlewares=[guard], client_max_size=1 << 20)
+    api = _Api(node)
+    app.router.add_get("/livez", api.livez)
+    app.router.add_get("/readyz", api.readyz)
+    app.router.add_get("/v1/state", api.state)
+    app.router.add_get("/v1/peers", api.peers)
+    app.router.add_post("/v1/peers", api.add_peer)
+    app.router.add_delete("/v1/peers", api.remove_peer)
+    app.router.add_get("/v1/members", api.members)
+    app.router.add_get("/v1/members/{key}/chain", api.member_chain)
+    app.router.add_get("/v1/agents/{key}", api.agent)
+    app.router.add_post("/v1/claims", api.post_claim)
+    app.router.add_put("/v1/store/items", api.put_item)
+    app.router.add_get("/v1/store/items", api.get_items)
+    app.router.add_get("/metrics", api.metrics)
+    return app
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("the body must be a JSON object")
+    return body
+
+
+def _hex_key(text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise _BadRequest("a key is 64 hex digits") from None
+    if len(key) != 32:
+        raise _BadRequest("a key is 64 hex digits")
+    return key
+
+
+def _namespace(value: object) -> list[str]:
+    if isinstance(value, str) and value:
+        return value.split(".")
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _BadRequest("namespace is a dotted string or a list of labels")
+
+
+class _Api:
+    def __init__(self, node: NodeRuntime) -> None:
+        self.node = node
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_NodeCollector(node))
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        node = self.node
+        checks = {
+            "store_open": not node.store.closed,
+            "serving": node.gossip_url is not None,
+            "may_write": node.core.may_write(),
+        }
+        ready = checks["store_open"] and checks["serving"]
+        body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
+        if "verbose" in request.query:
+            body["checks"] = checks
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.node.state())
+
+    async def peers(self, request: web.Request) -> web.Response:
+        return web.json_response({"peers": self.node.state()["peers"]})
+
+    async def add_peer(self, request: web.Request) -> web.Response:
+        url = (await _body(request)).get("url")
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise _BadRequest("url must be a ws:// or wss:// gossip URL")
+        self.node.add_peer(url)
+        return web.json_response({"added": url}, status=202)
+
+    async def remove_peer(self, request: web.Request) -> web.Response:
+        url = request.query.get("url")
+        if url is None:
+            url = (await _body(request)).get("url")
+        if not isinstance(url, str):
+            raise _BadRequest("name the peer's url")
+        self.node.remove_peer(url)
+        return web.json_response({"removed": url})
+
+    async def members(self, request: web.Request) -> web.Response:
+        membership = self.node.core.admission.membership
+        members = [
+            {
+                "key": key.hex(),
+                "role": str(member.role),
+                "node_cutoff": list(member.node_cutoff) if member.node_cutoff else None,
+                "agent_cutoff": member.agent_cutoff,
+            }
+            for key, member in sorted(membership.state.items())
+        ]
+        return web.json_response({"members": members})
+
+    async def member_chain(self, request: web.Request) -> web.Response:
+        """The admit claims from a genesis admin to this key, for a joining node's handshake."""
+        key = _hex_key(request.match_info["key"])
+        chain = self.node.core.admission.admit_chain(key)
+        return web.json_response({"key": key.hex(), "chain": [raw.hex() for raw in chain]})
+
+    async def agent(self, request: web.Request) -> web.Response:
+        """The highest claim seq of an agent key this replica holds (an admin tool signing a
+        claim elsewhere takes the next one)."""
+        key = _hex_key(request.match_info["key"])
+        seqs = [
+            c.aseq
+            for r in self.node.core.admission.records.values()
+            for c in r.claims
+            if c.agent == key
+        ]
+        return web.json_response({"key": key.hex(), "last_aseq": max(seqs, default=0)})
+
+    async def post_claim(self, request: web.Request) -> web.Response:
+        """A claim signed elsewhere (an admin's admit or revoke, say), as hex of its bytes."""
+        body = await _body(request)
+        raw = body.get("claim")
+        if not isinstance(raw, str):
+            raise _BadRequest("claim is the hex of a signed claim's bytes")
+        try:
+            claim = decode_claim(bytes.fromhex(raw), mesh_id=self.node.genesis.mesh_id)
+        except ValueError:
+            raise _BadRequest("claim is not hex") from None
+        except Rejected as exc:
+            return _error(422, exc.reason.value, exc.detail)
+        return await self._commit([claim])
+
+    async def put_item(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        namespace = _namespace(body.get("namespace"))
+        key, kind = body.get("key"), body.get("type", "fact")
+        if not isinstance(key, str) or not key:
+            raise _BadRequest("key is a non-empty string")
+        if not isinstance(kind, str) or kind in (ADMIT, REVOKE):
+            raise _BadRequest("type is a claim type name (membership goes through /v1/claims)")
+        try:
+            claim = self.node.claim(namespace, key, body.get("value"), type=kind)
+        except (ValueError, Rejected) as exc:
+            return _error(422, "invalid_claim", str(exc))
+        return await self._commit([claim])
+
+    async def _commit(self, claims: list[Any]) -> web.Response:
+        from .node import WriteRefused  # noqa: PLC0415 - node.py imports this module
+
+        try:
+            ack = await self.node.write(claims)
+        except WriteRefused as exc:
+            status = 403 if exc.reason == "NotAMember" else 503
+            return _error(status, exc.reason, exc.detail)
+        return web.json_response(
+            {
+                "claim_ids": [c.hex() for c in ack.claim_ids],
+                "envelope_id": ack.envelope_id.hex(),
+                "seq": ack.seq,
+            },
+            status=201,
+        )
+
+    async def get_items(self, request: web.Request) -> web.Response:
+        namespace = tuple(_namespace(request.query.get("namespace", "")))
+        key = request.query.get("key")
+        items = [
+            {
+                "namespace": list(c.namespace),
+                "key": c.key,
+                "value": c.value,
+                "type": c.type,
+                "agent": c.agent.hex(),
+                "aseq": c.aseq,
+                "hlc": list(c.hlc),
+                "claim_id": c.id.hex(),
+            }
+            for c in self.node.core.admission.live_claims()
+            if c.namespace == namespace and (key is None or c.key == key)
+        ]
+        items.sort(key=lambda item: (item["hlc"], item["claim_id"]))
+        return web.json_response({"items": items})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )
+
+
+class _NodeCollector(Collector):
+    """Reads the node's counters at scrape time (no second copy of them to keep in step)."""
+
+    def __init__(self, node: NodeRuntime) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        node, stats = self.node, self.node.core.stats
+        admission = node.core.admission
+        info = GaugeMetricFamily("memmesh_build_info", "Build information", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        peers = GaugeMetricFamily(
+            "memmesh_peers", "Sessions with peers, by state", labels=["state"]
+        )
+        for state in SessionState:
+            count = sum(s.state is state for s in node.core.sessions.values())
+            peers.add_metric([state.value], count)
+        yield peers
+        yield GaugeMetricFamily(
+            "memmesh_envelopes",
+            "Envelopes stored (live and excluded)",
+            value=len(admission.records),
+        )
+        rejected = CounterMetricFamily(
+            "memmesh_envelopes_rejected", "Envelopes refused, by reason", labels=["reason"]
+        )
+        for reason, count in sorted(admission.rejected.items()):
+            rejected.add_metric([str(reason)], count)
+        yield rejected
+        messages = CounterMetricFamily(
+            "memmesh_gossip_messages", "Sync messages", labels=["kind", "direction"]
+        )
+        volume = CounterMetricFamily(
+            "memmesh_gossip_bytes", "Sync message bytes", labels=["kind", "direction"]
+        )
+        for direction, counts, sizes in (
+            ("out", stats.messages_sent, stats.bytes_sent),
+            ("in", stats.messages_received, stats.bytes_received),
+        ):
+            for kind in sorted(counts):
+                messages.add_metric([kind, direction], counts[kind])
+                volume.add_metric([kind, direction], sizes.get(kind, 0))
+        yield messages
+        yield volume
+        yield CounterMetricFamily(
+            "memmesh_duplicate_deliveries", "Envelopes received again", value=stats.duplicates
+        )
+        yield CounterMetricFamily("memmesh_commits", "Durable commits", value=stats.commits)
+        yield GaugeMetricFamily(
+            "memmesh_loop_block_seconds_max",
+            "Longest single call into the core (the event loop was held)",
+            value=node.stats.loop_block_ms_max / 1000,
+        )
+        yield CounterMetricFamily(
+            "memmesh_send_queue_overflows",
+            "Peers disconnected because they did not read",
+            value=node.stats.send_queue_overflows,
+        )

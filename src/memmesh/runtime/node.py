@@ -1,0 +1,486 @@
+"""The node daemon: one ``MeshCore`` driven by asyncio, with websockets and an LMDB store.
+
+This is the runtime edge of DESIGN §2, the only layer that does I/O. It feeds the core every
+input (frames, connections, timers, local writes) with the wall clock in milliseconds and carries
+out its effects in order: ``Send`` into the connection's bounded queue, ``Dial`` as a task,
+``Disconnect`` as a close frame carrying the reason, ``Persist`` by feeding ``Flush`` after a short
+batch window (one durable commit covers what arrived meanwhile), ``Notify`` into logs, counters
+and the futures of waiting local writes. Everything runs on one event loop, inside one
+``TaskGroup``; how long each call into the core held the loop is measured
+(``loop_block_ms_max``), and ``Flush`` is bounded by ``flush_envelopes_max`` so it stays short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import ssl
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from ..claims import Claim, make_claim
+from ..config import NodeSettings
+from ..core import (
+    Dial,
+    Disconnect,
+    Effect,
+    Flush,
+    Input,
+    LocalWrite,
+    MeshCore,
+    Notice,
+    Notify,
+    PeerConnected,
+    PeerGone,
+    PeerKnown,
+    Persist,
+    Received,
+    RejectedEnvelope,
+    Send,
+    SessionState,
+    Timer,
+    WriteAcked,
+    WriteFailed,
+)
+from ..crypto import SigningKey, read_key_file
+from ..errors import LocalError
+from ..hlc import hlc_unpack
+from ..membership import Genesis, decode_genesis
+from ..store import LmdbStore
+from ..wire import Reader, Writer
+from .transport import Connection, TransportLimits
+
+__all__ = ["NodeRuntime", "NodeStats", "WriteRefused", "read_admit_chain", "write_admit_chain"]
+
+SYNC_PATH = "/v1/sync"
+_CLOSE_TIMEOUT_S = 2.0
+"""How long a closing websocket (or the server at shutdown) waits for the peer's side."""
+
+
+class WriteRefused(LocalError):
+    """A local write was not committed: ``reason`` says why (not a member, storage, timeout)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def write_admit_chain(path: Path, chain: Sequence[bytes]) -> None:
+    """The admit chain file: ``count u32 | (length u32 | admit claim bytes) * count``."""
+    w = Writer()
+    w.u32(len(chain))
+    for raw in chain:
+        w.u32(len(raw))
+        w.raw(raw)
+    path.write_bytes(w.getvalue())
+
+
+def read_admit_chain(path: Path) -> list[bytes]:
+    r = Reader(path.read_bytes(), "admit chain")
+    chain = [r.raw(r.u32("length"), "admit claim") for _ in range(r.u32("count"))]
+    r.expect_end()
+    return chain
+
+
+@dataclass(slots=True)
+class NodeStats:
+    loop_block_ms_max: float = 0.0
+    """The longest single call into the core, in milliseconds (the event loop was held)."""
+    core_calls: int = 0
+    flushes: int = 0
+    send_queue_overflows: int = 0
+    dial_failures: int = 0
+    rejected_by_peer: dict[str, int] = field(default_factory=dict)
+
+
+class NodeRuntime:
+    """One node: ``await NodeRuntime(settings).run()`` until ``stop()`` (or SIGTERM/SIGINT)."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        data_dir = Path(settings.data_dir)
+        self.node_key: SigningKey = read_key_file(settings.node_key_path)
+        self.agent_key: SigningKey = read_key_file(settings.agent_key_path)
+        self.genesis: Genesis = decode_genesis(settings.genesis_path.read_bytes())
+        chain_file = settings.admit_chain_path
+        chain = read_admit_chain(chain_file) if chain_file.exists() else []
+        self.store = LmdbStore(
+            data_dir / "store", map_size_max_bytes=settings.lmdb_map_size_bytes_max
+        )
+        try:
+            self.core = MeshCore(
+                self.node_key,
+                self.genesis,
+                self.store,
+                random.Random(os.urandom(16)),
+                limits=settings.sync_limits(),
+                admission_limits=settings.admission_limits(),
+                admit_chain=chain,
+                start_isolated=settings.start_isolated,
+            )
+        except BaseException:
+            self.store.close()
+            raise
+        self.stats = NodeStats()
+        self.conns: dict[str, Connection] = {}
+        self.transport = TransportLimits(
+            frame_bytes_max=settings.frame_bytes_max,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            receive_timeout_ms=settings.receive_timeout_ms,
+            send_queue_frames_max=settings.send_queue_frames_max,
+            handshake_timeout_ms=settings.handshake_timeout_ms,
+        )
+        self.gossip_url: str | None = None
+        self.api_url: str | None = None
+        self._writes: dict[int, asyncio.Future[WriteAcked]] = {}
+        self._tokens = 0
+        self._agent_seq = self._last_agent_seq()
+        self._rearm = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._client: aiohttp.ClientSession | None = None
+        self._runners: list[web.AppRunner] = []
+        self.log = _logger(settings)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.stop)
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                self._client = aiohttp.ClientSession()
+                await self._serve()
+                group.create_task(self._timer_loop(), name="timers")
+                group.create_task(self._flush_loop(), name="flush")
+                for url in self.settings.peers:
+                    self._feed(PeerKnown(url))
+                self._ready.set()
+                self.log("node started", gossip=self.gossip_url, api=self.api_url)
+                await self._stopping.wait()
+                await self._drain()
+                raise _Stopped
+        except* _Stopped:
+            pass
+        finally:
+            for runner in self._runners:
+                await runner.cleanup()
+            if self._client is not None:
+                await self._client.close()
+            self.store.close()
+            self.log("node stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def ready(self) -> None:
+        await self._ready.wait()
+
+    async def _drain(self) -> None:
+        """Commit what is staged, then close every connection."""
+        for _ in range(1000):
+            if not self._feed(Flush()):
+                break
+        for conn in list(self.conns.values()):
+            conn.close("shutdown")
+        await asyncio.sleep(0)
+
+    async def _serve(self) -> None:
+        from .api import build_api  # noqa: PLC0415 - the API imports this module
+
+        settings = self.settings
+        gossip = web.Application()
+        gossip.router.add_get(SYNC_PATH, self._accept)
+        ssl_context = self._server_ssl()
+        self.gossip_url = await self._start(
+            gossip, settings.gossip_host, settings.gossip_port, ssl_context, "ws"
+        )
+        self.api_url = await self._start(
+            build_api(self), settings.api_host, settings.api_port, None, "http"
+        )
+
+    async def _start(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        scheme: str,
+    ) -> str:
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=_CLOSE_TIMEOUT_S
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        server = site._server
+        assert server is not None and isinstance(server, asyncio.Server)
+        bound = server.sockets[0].getsockname()[1]
+        secure = "s" if ssl_context is not None else ""
+        suffix = SYNC_PATH if scheme == "ws" else ""
+        return f"{scheme}{secure}://{host}:{bound}{suffix}"
+
+    def _server_ssl(self) -> ssl.SSLContext | None:
+        cert, key = self.settings.tls_cert_file, self.settings.tls_key_file
+        if cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def _client_ssl(self, url: str) -> ssl.SSLContext | bool:
+        if not url.startswith("wss://"):
+            return False
+        context = ssl.create_default_context()
+        if self.settings.tls_ca_file is not None:
+            context.load_verify_locations(self.settings.tls_ca_file)
+        return context
+
+    # -- the core -----------------------------------------------------------------------------
+
+    def _feed(self, event: Input) -> bool:
+        """Hand one input to the core and carry out its effects; True if it asked to persist."""
+        started = time.perf_counter()
+        effects = self.core.handle(event, _now_ms())
+        held = (time.perf_counter() - started) * 1000
+        self.stats.core_calls += 1
+        self.stats.loop_block_ms_max = max(self.stats.loop_block_ms_max, held)
+        return self._carry(effects)
+
+    def _carry(self, effects: list[Effect]) -> bool:
+        persist = False
+        for effect in effects:
+            if isinstance(effect, Send):
+                conn = self.conns.get(effect.peer)
+                if conn is not None and not conn.send(effect.data):
+                    self.stats.send_queue_overflows += 1
+                    self.log("peer cannot keep up: disconnected", peer=effect.peer)
+            elif isinstance(effect, Persist):
+                persist = True
+                self._flush_wanted.set()
+            elif isinstance(effect, Notify):
+                self._notice(effect.notice)
+            elif isinstance(effect, Dial):
+                if not self._stopping.is_set():  # no new connections while draining
+                    assert self._group is not None
+                    self._group.create_task(self._dial(effect.peer))
+            elif isinstance(effect, Disconnect):
+                conn = self.conns.get(effect.peer)
+                if conn is not None:
+                    conn.close(effect.reason.value)
+        self._rearm.set()
+        return persist
+
+    def _notice(self, notice: Notice) -> None:
+        if isinstance(notice, WriteAcked):
+            future = self._writes.pop(notice.token, None)
+            if future is not None and not future.done():
+                future.set_result(notice)
+        elif isinstance(notice, WriteFailed):
+            future_f = self._writes.pop(notice.token, None)
+            if future_f is not None and not future_f.done():
+                future_f.set_exception(WriteRefused(notice.error, notice.detail))
+        elif isinstance(notice, RejectedEnvelope):
+            count = self.stats.rejected_by_peer.get(notice.peer, 0) + 1
+            self.stats.rejected_by_peer[notice.peer] = count
+            self.log("envelope rejected", peer=notice.peer, reason=notice.reason.value)
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.core.next_deadline()
+            delay = 3600.0 if deadline is None else max(0.0, (deadline - _now_ms()) / 1000)
+            self._rearm.clear()
+            try:
+                async with asyncio.timeout(delay):  # not wait_for: its inner task can outlive
+                    await self._rearm.wait()  # a cancellation in 3.11
+            except TimeoutError:
+                self._feed(Timer())
+
+    async def _flush_loop(self) -> None:
+        window = self.settings.commit_batch_window_ms / 1000
+        while True:
+            await self._flush_wanted.wait()
+            if window:
+                await asyncio.sleep(window)  # let what is arriving join this commit
+            self._flush_wanted.clear()
+            self.stats.flushes += 1
+            self._feed(Flush())
+            await asyncio.sleep(0)
+
+    # -- connections --------------------------------------------------------------------------
+
+    async def _accept(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(
+            max_msg_size=self.transport.frame_bytes_max,
+            compress=False,
+            heartbeat=self.transport.heartbeat_interval_ms / 1000,
+            autoping=True,
+            timeout=_CLOSE_TIMEOUT_S,
+        )
+        await ws.prepare(request)
+        handle = Connection.inbound_handle(request.remote)
+        await self._run_connection(handle, ws, outbound=False)
+        return ws
+
+    async def _dial(self, url: str) -> None:
+        assert self._client is not None
+        try:
+            ws = await self._client.ws_connect(
+                url,
+                max_msg_size=self.transport.frame_bytes_max,
+                compress=0,
+                heartbeat=self.transport.heartbeat_interval_ms / 1000,
+                autoping=True,
+                ssl=self._client_ssl(url),
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=_CLOSE_TIMEOUT_S),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self.stats.dial_failures += 1
+            self.log("dial failed", peer=url, error=type(exc).__name__)
+            self._feed(PeerGone(url))
+            return
+        await self._run_connection(url, ws, outbound=True)
+
+    async def _run_connection(
+        self,
+        handle: str,
+        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        *,
+        outbound: bool,
+    ) -> None:
+        conn = Connection(handle, ws, self.transport, self._on_frame, self._on_closed)
+        self.conns[handle] = conn
+        self._feed(PeerConnected(handle, outbound=outbound, nonce=os.urandom(32)))
+        await conn.run()
+
+    def _on_frame(self, handle: str, data: bytes) -> None:
+        self._feed(Received(handle, data))
+
+    def _on_closed(self, handle: str, reason: str | None) -> None:
+        self.conns.pop(handle, None)
+        self._feed(PeerGone(handle, reason))
+
+    # -- what the API calls -------------------------------------------------------------------
+
+    def add_peer(self, url: str) -> None:
+        self._feed(PeerKnown(url))
+
+    def remove_peer(self, url: str) -> None:
+        self._feed(PeerKnown(url, forget=True))
+        conn = self.conns.get(url)
+        if conn is not None:
+            conn.close("shutdown")
+
+    async def write(self, claims: Sequence[Claim], timeout_s: float = 10.0) -> WriteAcked:
+        """Commit claims in this node's log; return once durable and integrated."""
+        self._tokens += 1
+        token = self._tokens
+        future: asyncio.Future[WriteAcked] = asyncio.get_running_loop().create_future()
+        self._writes[token] = future
+        self._feed(LocalWrite(token, claims))
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await future
+        except TimeoutError:
+            self._writes.pop(token, None)
+            why = "waiting for peers to show this node's own log (DESIGN §4 rule 6)"
+            raise WriteRefused(
+                "Timeout", why if self.core.writes_waiting else "no acknowledgement"
+            ) from None
+
+    def claim(
+        self, namespace: Sequence[str], key: str, value: object, *, type: str = "fact"
+    ) -> Claim:
+        """A claim by this node's agent key, with the next agent seq."""
+        self._agent_seq += 1
+        physical, logical = hlc_unpack(self.core.clock.tick(_now_ms()))
+        return make_claim(
+            self.agent_key,
+            mesh_id=self.genesis.mesh_id,
+            aseq=self._agent_seq,
+            hlc=(physical, logical),
+            namespace=namespace,
+            key=key,
+            type=type,
+            value=value,
+        )
+
+    def _last_agent_seq(self) -> int:
+        agent = self.agent_key.public_key
+        seqs = [
+            c.aseq
+            for r in self.core.admission.records.values()
+            for c in r.claims
+            if c.agent == agent
+        ]
+        return max(seqs, default=0)
+
+    def state(self) -> dict[str, Any]:
+        admission = self.core.admission
+        peers = [
+            {
+                "handle": s.peer,
+                "node": s.node.hex() if s.node else None,
+                "state": s.state.value,
+                "outbound": s.outbound,
+                "in_sync": s.in_sync,
+                "frames_in": self.conns[s.peer].frames_in if s.peer in self.conns else 0,
+                "frames_out": self.conns[s.peer].frames_out if s.peer in self.conns else 0,
+            }
+            for s in sorted(self.core.sessions.values(), key=lambda s: s.peer)
+        ]
+        return {
+            "node": self.core.node.hex(),
+            "agent": self.agent_key.public_key.hex(),
+            "mesh": self.genesis.mesh_id.hex(),
+            "epoch": self.core.epoch,
+            "gossip": self.gossip_url,
+            "api": self.api_url,
+            "frontier": [
+                {"author": log.author.hex(), "epoch": log.epoch, "seq": h.seq, "head": h.id.hex()}
+                for log, h in self.core.frontier()
+            ],
+            "claims_digest": self.core.claims_digest().hex(),
+            "envelopes": len(admission.records),
+            "live_claims": len(admission.live_claims()),
+            "peers": peers,
+            "active_peers": sum(
+                s.state is SessionState.ACTIVE for s in self.core.sessions.values()
+            ),
+            "buffered": admission.buffered,
+            "may_write": self.core.may_write(),
+            "writes_waiting": self.core.writes_waiting,
+            "evidence": len(admission.evidence),
+            "rejected": {str(k): v for k, v in sorted(admission.rejected.items())},
+            "loop_block_ms_max": round(self.stats.loop_block_ms_max, 3),
+        }
+
+
+class _Stopped(Exception):
+    """Ends the node's task group once it has drained."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _logger(settings: NodeSettings) -> Any:
+    from .logs import make_logger  # noqa: PLC0415
+
+    return make_logger(settings)
