@@ -36,6 +36,9 @@ from ..membership import Role, make_genesis
 __all__ = ["SwarmError", "swarm_down", "swarm_up"]
 
 SWARM_FILE = "swarm.json"
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+"""Processes this interpreter started, kept so they are reaped (not left as zombies, and not
+reported as still running when the handle is collected) when ``swarm_down`` runs here."""
 
 
 class SwarmError(LocalError):
@@ -156,6 +159,7 @@ def _start(data_dir: Path) -> int:
             start_new_session=True,
             cwd=data_dir,
         )
+    _CHILDREN[process.pid] = process
     return process.pid
 
 
@@ -178,11 +182,11 @@ def _wait_ready(entry: dict[str, Any], deadline: float) -> None:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        waited = 0  # not our child (swarm down from another process)
-    if waited == pid:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
         return False
     try:
         os.kill(pid, 0)

@@ -1,0 +1,285 @@
+"""Real node processes on loopback: a swarm converges, survives SIGKILL, refuses strangers and
+oversized frames, drops silent peers, and a restored old data dir does not reuse a seq."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from memmesh.core.messages import Bye, Hello, decode_message, encode_message
+from memmesh.crypto import SigningKey, read_key_file
+from memmesh.runtime.swarm import swarm_down, swarm_up
+from memmesh.runtime.transport import REFUSAL_CLOSE_CODE
+from memmesh.testing import PeerScript
+
+FAST = {"heartbeat_interval_ms": 300, "receive_timeout_ms": 1000, "handshake_timeout_ms": 1000}
+
+
+def call(base: str, path: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def converged(apis: list[str]) -> bool:
+    states = [call(api, "/v1/state") for api in apis]
+    return len({(json.dumps(s["frontier"]), s["claims_digest"]) for s in states}) == 1
+
+
+def put(api: str, key: str, value: object) -> dict[str, Any]:
+    body = {"namespace": "test.node", "key": key, "value": value}
+    result: dict[str, Any] = call(api, "/v1/store/items", "PUT", body)
+    return result
+
+
+@pytest.fixture
+def swarm(tmp_path: Path) -> Iterator[Callable[..., dict[str, Any]]]:
+    started: list[Path] = []
+
+    def start(nodes: int, **options: Any) -> dict[str, Any]:
+        directory = tmp_path / f"swarm{len(started)}"
+        result = swarm_up(nodes, directory, **options)
+        started.append(directory)
+        return result
+
+    yield start
+    for directory in started:
+        if (directory / "swarm.json").exists():
+            swarm_down(directory, grace_s=5)
+
+
+def _run_node(data_dir: str, *flags: str) -> subprocess.Popen[bytes]:
+    with Path(data_dir, "node.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "memmesh", "node", "run", "--data-dir", data_dir, *flags],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def _ready(api: str) -> bool:
+    try:
+        return bool(call(api, "/readyz")["status"] == "ready")
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def test_five_nodes_converge_after_random_writes_everywhere(
+    swarm: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    nodes = swarm(5)["nodes"]
+    apis = [n["api"] for n in nodes]
+    rng = random.Random(5)
+    acked = [put(rng.choice(apis), f"k{i}", i)["claim_ids"][0] for i in range(40)]
+    wait_until(lambda: converged(apis), 10, "five nodes on one frontier and digest")
+    for api in apis:
+        held = {
+            item["claim_id"] for item in call(api, "/v1/store/items?namespace=test.node")["items"]
+        }
+        assert set(acked) <= held
+    # A write on one node is readable on all five within 2 s.
+    claim_id = put(apis[2], "fresh", "value")["claim_ids"][0]
+    took = wait_until(
+        lambda: all(
+            claim_id
+            in {
+                i["claim_id"]
+                for i in call(a, "/v1/store/items?namespace=test.node&key=fresh")["items"]
+            }
+            for a in apis
+        ),
+        2,
+        "one write readable everywhere",
+    )
+    assert took < 2
+    pids = [n["pid"] for n in nodes]
+    swarm_down(Path(nodes[0]["data_dir"]).parent)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_node_killed_during_writes_loses_no_acknowledged_write(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    nodes = swarm(3)["nodes"]
+    apis = [n["api"] for n in nodes]
+    victim = nodes[1]
+    acked: list[tuple[str, int]] = []
+
+    def writer(worker: int) -> None:
+        for i in range(10_000):
+            try:
+                result = put(victim["api"], f"w{worker}-{i}", i)
+            except (urllib.error.URLError, ConnectionError, OSError):
+                return  # the node is gone: writes in flight were never acknowledged
+            acked.append((result["claim_ids"][0], result["seq"]))
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: len(acked) >= 40, 20, "some writes acknowledged")
+    os.kill(victim["pid"], signal.SIGKILL)  # while four writers are mid-request
+    for thread in threads:
+        thread.join(30)
+    time.sleep(0.2)
+    process = _run_node(victim["data_dir"])
+    try:
+        wait_until(lambda: _ready(victim["api"]), 15, "the killed node to come back")
+        wait_until(lambda: converged(apis), 10, "the restarted node to catch up")
+        for api in apis:
+            items = call(api, "/v1/store/items?namespace=test.node")["items"]
+            assert {claim_id for claim_id, _ in acked} <= {item["claim_id"] for item in items}
+        # It writes on after its last seq: no seq reused, no equivocation anywhere.
+        after = put(victim["api"], "after-restart", True)
+        assert after["seq"] > max(seq for _, seq in acked)
+        wait_until(lambda: converged(apis), 10, "the new write to spread")
+        assert all(call(api, "/v1/state")["evidence"] == 0 for api in apis)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+
+
+async def _raw_session(url: str, frames: list[bytes]) -> tuple[list[object], int | None, Any]:
+    """Connect as a bare websocket client, send ``frames``, collect what comes back."""
+    got: list[object] = []
+    async with aiohttp.ClientSession() as session, session.ws_connect(url, autoping=False) as ws:
+        for frame in frames:
+            await ws.send_bytes(frame)
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                got.append(decode_message(msg.data, frame_bytes_max=4 << 20))
+        return got, ws.close_code, ws
+
+
+def test_a_non_member_is_refused_with_its_reason(swarm: Callable[..., dict[str, Any]]) -> None:
+    node = swarm(1)["nodes"][0]
+    mesh = bytes.fromhex(call(node["api"], "/v1/state")["mesh"])
+    stranger = SigningKey.generate()
+    hello = encode_message(Hello([1], mesh, stranger.public_key, os.urandom(32), []))
+    got, code, _ = asyncio.run(_raw_session(node["gossip"], [hello]))
+    byes = [m for m in got if isinstance(m, Bye)]
+    assert [b.reason for b in byes] == ["not_member"]
+    assert code == REFUSAL_CLOSE_CODE
+
+
+def test_a_16_mib_frame_closes_the_connection_within_a_second(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    node = swarm(1)["nodes"][0]
+
+    async def flood() -> tuple[float, int | None]:
+        async with aiohttp.ClientSession() as session, session.ws_connect(node["gossip"]) as ws:
+            started = time.monotonic()
+            try:
+                await ws.send_bytes(b"\x00" * (16 << 20))
+                async for _ in ws:
+                    pass
+            except (ConnectionError, aiohttp.ClientError):
+                pass  # the node closed the connection while the frame was still being sent
+            return time.monotonic() - started, ws.close_code
+
+    took, code = asyncio.run(flood())
+    assert took < 1.0
+    assert code in (1009, 1006, None)  # too big; or the socket was reset under the sender
+    assert _ready(node["api"])
+
+
+def test_a_silent_peer_is_dropped_within_receive_timeout_plus_heartbeat(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    nodes = swarm(2, no_peers=True, extra_config=FAST)["nodes"]
+    # Node 1's key, its process stopped, plays a member that goes silent after its handshake.
+    os.kill(nodes[1]["pid"], signal.SIGTERM)
+    key = read_key_file(Path(nodes[1]["data_dir"]) / "node.key")
+    mesh = bytes.fromhex(call(nodes[0]["api"], "/v1/state")["mesh"])
+    script = PeerScript(key, mesh)
+
+    async def go_silent() -> tuple[float, bool]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(nodes[0]["gossip"], autoping=False) as ws,
+        ):
+            first = await ws.receive(timeout=2)
+            await ws.send_bytes(script.hello)
+            await ws.send_bytes(script.auth(first.data))
+            active = False
+            for _ in range(20):
+                state = await asyncio.to_thread(call, nodes[0]["api"], "/v1/state")
+                if state["active_peers"] == 1:
+                    active = True
+                    break
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            async for _ in ws:  # answer nothing, not even pings
+                pass
+            return time.monotonic() - started, active
+
+    took, active = asyncio.run(go_silent())
+    assert active, "the handshake completed"
+    limit = (FAST["receive_timeout_ms"] + FAST["heartbeat_interval_ms"]) / 1000
+    assert took <= limit + 0.5
+    assert call(nodes[0]["api"], "/v1/state")["active_peers"] == 0
+
+
+def test_a_restored_old_data_dir_does_not_reuse_a_seq(
+    swarm: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    nodes = swarm(2)["nodes"]
+    a, b = nodes
+    put(a["api"], "first", 1)
+    backup = tmp_path / "backup"
+    wait_until(lambda: converged([a["api"], b["api"]]), 10, "the first write to spread")
+    os.kill(a["pid"], signal.SIGTERM)  # a clean copy of a stopped node's data dir
+    wait_until(lambda: not _ready(a["api"]), 10, "node a to stop")
+    time.sleep(0.3)
+    shutil.copytree(a["data_dir"], backup)
+    process = _run_node(a["data_dir"])
+    wait_until(lambda: _ready(a["api"]), 15, "node a back")
+    for i in range(3):
+        put(a["api"], f"later{i}", i)
+    wait_until(lambda: converged([a["api"], b["api"]]), 10, "the later writes to spread")
+    process.send_signal(signal.SIGTERM)
+    process.wait(10)
+    # The old copy comes back in its place, not allowed to write alone.
+    shutil.rmtree(a["data_dir"])
+    shutil.copytree(backup, a["data_dir"])
+    (Path(a["data_dir"]) / "store" / "LOCK").unlink(missing_ok=True)
+    restored = _run_node(a["data_dir"], "--no-start-isolated")
+    try:
+        wait_until(lambda: _ready(a["api"]), 15, "the restored node")
+        result = put(a["api"], "after-restore", True)
+        assert result["seq"] == 5  # seqs 2..4 came back by sync first; none was reused
+        wait_until(lambda: converged([a["api"], b["api"]]), 10, "everything to spread")
+        assert call(b["api"], "/v1/state")["evidence"] == 0
+    finally:
+        restored.send_signal(signal.SIGTERM)
+        restored.wait(10)
