@@ -24,6 +24,7 @@ import pytest
 
 from memmesh.core.messages import Bye, Hello, decode_message, encode_message
 from memmesh.crypto import SigningKey, read_key_file
+from memmesh.faultproxy import FaultProxy
 from memmesh.runtime.swarm import swarm_down, swarm_up
 from memmesh.runtime.transport import REFUSAL_CLOSE_CODE
 from memmesh.testing import PeerScript
@@ -51,6 +52,10 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
 def converged(apis: list[str]) -> bool:
     states = [call(api, "/v1/state") for api in apis]
     return len({(json.dumps(s["frontier"]), s["claims_digest"]) for s in states}) == 1
+
+
+def held_ids(api: str) -> set[str]:
+    return {i["claim_id"] for i in call(api, "/v1/store/items?namespace=test.node")["items"]}
 
 
 def put(api: str, key: str, value: object) -> dict[str, Any]:
@@ -283,3 +288,42 @@ def test_a_restored_old_data_dir_does_not_reuse_a_seq(
     finally:
         restored.send_signal(signal.SIGTERM)
         restored.wait(10)
+
+
+def test_a_partition_by_a_faulty_proxy_heals_into_one_state(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    """node2 reaches the mesh only through a proxy that cuts, blackholes and delays."""
+    config = {**FAST, "dial_backoff_max_ms": 500}
+    nodes = swarm(3, no_peers=True, extra_config=config)["nodes"]
+    apis = [n["api"] for n in nodes]
+    port = int(nodes[1]["gossip"].rsplit(":", 1)[1].split("/")[0])
+    with FaultProxy("127.0.0.1", port) as proxy:
+        call(apis[0], "/v1/peers", "POST", {"url": nodes[1]["gossip"]})
+        call(apis[2], "/v1/peers", "POST", {"url": proxy.url()})
+        put(apis[0], "before", 0)
+        wait_until(lambda: converged(apis), 10, "one state before the partition")
+
+        proxy.cut()
+        wait_until(lambda: call(apis[2], "/v1/state")["active_peers"] == 0, 5, "node2 cut off")
+        left = put(apis[0], "left", 1)["claim_ids"][0]
+        right = put(apis[2], "right", 2)["claim_ids"][0]
+        time.sleep(0.5)
+        alone = {
+            i["claim_id"] for i in call(apis[2], "/v1/store/items?namespace=test.node")["items"]
+        }
+        assert left not in alone and right in alone  # the partition holds
+
+        proxy.blackhole()  # connections open, nothing gets through: handshakes time out
+        time.sleep(1.5)
+        assert not converged(apis)
+        proxy.delay(50)  # heal over a slow link
+        wait_until(lambda: converged(apis), 15, "one state after the heal")
+        for api in apis:
+            held = {
+                i["claim_id"] for i in call(api, "/v1/store/items?namespace=test.node")["items"]
+            }
+            assert {left, right} <= held
+        proxy.passthrough()
+        put(apis[2], "after", 3)
+        wait_until(lambda: converged(apis), 10, "writes flow again")
