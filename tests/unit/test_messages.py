@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,12 @@ from memmesh.core.messages import (
     Frontier,
     GetIds,
     GetRange,
+    Graft,
     HeadEntry,
     Hello,
     Message,
     NothingToSend,
+    Prune,
     decode_message,
     encode_message,
 )
@@ -56,7 +59,18 @@ U32_MAX = (1 << 32) - 1
 SEQ_MAX = (1 << 63) - 1
 KINDS: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (Hello, Frontier, NothingToSend, GetRange, GetIds, Envelopes, Bye, Auth)
+    for cls in (
+        Hello,
+        Frontier,
+        NothingToSend,
+        GetRange,
+        GetIds,
+        Envelopes,
+        Bye,
+        Auth,
+        Prune,
+        Graft,
+    )
 }
 TAGS = {name: cls.__struct_config__.tag for name, cls in KINDS.items()}
 
@@ -150,6 +164,8 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         st.lists(st.binary(min_size=1, max_size=300), max_size=CHAIN_LINKS_MAX),
     ),
     "Auth": st.builds(Auth, st.binary(min_size=64, max_size=64)),
+    "Prune": st.just(Prune()),
+    "Graft": st.just(Graft()),
     "Frontier": st.builds(
         Frontier,
         u32s,
@@ -203,7 +219,10 @@ def test_the_tags_are_those_of_the_document() -> None:
         "Envelopes": 6,
         "Bye": 7,
         "Auth": 8,
+        "Prune": 9,
+        "Graft": 10,
     }
+    assert set(KINDS.values()) == set(typing.get_args(Message))  # none left out here
 
 
 def _sorted_heads(n: int) -> list[HeadEntry]:
@@ -383,7 +402,18 @@ RANGE = GetRange(7, A, 1, 1, 100)
 GET_IDS = GetIds(3, [ID1, ID2])
 PUSH = Envelopes(0, [b"\x01\x02\x03"], False)
 BYE = Bye("bad_message", "detail")
-EVERY_KIND: list[Message] = [HELLO, AUTH, FRONTIER, NOTHING, RANGE, GET_IDS, PUSH, BYE]
+EVERY_KIND: list[Message] = [
+    HELLO,
+    AUTH,
+    FRONTIER,
+    NOTHING,
+    RANGE,
+    GET_IDS,
+    PUSH,
+    BYE,
+    Prune(),
+    Graft(),
+]
 
 BAD_FRAMES: dict[str, bytes] = {
     # Not one array with a known tag.
@@ -396,7 +426,9 @@ BAD_FRAMES: dict[str, bytes] = {
     "only-the-tag": _pack([1]),
     "invalid-opcode": b"\xc1",
     "tag-0": _replaced(HELLO, (0,), 0),
-    "tag-9": _replaced(HELLO, (0,), 9),
+    "tag-11": _replaced(HELLO, (0,), 11),
+    "prune-with-a-field": _pack([9, 1]),
+    "graft-with-a-field": _pack([10, b""]),
     "tag-255": _replaced(HELLO, (0,), 255),
     "tag-minus-1": _replaced(HELLO, (0,), -1),
     "tag-2^64-1": _replaced(HELLO, (0,), (1 << 64) - 1),

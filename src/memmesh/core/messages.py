@@ -33,10 +33,12 @@ __all__ = [
     "Frontier",
     "GetIds",
     "GetRange",
+    "Graft",
     "HeadEntry",
     "Hello",
     "Message",
     "NothingToSend",
+    "Prune",
     "decode_message",
     "encode_message",
 ]
@@ -167,7 +169,19 @@ class Bye(_Message, tag=7, frozen=True):
     detail: Annotated[str, msgspec.Meta(max_length=DETAIL_BYTES_MAX)]
 
 
-Message: TypeAlias = Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye | Auth
+class Prune(_Message, tag=9, frozen=True):
+    """Stop pushing new envelopes to the sender eagerly: they reach it by another path (it
+    received one from us again). Anti-entropy still runs between the two."""
+
+
+class Graft(_Message, tag=10, frozen=True):
+    """Push new envelopes to the sender eagerly again: the tree missed it (a fetch brought it
+    something new from us) or one of its eager links closed."""
+
+
+Message: TypeAlias = (
+    Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye | Auth | Prune | Graft
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -81,10 +81,12 @@ from .messages import (
     Frontier,
     GetIds,
     GetRange,
+    Graft,
     HeadEntry,
     Hello,
     Message,
     NothingToSend,
+    Prune,
     decode_message,
     encode_message,
 )
@@ -124,6 +126,10 @@ class SyncStats:
     rounds_started: int = 0
     rounds_in_sync: int = 0
     commits: int = 0
+    pushes: int = 0
+    """Push messages sent (one per eager link per flush that made something new)."""
+    prunes: int = 0
+    grafts: int = 0
 
 
 @dataclass(slots=True)
@@ -140,7 +146,8 @@ class _Dialling:
 
 @dataclass(slots=True)
 class _Staged:
-    remote: list[tuple[str, bytes]] = field(default_factory=list)
+    remote: list[tuple[str, bytes, bool]] = field(default_factory=list)
+    """(peer, envelope bytes, whether it came by eager push)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
 
@@ -404,6 +411,7 @@ class MeshCore:
             if loser is session:
                 return None
         session.state = SessionState.ACTIVE
+        session.activated = True
         session.deadline_ms = None
         if dialling is not None:
             dialling.attempts = 0
@@ -440,6 +448,13 @@ class MeshCore:
         self._forget_requests(session)
 
     def _forget_requests(self, session: Session) -> None:
+        if session.activated and session.eager:
+            # An eager link is gone: graft every other link; duplicates prune it back to a tree.
+            session.activated = False
+            for other in self._active():
+                if other is not session:
+                    self._graft(other.peer)
+        session.activated = False
         for request in session.requests.values():
             self._release(request.fetch)
         session.requests.clear()
@@ -703,7 +718,8 @@ class MeshCore:
             if request is not None:
                 self._release(request.fetch)
                 self._continue(session, request.fetch, message)
-        self._staged.remote.extend((session.peer, raw) for raw in message.items)
+        pushed = message.req == 0
+        self._staged.remote.extend((session.peer, raw, pushed) for raw in message.items)
         self._staged.remote_bytes += sum(len(raw) for raw in message.items)
         self.stats.envelopes_received += len(message.items)
         if message.items:
@@ -747,7 +763,7 @@ class MeshCore:
         self._staged = _Staged(
             remote=rest,
             local=[] if local else staged.local,
-            remote_bytes=sum(len(raw) for _, raw in rest),
+            remote_bytes=sum(len(raw) for _, raw, _ in rest),
         )
         evidence_before = set(self.admission.evidence)
         new: list[tuple[str, bytes]] = []
@@ -765,18 +781,20 @@ class MeshCore:
         for session in self._active():  # requests held back while the staged bytes were high
             self._pump(session)
 
-    def _admit_remote(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    def _admit_remote(self, staged: list[tuple[str, bytes, bool]]) -> list[tuple[str, bytes]]:
         try:
-            outcomes = self.admission.receive_many([raw for _, raw in staged])
+            outcomes = self.admission.receive_many([raw for _, raw, _ in staged])
         except StorageError:
             # Nothing of the batch was stored; sync fetches those envelopes again.
             return []
         self.stats.commits += 1
         new: list[tuple[str, bytes]] = []
         missing_by_peer: dict[str, set[bytes]] = {}
-        for (peer, _), outcome in zip(staged, outcomes, strict=True):
+        for (peer, _, pushed), outcome in zip(staged, outcomes, strict=True):
             if outcome.status is Status.DUPLICATE:
                 self.stats.duplicates += 1
+                if pushed:
+                    self._prune(peer)
             elif outcome.status is Status.REJECTED:
                 assert outcome.reason is not None
                 self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
@@ -786,6 +804,8 @@ class MeshCore:
             elif outcome.status is Status.WAITING_CAUSAL:
                 missing_by_peer.setdefault(peer, set()).update(outcome.missing)
             if outcome.admitted:
+                if not pushed:
+                    self._graft(peer)  # fetched news: the push tree did not bring it
                 for env_id in outcome.admitted:
                     env = self.admission.records[env_id].envelope
                     self.clock.observe(env.hlc, self._now)
@@ -837,9 +857,35 @@ class MeshCore:
         self._notify(Integrated("", (env.id,)))
         return [("", env.id)]
 
+    def _prune(self, peer: str) -> None:
+        """A push we already had: this link duplicates another path of the tree."""
+        session = self.sessions.get(peer)
+        if session is not None and session.state is SessionState.ACTIVE and session.eager:
+            session.eager = False
+            self.stats.prunes += 1
+            self._send(session, Prune())
+
+    def _graft(self, peer: str) -> None:
+        session = self.sessions.get(peer)
+        if session is not None and session.state is SessionState.ACTIVE and not session.eager:
+            session.eager = True
+            self.stats.grafts += 1
+            self._send(session, Graft())
+
+    def _on_prune(self, session: Session, message: Prune) -> None:
+        session.eager = False
+
+    def _on_graft(self, session: Session, message: Graft) -> None:
+        session.eager = True
+
     def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
-        """Eager push: every active session gets what it did not bring, paged by frame."""
+        """Eager push along the tree: every eager session gets what it did not bring, paged by
+        frame. Pruned links learn of it by anti-entropy (and are grafted back if that brings
+        news), so the tree stays spanning and each node receives each envelope about once."""
         for session in self._active():
+            if not session.eager:
+                continue
+            self.stats.pushes += 1
             ids = [env_id for peer, env_id in new if peer != session.peer]
             while ids:
                 items, _ = self._page(ids)
@@ -878,6 +924,8 @@ _TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
     (SessionState.ACTIVE, GetIds): MeshCore._on_get_ids,
     (SessionState.ACTIVE, Envelopes): MeshCore._on_envelopes,
     (SessionState.ACTIVE, Bye): MeshCore._on_bye,
+    (SessionState.ACTIVE, Prune): MeshCore._on_prune,
+    (SessionState.ACTIVE, Graft): MeshCore._on_graft,
 }
 """Which message each session state accepts, and its handler. Anything else is a protocol
 error on the peer's side: ``Bye(unexpected_message)`` and disconnect (``MeshCore._fail``)."""

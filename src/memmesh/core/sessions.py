@@ -130,6 +130,11 @@ class Session:
     peer_tips: list[bytes] = field(default_factory=list)
     in_sync: bool = False
     """The peer's last answer was ``NothingToSend`` and we found nothing to ask of it."""
+    eager: bool = True
+    """New envelopes are pushed to this peer at once (a link of the push tree); False once
+    either side pruned the link, until a graft."""
+    activated: bool = False
+    """The session reached ``ACTIVE`` (so closing it may leave a hole in the push tree)."""
 
     @property
     def busy(self) -> bool:
