@@ -20,7 +20,7 @@ import signal
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ class NodeStats:
     flushes: int = 0
     send_queue_overflows: int = 0
     dial_failures: int = 0
-    rejected_by_peer: dict[str, int] = field(default_factory=dict)
+    envelopes_rejected: int = 0
 
 
 class NodeRuntime:
@@ -297,8 +297,7 @@ class NodeRuntime:
             if future_f is not None and not future_f.done():
                 future_f.set_exception(WriteRefused(notice.error, notice.detail))
         elif isinstance(notice, RejectedEnvelope):
-            count = self.stats.rejected_by_peer.get(notice.peer, 0) + 1
-            self.stats.rejected_by_peer[notice.peer] = count
+            self.stats.envelopes_rejected += 1  # by reason: the admission counters
             self.log("envelope rejected", peer=notice.peer, reason=notice.reason.value)
 
     async def _timer_loop(self) -> None:
