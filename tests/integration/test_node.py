@@ -327,3 +327,39 @@ def test_a_partition_by_a_faulty_proxy_heals_into_one_state(
         proxy.passthrough()
         put(apis[2], "after", 3)
         wait_until(lambda: converged(apis), 10, "writes flow again")
+
+
+def test_gossip_over_tls(swarm: Callable[..., dict[str, Any]], tmp_path: Path) -> None:
+    """With a certificate configured, gossip is wss:// and a peer is checked against the CA."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    key.chmod(0o600)
+    tls = {"tls_cert_file": str(cert), "tls_key_file": str(key), "tls_ca_file": str(cert)}
+    nodes = swarm(2, no_peers=True, extra_config=tls)["nodes"]
+    apis = [n["api"] for n in nodes]
+    gossip = call(apis[1], "/v1/state")["gossip"]
+    assert gossip.startswith("wss://")
+    call(apis[0], "/v1/peers", "POST", {"url": gossip})
+    put(apis[0], "secret", "over tls")
+    wait_until(lambda: converged(apis), 10, "two nodes over TLS")
+    assert call(apis[1], "/v1/state")["active_peers"] == 1
+    # A plain websocket to the TLS listener gets nowhere.
+    plain = gossip.replace("wss://", "ws://")
+
+    async def plain_dial() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session, session.ws_connect(plain):
+                return True
+        except (aiohttp.ClientError, OSError):
+            return False
+
+    assert not asyncio.run(plain_dial())
