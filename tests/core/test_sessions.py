@@ -9,11 +9,14 @@ import pytest
 
 from memmesh.admission import Admission
 from memmesh.core import (
+    CancelWrite,
     Dial,
     Disconnect,
     EvidenceFound,
     Flush,
+    LocalWrite,
     MeshCore,
+    Notify,
     PeerConnected,
     PeerGone,
     PeerKnown,
@@ -30,6 +33,7 @@ from memmesh.core import (
 )
 from memmesh.core.messages import (
     Envelopes,
+    Frontier,
     GetIds,
     GetRange,
     NothingToSend,
@@ -590,3 +594,31 @@ def test_losing_an_eager_link_grafts_the_others_and_push_still_reaches_everyone(
         _push_only_round(net, f"n{1 + token % 4}", token, mesh)
     records = {name: len(c.admission.records) for name, c in net.cores.items()}
     assert all(records[f"n{i}"] == 20 for i in range(1, 5)), records
+
+
+def test_a_cancelled_write_is_never_committed() -> None:
+    mesh = MeshFixture("sessions", nodes=2)
+    core = MeshCore(
+        mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0), start_isolated=False
+    )
+    core.handle(LocalWrite(1, [mesh.claim(mesh.writers[0], "a", 1)]), 0)
+    core.handle(LocalWrite(2, [mesh.claim(mesh.writers[0], "b", 2)]), 0)
+    effects = core.handle(CancelWrite(1), 0)
+    assert [e.notice for e in effects if isinstance(e, Notify)] == [
+        WriteFailed(1, "Cancelled", "withdrawn before it was committed")
+    ]
+    assert core.handle(CancelWrite(1), 0) == []  # nothing left to withdraw
+    # A peer shows this node's (empty) log: the remaining write goes out, the cancelled never.
+    PeerScript(mesh.nodes[1], mesh.mesh_id).open(core, "p")
+    core.handle(Received("p", encode_message(_empty_frontier())), 0)
+    acks = [
+        e.notice
+        for e in core.handle(Flush(), 0)
+        if isinstance(e, Notify) and isinstance(e.notice, WriteAcked)
+    ]
+    assert [a.token for a in acks] == [2]
+    assert {c.key for r in core.admission.records.values() for c in r.claims} == {"b"}
+
+
+def _empty_frontier() -> Frontier:
+    return Frontier(1, [], [], True, False, [])

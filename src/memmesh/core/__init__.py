@@ -5,6 +5,7 @@ the runtime and the simulator feed inputs and carry out effects.
 """
 
 from .events import (
+    CancelWrite,
     Dial,
     Disconnect,
     Effect,
@@ -32,6 +33,7 @@ from .node import MeshCore, SyncStats
 from .sessions import Rng, Session, SessionState, SyncLimits
 
 __all__ = [
+    "CancelWrite",
     "Dial",
     "Disconnect",
     "Effect",

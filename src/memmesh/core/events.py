@@ -16,6 +16,7 @@ from ..claims import Claim
 from ..errors import Reason
 
 __all__ = [
+    "CancelWrite",
     "Dial",
     "Disconnect",
     "Effect",
@@ -95,12 +96,22 @@ class LocalWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class CancelWrite:
+    """Withdraw a local write not yet committed (its caller gave up waiting); answered by
+    ``WriteFailed(error="Cancelled")``, or by nothing when it was already acknowledged."""
+
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
 class Flush:
     """Commit what the core has staged (one group commit), then integrate and forward it. Feed it
     after ``Persist``, once the inputs that were ready have been fed, so one commit covers them."""
 
 
-Input: TypeAlias = PeerConnected | Received | PeerGone | PeerKnown | Timer | LocalWrite | Flush
+Input: TypeAlias = (
+    PeerConnected | Received | PeerGone | PeerKnown | Timer | LocalWrite | CancelWrite | Flush
+)
 
 # -- notices (what happened, for the caller to report or act on) --------------------------------
 

@@ -46,6 +46,7 @@ from ..ids import Head, LogId, short_id
 from ..membership import Genesis, Role, verify_admit_chain
 from ..store import Store
 from .events import (
+    CancelWrite,
     Dial,
     Disconnect,
     Effect,
@@ -218,6 +219,8 @@ class MeshCore:
             self._flush()
         elif isinstance(event, LocalWrite):
             self._stage_local(event)
+        elif isinstance(event, CancelWrite):
+            self._cancel_local(event.token)
         elif isinstance(event, Timer):
             self._on_timer()
         elif isinstance(event, PeerConnected):
@@ -748,6 +751,12 @@ class MeshCore:
             return
         self._staged.local.append(write)
         self._ask_persist()
+
+    def _cancel_local(self, token: int) -> None:
+        kept = [w for w in self._staged.local if w.token != token]
+        if len(kept) != len(self._staged.local):
+            self._staged.local = kept
+            self._notify(WriteFailed(token, "Cancelled", "withdrawn before it was committed"))
 
     def _ask_persist(self) -> None:
         if not self._persist_asked:

@@ -30,6 +30,7 @@ from aiohttp import web
 from ..claims import Claim, make_claim
 from ..config import NodeSettings
 from ..core import (
+    CancelWrite,
     Dial,
     Disconnect,
     Effect,
@@ -397,11 +398,11 @@ class NodeRuntime:
             async with asyncio.timeout(timeout_s):
                 return await future
         except TimeoutError:
+            waiting = self.core.writes_waiting
             self._writes.pop(token, None)
+            self._feed(CancelWrite(token))  # not committed, and now never will be
             why = "waiting for peers to show this node's own log (DESIGN §4 rule 6)"
-            raise WriteRefused(
-                "Timeout", why if self.core.writes_waiting else "no acknowledgement"
-            ) from None
+            raise WriteRefused("Timeout", why if waiting else "no acknowledgement") from None
 
     def claim(
         self, namespace: Sequence[str], key: str, value: object, *, type: str = "fact"
