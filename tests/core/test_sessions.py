@@ -622,3 +622,18 @@ def test_a_cancelled_write_is_never_committed() -> None:
 
 def _empty_frontier() -> Frontier:
     return Frontier(1, [], [], True, False, [])
+
+
+def test_a_session_ends_when_its_peer_is_revoked() -> None:
+    mesh = MeshFixture("sessions", nodes=3)
+    net = _net(mesh, 3)
+    net.connect("n0", "n1")
+    net.connect("n0", "n2")
+    net.settle()
+    net.write("n0", 1, [mesh.revoke_node(mesh.nodes[1].public_key, 1, 0)])
+    net.settle()
+    assert net.session_states("n0") == {"n2": SessionState.ACTIVE}
+    assert [r.reason for r in _refusals(net, "n1")] == [Reason.REVOKED.value]
+    net.tick(120_000)
+    net.settle()
+    assert not net.connected("n0", "n1")  # a final refusal: not redialled

@@ -787,8 +787,18 @@ class MeshCore:
             self._notify(EvidenceFound(tuple(fresh)))
         if new:
             self._push(new)
+            self._drop_revoked()
         for session in self._active():  # requests held back while the staged bytes were high
             self._pump(session)
+
+    def _drop_revoked(self) -> None:
+        """Close the sessions of peers that what was just integrated revoked (or demoted from
+        node): only members sync. A peer let in by its admit chain, unknown here, stays."""
+        state = self.admission.membership.state
+        for session in self._active():
+            member = state.get(session.node) if session.node is not None else None
+            if member is not None and (member.role is not Role.NODE or member.node_cutoff):
+                self._fail(session, Reason.REVOKED, "this node's membership was revoked")
 
     def _admit_remote(self, staged: list[tuple[str, bytes, bool]]) -> list[tuple[str, bytes]]:
         try:
