@@ -633,7 +633,9 @@ def test_a_session_ends_when_its_peer_is_revoked() -> None:
     net.write("n0", 1, [mesh.revoke_node(mesh.nodes[1].public_key, 1, 0)])
     net.settle()
     assert net.session_states("n0") == {"n2": SessionState.ACTIVE}
-    assert [r.reason for r in _refusals(net, "n1")] == [Reason.REVOKED.value]
+    assert [(r.peer, r.reason, r.by_us) for r in _refusals(net, "n0")] == [
+        ("n1", Reason.REVOKED.value, True)
+    ]
     net.tick(120_000)
     net.settle()
     assert not net.connected("n0", "n1")  # a final refusal: not redialled
