@@ -153,7 +153,7 @@ class NodeRuntime:
         self._group: asyncio.TaskGroup | None = None
         self._client: aiohttp.ClientSession | None = None
         self._runners: list[web.AppRunner] = []
-        self.log = _logger(settings)
+        self.log = _logger(settings, self.node_key.public_key.hex()[:16])
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -480,7 +480,7 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _logger(settings: NodeSettings) -> Any:
+def _logger(settings: NodeSettings, node: str) -> Any:
     from .logs import make_logger  # noqa: PLC0415
 
-    return make_logger(settings)
+    return make_logger(settings, node)
