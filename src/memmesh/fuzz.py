@@ -1150,6 +1150,26 @@ def _edit_message(raw: list[Any], rng: random.Random) -> None:
         container[i] = _same_kind(container[i], rng)
 
 
+_MUTATED_ELEMENTS_MAX = 100_000
+"""A mutated message with more elements than this is dropped before encoding: nested resizes
+can reach hundreds of megabytes, and msgspec's encoder crashes (SIGSEGV) instead of raising
+``MemoryError`` when it cannot grow its buffer under the campaign's ``RLIMIT_AS`` (found by
+this target at seed 280064844). The limit is still over 4 times what a 1 MiB frame can hold
+at one byte per element, so ``too_large`` stays reachable."""
+
+
+def _elements(value: object, limit: int) -> int:
+    """How many values ``value`` holds, counting stops past ``limit`` (shared lists count once
+    per place they appear, as the encoder writes them)."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+    return count
+
+
 def _messages_structured(data: bytes, rng: random.Random, _mutator: Mutator) -> bytes | None:
     """Decode a valid message to plain values, edit them, and encode them again."""
     try:
@@ -1159,6 +1179,8 @@ def _messages_structured(data: bytes, rng: random.Random, _mutator: Mutator) -> 
     raw = msgspec.msgpack.decode(encode_message(message))
     for _ in range(rng.choice((1, 1, 1, 2, 3))):
         _edit_message(raw, rng)
+    if _elements(raw, _MUTATED_ELEMENTS_MAX) > _MUTATED_ELEMENTS_MAX:
+        return None  # resized lists of resized lists: far past any frame limit already
     out = msgspec.msgpack.encode(raw)
     roll = rng.random()
     if roll < 0.03:
