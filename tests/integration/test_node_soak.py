@@ -110,7 +110,7 @@ async def _attack(
         tasks = [asyncio.create_task(never_reads(session))]
         tasks += [asyncio.create_task(idle(session)) for _ in range(IDLE_CONNECTIONS)]
         tasks.append(asyncio.create_task(write_load(session)))
-        await asyncio.sleep(15)  # warm-up: idle connections opened, dropped, reopened
+        await asyncio.sleep(30)  # warm-up: idle connections opened, dropped, reopened
         rss_start = _rss_bytes(target["pid"])
         await asyncio.sleep(DURATION_S)
         rss_end = _rss_bytes(target["pid"])
