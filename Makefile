@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/memmesh bench store --json
 	$(BIN)/memmesh bench core --json
 	$(BIN)/memmesh bench sync --json
+	$(BIN)/memmesh bench transport --json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -312,6 +312,34 @@ def bench_sync(
     _emit(result, as_json, "memmesh bench sync")
 
 
+@bench_app.command("transport")
+def bench_transport(
+    nodes: Annotated[
+        int, typer.Option(help="Node processes, and relay clients (one writer, the rest receive).")
+    ] = 10,
+    rates: Annotated[
+        str, typer.Option(help="Offered rates in updates/s, comma-separated (the ladder).")
+    ] = "50,100,200,500,1000,2000",
+    seconds_per_rate: Annotated[float, typer.Option(help="Seconds each rate is offered.")] = 5.0,
+    directory: BenchDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Propagation from one writer to N-1 processes: memmesh nodes against the
+    pycrdt-websocket relay, over a ladder of offered rates."""
+    from .bench.transport import run_transport_bench
+
+    try:
+        ladder = [int(r) for r in rates.split(",") if r.strip()]
+    except ValueError:
+        raise typer.BadParameter(
+            "rates are integers, comma-separated", param_hint="--rates"
+        ) from None
+    result = run_transport_bench(
+        nodes=nodes, rates=ladder, seconds_per_rate=seconds_per_rate, directory=directory
+    )
+    _emit(result, as_json, "memmesh bench transport")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[
