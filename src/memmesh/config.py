@@ -15,7 +15,6 @@ names each bad setting and where its value came from.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import re
@@ -35,6 +34,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from .admission import AdmissionLimits
 from .core import SyncLimits
 from .errors import LocalError
+from .files import write_file_atomically
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -629,28 +629,9 @@ def write_new_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     The bytes go to a temporary file in the same directory first, which is fsynced and linked
     into place: a crash leaves no file or the whole file. An existing ``path`` is a LocalError.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, path)  # atomic, and fails if the path exists
+        write_file_atomically(path, data, mode=mode)
     except FileExistsError:
         raise LocalError(f"{path}: already exists; refusing to overwrite it") from None
     except OSError as exc:
         raise LocalError(f"{path}: cannot write: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

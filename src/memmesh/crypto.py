@@ -9,7 +9,6 @@ boolean from :func:`verify`.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import os
 import stat
 from pathlib import Path
@@ -19,6 +18,7 @@ import nacl.exceptions
 import nacl.signing
 
 from .errors import KeyFileError
+from .files import write_file_atomically
 from .ids import short_id
 
 __all__ = [
@@ -93,34 +93,14 @@ def write_key_file(path: Path, key: SigningKey, *, overwrite: bool = False) -> N
     linked into place (refusing an existing file) or, with ``overwrite``, renamed over it: a crash
     leaves either the old file or the new one, never a torn key.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.fchmod(fd, 0o600)  # O_CREAT's mode is filtered by the umask
-            _write_all(fd, binascii.b2a_base64(key.seed, newline=True))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic, and fails if the path exists
+        write_file_atomically(
+            path, binascii.b2a_base64(key.seed, newline=True), mode=0o600, overwrite=overwrite
+        )
     except FileExistsError:
         raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot write key file: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    _fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def read_key_file(path: Path) -> SigningKey:
@@ -160,11 +140,3 @@ def _parse_key_line(path: Path, data: bytes) -> bytes:
     if len(seed) != SEED_BYTES:
         raise KeyFileError(f"{path}: holds {len(seed)} bytes, an Ed25519 seed is {SEED_BYTES}")
     return seed
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
