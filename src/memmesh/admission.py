@@ -178,6 +178,9 @@ class Admission:
         self.item_keys: dict[str, int] = {}
         """Map keys held on the main branches, with the seq of the envelope that holds each."""
         self.dag_heads: set[bytes] = set()
+        self._side: set[bytes] = set()
+        """Ids of the records kept off their logs: sync names their tips every round, so they
+        are not searched for among all the records."""
         self._causal: dict[bytes, _Prepared] = {}
         self._causal_bytes = 0
         self._waiting_on: dict[bytes, set[bytes]] = {}
@@ -370,6 +373,7 @@ class Admission:
         for record in reversed(self._staged):
             env = record.envelope
             del self.records[env.id]
+            self._side.discard(env.id)
             if not record.side:
                 ids = self.logs[env.log]
                 assert ids[-1] == env.id
@@ -534,6 +538,8 @@ class Admission:
             )
         env = record.envelope
         self.records[env.id] = record
+        if record.side:
+            self._side.add(env.id)
         if evidence is not None:
             self.evidence[evidence[0]] = evidence[1]
             self._note_fork(env, self.logs[env.log][env.seq - 1])
@@ -798,7 +804,7 @@ class Admission:
         """The tips of the branches kept off their logs (equivocations): side envelopes that
         no other side envelope names as prev, sorted. With the frontier, they name every
         envelope this replica holds."""
-        side = [r.envelope for r in self.records.values() if r.side]
+        side = [self.records[i].envelope for i in self._side]
         below = {env.prev for env in side}
         return sorted(env.id for env in side if env.id not in below)
 
