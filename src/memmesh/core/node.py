@@ -321,7 +321,7 @@ class MeshCore:
     def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
         if session is not None:
-            self._forget_requests(session)
+            self._end_session(session)
             # Addresses of the same node, not dialled while this session stood, dial again.
             for address in sorted(self._dialling):
                 other = self._dialling[address]
@@ -426,7 +426,7 @@ class MeshCore:
 
     def _on_bye(self, session: Session, message: Bye) -> None:
         session.state = SessionState.CLOSED
-        self._forget_requests(session)
+        self._end_session(session)
         self._notify(PeerRefused(session.peer, message.reason, message.detail, by_us=False))
         dialling = self._dialling.get(session.peer)
         if dialling is not None and message.reason in _FINAL_REFUSALS:
@@ -448,9 +448,11 @@ class MeshCore:
 
     def _drop_session(self, session: Session) -> None:
         session.state = SessionState.CLOSED
-        self._forget_requests(session)
+        self._end_session(session)
 
-    def _forget_requests(self, session: Session) -> None:
+    def _end_session(self, session: Session) -> None:
+        """What a closing session leaves behind: its requests (released for others to ask
+        again), its open round, and, if it was an eager link, a hole in the push tree."""
         if session.activated and session.eager:
             # An eager link is gone: graft every other link; duplicates prune it back to a tree.
             session.activated = False

@@ -139,7 +139,6 @@ class NodeRuntime:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             receive_timeout_ms=settings.receive_timeout_ms,
             send_queue_frames_max=settings.send_queue_frames_max,
-            handshake_timeout_ms=settings.handshake_timeout_ms,
         )
         self.gossip_url: str | None = None
         self.api_url: str | None = None

@@ -34,7 +34,6 @@ class TransportLimits:
     heartbeat_interval_ms: int
     receive_timeout_ms: int
     send_queue_frames_max: int
-    handshake_timeout_ms: int
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
