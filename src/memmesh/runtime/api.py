@@ -171,13 +171,7 @@ class _Api:
         """The highest claim seq of an agent key this replica holds (an admin tool signing a
         claim elsewhere takes the next one)."""
         key = _hex_key(request.match_info["key"])
-        seqs = [
-            c.aseq
-            for r in self.node.core.admission.records.values()
-            for c in r.claims
-            if c.agent == key
-        ]
-        return web.json_response({"key": key.hex(), "last_aseq": max(seqs, default=0)})
+        return web.json_response({"key": key.hex(), "last_aseq": self.node.last_agent_seq(key)})
 
     async def post_claim(self, request: web.Request) -> web.Response:
         """A claim signed elsewhere (an admin's admit or revoke, say), as hex of its bytes."""

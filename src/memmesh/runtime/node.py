@@ -144,7 +144,7 @@ class NodeRuntime:
         self.api_url: str | None = None
         self._writes: dict[int, asyncio.Future[WriteAcked]] = {}
         self._tokens = 0
-        self._agent_seq = self._last_agent_seq()
+        self._agent_seq = self.last_agent_seq(self.agent_key.public_key)
         self._rearm = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -420,8 +420,8 @@ class NodeRuntime:
             value=value,
         )
 
-    def _last_agent_seq(self) -> int:
-        agent = self.agent_key.public_key
+    def last_agent_seq(self, agent: bytes) -> int:
+        """The highest claim seq of ``agent`` this replica holds (0 if none)."""
         seqs = [
             c.aseq
             for r in self.core.admission.records.values()
