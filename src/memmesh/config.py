@@ -258,11 +258,28 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="Received envelope bytes held for the next commit; paces transfers.",
     )
+    active_view_target: Int = Field(
+        default=5, ge=1, description="Sessions the node dials towards (the active view's size)."
+    )
     active_view_max: Int = Field(
-        default=5, ge=1, description="Peers kept connected (the active view)."
+        default=8,
+        ge=1,
+        description="Most sessions held; more handshakes are refused with view_full.",
     )
     passive_view_max: Int = Field(
-        default=30, ge=1, description="Known peers kept in reserve (the passive view)."
+        default=30, ge=1, description="Signed records of known peers kept in reserve."
+    )
+    discover_peers: bool = Field(
+        default=True,
+        description="Dial peers learned from other nodes, not only the configured ones.",
+    )
+    shuffle_interval_ms: Int = Field(
+        default=10_000, ge=1, description="How often peer records are swapped with a peer."
+    )
+    view_rotation_interval_ms: Int = Field(
+        default=60_000,
+        ge=0,
+        description="How often a full view swaps one peer for another (0: never).",
     )
     lmdb_map_size_bytes_max: Int = Field(
         default=1 << 34,
@@ -341,6 +358,12 @@ class NodeSettings(BaseSettings):
                 "the sync listener and the REST API cannot share one address and port",
                 {"fields": "gossip_port,api_port"},
             )
+        if self.active_view_max < self.active_view_target:
+            raise PydanticCustomError(
+                "cross_field",
+                "active_view_max must be at least active_view_target",
+                {"fields": "active_view_target,active_view_max"},
+            )
         if self.receive_timeout_ms <= self.heartbeat_interval_ms:
             raise PydanticCustomError(
                 "cross_field",
@@ -395,6 +418,12 @@ class NodeSettings(BaseSettings):
             dial_backoff_initial_ms=self.dial_backoff_initial_ms,
             dial_backoff_max_ms=self.dial_backoff_max_ms,
             staged_bytes_max=self.staged_bytes_max,
+            active_view_target=self.active_view_target,
+            active_view_max=self.active_view_max,
+            passive_view_max=self.passive_view_max,
+            shuffle_interval_ms=self.shuffle_interval_ms,
+            view_rotation_interval_ms=self.view_rotation_interval_ms,
+            discover_peers=self.discover_peers,
         )
 
     def admission_limits(self) -> AdmissionLimits:

@@ -82,6 +82,7 @@ class Reason(enum.StrEnum):
     NO_COMMON_VERSION = "no_common_version"
     SELF_CONNECTION = "self_connection"
     DUPLICATE_SESSION = "duplicate_session"
+    VIEW_FULL = "view_full"
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     FRONTIER_TOO_LARGE = "frontier_too_large"
     SHUTDOWN = "shutdown"

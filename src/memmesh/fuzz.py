@@ -64,9 +64,11 @@ from .core.messages import (
     Hello,
     Message,
     NothingToSend,
+    Shuffle,
     decode_message,
     encode_message,
 )
+from .core.peers import sign_record
 from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import (
     SIGNATURE_DOMAIN,
@@ -1466,6 +1468,8 @@ def _message_seeds() -> list[Message]:
         Envelopes(0, [envelopes[0].raw], more=True),
         Bye("bad_message", "frame 3: \u00e9"),
         Bye("x", ""),
+        Shuffle([sign_record(mat.author, mesh_id, 7, ["ws://127.0.0.1:7400/v1/sync"])], True),
+        Shuffle([], False),
     ]
 
 

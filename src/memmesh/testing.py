@@ -291,6 +291,19 @@ class FakeNetwork:
         self._feed(a, PeerKnown(b))
         self._open(a, b)
 
+    def know(self, a: str, b: str) -> None:
+        """``a`` learns ``b``'s address without a connection opening: ``a``'s core dials it when
+        its active view has room (``connect`` opens one at once, whatever the view)."""
+        self.known.add((a, b))
+        self._feed(a, PeerKnown(b))
+
+    def crash(self, name: str) -> None:
+        """Take ``name`` off the network for good: its connections drop, dials to it fail."""
+        for peer in sorted({b if a == name else a for a, b in self.links if name in (a, b)}):
+            self.disconnect(name, peer)
+        self.flush_due.discard(name)
+        del self.cores[name]
+
     def cut(self, a: str, b: str) -> None:
         """Drop the connection between ``a`` and ``b`` (the dialler will redial)."""
         self.disconnect(a, b)

@@ -100,7 +100,8 @@ def test_a_new_node_is_admitted_syncs_writes_and_is_revoked(
             )
         )
         peers = cli("peers", "list", "--api", api, "--json")["peers"]
-        assert [p["state"] for p in peers] == ["active"]
+        assert {p["state"] for p in peers} == {"active"}
+        assert second["pubkey"] in {p["node"] for p in peers}  # the others it may learn of
         assert "may write: True" in cli("status", "--api", api)
 
         # Revoked: members refuse its sessions; its later envelopes are excluded everywhere.

@@ -294,7 +294,8 @@ def test_a_partition_by_a_faulty_proxy_heals_into_one_state(
     swarm: Callable[..., dict[str, Any]],
 ) -> None:
     """node2 reaches the mesh only through a proxy that cuts, blackholes and delays."""
-    config = {**FAST, "dial_backoff_max_ms": 500}
+    # Without discovery, or node2 would learn the others' real addresses and go round the proxy.
+    config = {**FAST, "dial_backoff_max_ms": 500, "discover_peers": False}
     nodes = swarm(3, no_peers=True, extra_config=config)["nodes"]
     apis = [n["api"] for n in nodes]
     port = int(nodes[1]["gossip"].rsplit(":", 1)[1].split("/")[0])
@@ -363,3 +364,24 @@ def test_gossip_over_tls(swarm: Callable[..., dict[str, Any]], tmp_path: Path) -
             return False
 
     assert not asyncio.run(plain_dial())
+
+
+def test_a_node_told_of_one_peer_finds_the_others_by_their_signed_records(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    """A chain 2 -> 1 -> 0: node2 was given node1's address only, learns node0's from the
+    records node1 passes on, dials it, and its write reaches node0 over that session."""
+    nodes = swarm(3, no_peers=True, extra_config={"shuffle_interval_ms": 500})["nodes"]
+    apis = [n["api"] for n in nodes]
+    call(apis[1], "/v1/peers", "POST", {"url": nodes[0]["gossip"]})
+    call(apis[2], "/v1/peers", "POST", {"url": nodes[1]["gossip"]})
+
+    def peers_of(api: str) -> set[str]:
+        state = call(api, "/v1/state")
+        return {p["node"] for p in state["peers"] if p["state"] == "active"}
+
+    wait_until(lambda: nodes[0]["pubkey"] in peers_of(apis[2]), 15, "node2 to dial node0")
+    passive = {r["node"]: r for r in call(apis[2], "/v1/state")["passive_view"]}
+    assert passive[nodes[0]["pubkey"]]["addresses"] == [nodes[0]["gossip"]]
+    put(apis[2], "found", True)
+    wait_until(lambda: converged(apis), 10, "one state")

@@ -73,7 +73,7 @@ def test_defaults() -> None:
     assert s.frame_bytes_max == (1 << 20) + (64 << 10)
     assert s.commit_batch_window_ms == 2
     assert s.lmdb_map_size_bytes_max == 1 << 34
-    assert (s.active_view_max, s.passive_view_max) == (5, 30)
+    assert (s.active_view_target, s.active_view_max, s.passive_view_max) == (5, 8, 30)
 
 
 def test_file_beats_default() -> None:
@@ -319,6 +319,7 @@ def test_bools_and_levels_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
         ({"dial_backoff_initial_ms": 500, "dial_backoff_max_ms": 400}, "dial_backoff_max_ms"),
         ({"receive_timeout_ms": 5000}, "receive_timeout_ms must exceed"),
         ({"api_port": 7400}, "cannot share one address and port"),
+        ({"active_view_target": 9}, "active_view_max must be at least active_view_target"),
     ],
 )
 def test_settings_checked_together(flags: dict[str, int], named: str) -> None:
@@ -337,6 +338,11 @@ def test_sync_and_admission_limits_mapping() -> None:
         staged_bytes_max=16,
         causal_buffer_max=17,
         pending_buffer_max=18,
+        active_view_target=2,
+        active_view_max=3,
+        passive_view_max=19,
+        shuffle_interval_ms=20,
+        view_rotation_interval_ms=0,
     )
     sync = s.sync_limits()
     assert isinstance(sync, SyncLimits)
@@ -348,7 +354,12 @@ def test_sync_and_admission_limits_mapping() -> None:
         sync.dial_backoff_initial_ms,
         sync.dial_backoff_max_ms,
         sync.staged_bytes_max,
-    ) == (2 << 20, 11, 12, 13, 14, 15, 16)
+        sync.active_view_target,
+        sync.active_view_max,
+        sync.passive_view_max,
+        sync.shuffle_interval_ms,
+        sync.view_rotation_interval_ms,
+    ) == (2 << 20, 11, 12, 13, 14, 15, 16, 2, 3, 19, 20, 0)
     admission = s.admission_limits()
     assert isinstance(admission, AdmissionLimits)
     assert (admission.causal_buffer_max, admission.pending_buffer_max) == (17, 18)

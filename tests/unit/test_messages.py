@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.core.messages import (
+    ADDRESS_BYTES_MAX,
+    ADDRESSES_PER_RECORD_MAX,
     CHAIN_LINK_BYTES_MAX,
     CHAIN_LINKS_MAX,
     DETAIL_BYTES_MAX,
@@ -30,6 +32,7 @@ from memmesh.core.messages import (
     HEADS_PER_MESSAGE_MAX,
     IDS_PER_MESSAGE_MAX,
     REASON_BYTES_MAX,
+    RECORDS_PER_MESSAGE_MAX,
     VERSIONS_MAX,
     Auth,
     Bye,
@@ -43,7 +46,9 @@ from memmesh.core.messages import (
     Hello,
     Message,
     NothingToSend,
+    PeerRecord,
     Prune,
+    Shuffle,
     decode_message,
     encode_message,
 )
@@ -70,6 +75,7 @@ KINDS: dict[str, type[Any]] = {
         Auth,
         Prune,
         Graft,
+        Shuffle,
     )
 }
 TAGS = {name: cls.__struct_config__.tag for name, cls in KINDS.items()}
@@ -125,6 +131,9 @@ u32s = st.integers(0, U32_MAX)
 reqs = st.integers(1, U32_MAX)
 epochs = st.integers(1, U32_MAX)
 seqs = st.integers(1, SEQ_MAX)
+addresses = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=64
+)
 # Up to 16 code points of at most 4 UTF-8 bytes each: at most 64 bytes (or plain ASCII to 64).
 reasons = st.text(min_size=1, max_size=16) | st.text(
     st.characters(max_codepoint=0x7F), min_size=1, max_size=REASON_MAX
@@ -166,6 +175,20 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "Auth": st.builds(Auth, st.binary(min_size=64, max_size=64)),
     "Prune": st.just(Prune()),
     "Graft": st.just(Graft()),
+    "Shuffle": st.builds(
+        Shuffle,
+        st.lists(
+            st.builds(
+                PeerRecord,
+                ids,
+                st.integers(0, (1 << 63) - 1),
+                st.lists(addresses, min_size=1, max_size=ADDRESSES_PER_RECORD_MAX),
+                st.binary(min_size=64, max_size=64),
+            ),
+            max_size=RECORDS_PER_MESSAGE_MAX,
+        ),
+        st.booleans(),
+    ),
     "Frontier": st.builds(
         Frontier,
         u32s,
@@ -221,6 +244,7 @@ def test_the_tags_are_those_of_the_document() -> None:
         "Auth": 8,
         "Prune": 9,
         "Graft": 10,
+        "Shuffle": 11,
     }
     assert set(KINDS.values()) == set(typing.get_args(Message))  # none left out here
 
@@ -274,6 +298,19 @@ BOUNDARY_MESSAGES: dict[str, Message] = {
     "reason-64-ascii": Bye("r" * REASON_MAX, "d" * DETAIL_MAX),
     "reason-64-bytes-utf8": Bye("\U0001f600" * (REASON_MAX // 4), "\u00e9" * (DETAIL_MAX // 2)),
     "bye-empty-detail": Bye("x", ""),
+    "shuffle-empty": Shuffle([], True),
+    "shuffle-max": Shuffle(
+        [
+            PeerRecord(
+                i.to_bytes(32, "big"),
+                (1 << 63) - 1,
+                ["w" * ADDRESS_BYTES_MAX] * ADDRESSES_PER_RECORD_MAX,
+                b"\xee" * 64,
+            )
+            for i in range(RECORDS_PER_MESSAGE_MAX)
+        ],
+        False,
+    ),
 }
 
 
@@ -402,6 +439,8 @@ RANGE = GetRange(7, A, 1, 1, 100)
 GET_IDS = GetIds(3, [ID1, ID2])
 PUSH = Envelopes(0, [b"\x01\x02\x03"], False)
 BYE = Bye("bad_message", "detail")
+RECORD = PeerRecord(NODE, 5, ["ws://127.0.0.1:7400/v1/sync"], SIGNATURE)
+SHUFFLE = Shuffle([RECORD], True)
 EVERY_KIND: list[Message] = [
     HELLO,
     AUTH,
@@ -413,6 +452,7 @@ EVERY_KIND: list[Message] = [
     BYE,
     Prune(),
     Graft(),
+    SHUFFLE,
 ]
 
 BAD_FRAMES: dict[str, bytes] = {
@@ -426,7 +466,7 @@ BAD_FRAMES: dict[str, bytes] = {
     "only-the-tag": _pack([1]),
     "invalid-opcode": b"\xc1",
     "tag-0": _replaced(HELLO, (0,), 0),
-    "tag-11": _replaced(HELLO, (0,), 11),
+    "tag-12": _replaced(HELLO, (0,), 12),
     "prune-with-a-field": _pack([9, 1]),
     "graft-with-a-field": _pack([10, b""]),
     "tag-255": _replaced(HELLO, (0,), 255),
@@ -572,6 +612,20 @@ BAD_FRAMES: dict[str, bytes] = {
     "heads-duplicate-not-adjacent": _replaced(
         FRONTIER, (2,), [[A, 1, 1, ID1], [B, 1, 1, ID1], [A, 1, 1, ID1]]
     ),
+    "shuffle-33-records": _replaced(SHUFFLE, (1,), [list(_raw(SHUFFLE)[1][0])] * 33),
+    "shuffle-missing-reply": _dropped(SHUFFLE, (2,)),
+    "record-extra-field": _appended(SHUFFLE, (1, 0), 1),
+    "record-no-address": _replaced(SHUFFLE, (1, 0, 2), []),
+    "record-5-addresses": _replaced(SHUFFLE, (1, 0, 2), ["ws://a"] * 5),
+    "record-empty-address": _replaced(SHUFFLE, (1, 0, 2), [""]),
+    "record-address-257": _replaced(SHUFFLE, (1, 0, 2), ["w" * 257]),
+    "record-address-with-space": _replaced(SHUFFLE, (1, 0, 2), ["ws://a b"]),
+    "record-address-with-newline": _replaced(SHUFFLE, (1, 0, 2), ["ws://a\nb"]),
+    "record-address-not-ascii": _replaced(SHUFFLE, (1, 0, 2), ["ws://\u00e9"]),
+    "record-issued-minus-1": _replaced(SHUFFLE, (1, 0, 1), -1),
+    "record-issued-2^63": _replaced(SHUFFLE, (1, 0, 1), 1 << 63),
+    "record-signature-63": _replaced(SHUFFLE, (1, 0, 3), SIGNATURE[:63]),
+    "record-node-31": _replaced(SHUFFLE, (1, 0, 0), NODE[:31]),
     "fork-a-equals-b": _replaced(FRONTIER, (3, 0), [ID1, ID1]),
     "fork-a-greater-than-b": _replaced(FRONTIER, (3, 0), [ID2, ID1]),
     # Strings that are not UTF-8 (msgspec lets these out as UnicodeDecodeError).

@@ -5,6 +5,7 @@ the runtime and the simulator feed inputs and carry out effects.
 """
 
 from .events import (
+    Advertise,
     CancelWrite,
     Dial,
     Disconnect,
@@ -33,6 +34,7 @@ from .node import MeshCore, SyncStats
 from .sessions import Rng, Session, SessionState, SyncLimits
 
 __all__ = [
+    "Advertise",
     "CancelWrite",
     "Dial",
     "Disconnect",

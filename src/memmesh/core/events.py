@@ -16,6 +16,7 @@ from ..claims import Claim
 from ..errors import Reason
 
 __all__ = [
+    "Advertise",
     "CancelWrite",
     "Dial",
     "Disconnect",
@@ -109,8 +110,24 @@ class Flush:
     after ``Persist``, once the inputs that were ready have been fed, so one commit covers them."""
 
 
+@dataclass(frozen=True, slots=True)
+class Advertise:
+    """The addresses peers can dial this node at (at most 4): the core signs a fresh peer record
+    with them and passes it on in shuffles, so nodes that were not told of it can find it."""
+
+    addresses: tuple[str, ...]
+
+
 Input: TypeAlias = (
-    PeerConnected | Received | PeerGone | PeerKnown | Timer | LocalWrite | CancelWrite | Flush
+    PeerConnected
+    | Received
+    | PeerGone
+    | PeerKnown
+    | Timer
+    | LocalWrite
+    | CancelWrite
+    | Flush
+    | Advertise
 )
 
 # -- notices (what happened, for the caller to report or act on) --------------------------------

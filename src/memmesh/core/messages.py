@@ -38,7 +38,9 @@ __all__ = [
     "Hello",
     "Message",
     "NothingToSend",
+    "PeerRecord",
     "Prune",
+    "Shuffle",
     "decode_message",
     "encode_message",
 ]
@@ -54,6 +56,9 @@ DETAIL_BYTES_MAX: Final = 256
 CHAIN_LINKS_MAX: Final = 16
 CHAIN_LINK_BYTES_MAX: Final = 4096
 """An admit claim is about 500 bytes; 16 links of 4 KiB keep a Hello far below any frame."""
+RECORDS_PER_MESSAGE_MAX: Final = 32
+ADDRESSES_PER_RECORD_MAX: Final = 4
+ADDRESS_BYTES_MAX: Final = 256
 ENVELOPE_BYTES_MAX: Final = 1 << 20
 """The largest envelope any frame may carry (the admission limit is checked again later)."""
 
@@ -77,6 +82,26 @@ class ForkEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fie
 
     a: Id32
     b: Id32
+
+
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=ADDRESS_BYTES_MAX)]
+
+
+class PeerRecord(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """Where a node can be dialled, signed by that node: ``[node, issued, addresses, signature]``.
+
+    ``issued`` is the node's hybrid logical clock when it signed, so a newer record replaces an
+    older one. The signature (``memmesh.core.peers``) covers the mesh id too, so a record cannot
+    be replayed into another mesh. Addresses are printable ASCII without spaces; which schemes a
+    dialer accepts is the runtime's business (``ws://`` and ``wss://``).
+    """
+
+    node: Id32
+    issued: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]
+    addresses: Annotated[
+        list[Address], msgspec.Meta(min_length=1, max_length=ADDRESSES_PER_RECORD_MAX)
+    ]
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
 
 
 class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -179,8 +204,27 @@ class Graft(_Message, tag=10, frozen=True):
     something new from us) or one of its eager links closed."""
 
 
+class Shuffle(_Message, tag=11, frozen=True):
+    """Peer records for the receiver's passive view: the sender's own and a random sample of
+    those it knows. ``reply`` asks the receiver to answer with a sample of its own (the periodic
+    shuffle); a new session sends one without it."""
+
+    records: Annotated[list[PeerRecord], msgspec.Meta(max_length=RECORDS_PER_MESSAGE_MAX)]
+    reply: bool
+
+
 Message: TypeAlias = (
-    Hello | Frontier | NothingToSend | GetRange | GetIds | Envelopes | Bye | Auth | Prune | Graft
+    Hello
+    | Frontier
+    | NothingToSend
+    | GetRange
+    | GetIds
+    | Envelopes
+    | Bye
+    | Auth
+    | Prune
+    | Graft
+    | Shuffle
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -215,6 +259,14 @@ def decode_message(data: bytes, *, frame_bytes_max: int) -> Message:
         for a, b in zip(message.heads, message.heads[1:], strict=False)
     ):
         raise Rejected(Reason.BAD_MESSAGE, "frontier heads must be sorted by log, each once")
+    if isinstance(message, Shuffle) and not all(
+        _printable(a) for r in message.records for a in r.addresses
+    ):
+        raise Rejected(Reason.BAD_MESSAGE, "a peer address must be printable ASCII, no spaces")
     if isinstance(message, Frontier) and any(f.a >= f.b for f in message.forks):
         raise Rejected(Reason.BAD_MESSAGE, "a fork names two different ids, smaller first")
     return message
+
+
+def _printable(address: str) -> bool:
+    return address.isascii() and address.isprintable() and " " not in address

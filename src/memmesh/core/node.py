@@ -46,6 +46,7 @@ from ..ids import Head, LogId, short_id
 from ..membership import Genesis, Role, verify_admit_chain
 from ..store import Store
 from .events import (
+    Advertise,
     CancelWrite,
     Dial,
     Disconnect,
@@ -87,10 +88,13 @@ from .messages import (
     Hello,
     Message,
     NothingToSend,
+    PeerRecord,
     Prune,
+    Shuffle,
     decode_message,
     encode_message,
 )
+from .peers import PassiveView, sign_record
 from .sessions import FetchIds, FetchRange, InFlight, Rng, Session, SessionState, SyncLimits
 
 __all__ = ["MeshCore", "SyncStats"]
@@ -131,6 +135,12 @@ class SyncStats:
     """Push messages sent (one per eager link per flush that made something new)."""
     prunes: int = 0
     grafts: int = 0
+    shuffles: int = 0
+    """Shuffles this node started (periodic ones; a new session's records are not counted)."""
+    view_refusals: int = 0
+    """Handshakes refused with ``view_full`` (the active view was at its maximum)."""
+    rotations: int = 0
+    """Sessions dropped to make room after a rotation dial."""
 
 
 @dataclass(slots=True)
@@ -143,6 +153,17 @@ class _Dialling:
     refused: bool = False
     dialling: bool = False
     """A ``Dial`` is out and neither ``PeerConnected`` nor ``PeerGone`` has answered it."""
+    parked: bool = False
+    """Ready to dial (its backoff is over) and waiting for room in the active view."""
+    learned: bool = False
+    """Taken from a peer record, not configured: forgotten once its session ends, and its
+    record too if it never became active."""
+    rotation: bool = False
+    """Dialled by a rotation: once active, the node drops one of its other sessions."""
+    ok: bool = False
+    """A session from this address became active."""
+    refusal: str | None = None
+    """The reason of the last refusal the peer sent."""
 
 
 @dataclass(slots=True)
@@ -207,6 +228,10 @@ class MeshCore:
         """Logs with a range request in flight, with its deadline."""
         self._out: list[Effect] = []
         self._now = 0
+        self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
+        self._own_record: PeerRecord | None = None
+        self._shuffle_due_ms: int | None = None
+        self._rotation_due_ms: int | None = None
 
     # -- the public surface -------------------------------------------------------------------
 
@@ -229,6 +254,8 @@ class MeshCore:
             self._on_gone(event.peer, event.reason)
         elif isinstance(event, PeerKnown):
             self._on_known(event.peer, event.forget)
+        elif isinstance(event, Advertise):
+            self._advertise(event.addresses)
         else:  # pragma: no cover - the Input union is closed
             raise TypeError(f"not an input: {event!r}")
         out, self._out = self._out, []
@@ -248,8 +275,12 @@ class MeshCore:
     def next_deadline(self) -> int | None:
         """The earliest time at which ``Timer`` has work to do, or None."""
         deadlines: list[int] = []
-        if self._round_due_ms is not None and self._active():
-            deadlines.append(self._round_due_ms)
+        if self._active():
+            deadlines.extend(
+                d
+                for d in (self._round_due_ms, self._shuffle_due_ms, self._rotation_due_ms)
+                if d is not None
+            )
         for session in self.sessions.values():
             if session.deadline_ms is not None:
                 deadlines.append(session.deadline_ms)
@@ -300,6 +331,8 @@ class MeshCore:
         old = self.sessions.get(peer)
         if old is not None and old.state is not SessionState.CLOSED:
             self._drop_session(old)
+        if dialling := self._dialling.get(peer):
+            dialling.parked = False
         if nonce is None:
             nonce = bytes(self.rng.randrange(256) for _ in range(32))
         if len(nonce) != 32:
@@ -330,11 +363,20 @@ class MeshCore:
                 if address != peer and idle and same:
                     self._schedule_dial(other)
         dialling = self._dialling.get(peer)
-        if dialling is not None and reason in _FINAL_REFUSALS:
-            dialling.refused, dialling.due_ms, dialling.dialling = True, None, False
-        if dialling is not None and not dialling.refused:
+        if dialling is not None:
             dialling.dialling = False
-            self._schedule_dial(dialling)
+            reason = reason or dialling.refusal
+            dialling.refusal = None
+            if dialling.learned:
+                # A learned address that never worked leaves the passive view (HyParView).
+                if not dialling.ok and reason != Reason.VIEW_FULL and dialling.node is not None:
+                    self.view.forget(dialling.node)
+                del self._dialling[peer]
+            elif reason in _FINAL_REFUSALS:
+                dialling.refused, dialling.due_ms = True, None
+            elif not dialling.parked:  # a parked address was rotated out: it waits for room
+                self._schedule_dial(dialling)
+        self._fill_view()
 
     def _schedule_dial(self, dialling: _Dialling) -> None:
         """Redial after a jittered exponential backoff (full jitter over the capped window)."""
@@ -413,15 +455,29 @@ class MeshCore:
             self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
             if loser is session:
                 return None
+        if len(self._active()) >= self.limits.active_view_max:
+            self.stats.view_refusals += 1
+            return self._fail(session, Reason.VIEW_FULL, "the active view is full")
         session.state = SessionState.ACTIVE
         session.activated = True
         session.deadline_ms = None
         if dialling is not None:
-            dialling.attempts = 0
+            dialling.attempts, dialling.ok = 0, True
         self._notify(PeerReady(session.peer, session.node))
         if self._round_due_ms is None:
             self._round_due_ms = self._now + self.limits.anti_entropy_interval_ms
+        if self._shuffle_due_ms is None:
+            self._shuffle_due_ms = self._now + self.limits.shuffle_interval_ms
+        if self._rotation_due_ms is None and self.limits.view_rotation_interval_ms:
+            self._rotation_due_ms = self._now + self.limits.view_rotation_interval_ms
         self._start_round(session)  # a new session syncs at once
+        sample = self._shuffle_sample()
+        if sample:
+            self._send(session, Shuffle(sample, False))
+        if dialling is not None and dialling.rotation:
+            dialling.rotation = False
+            if len(self._active()) > self.limits.active_view_target:
+                self._evict(keep=session)
         return None
 
     def _on_bye(self, session: Session, message: Bye) -> None:
@@ -429,8 +485,10 @@ class MeshCore:
         self._end_session(session)
         self._notify(PeerRefused(session.peer, message.reason, message.detail, by_us=False))
         dialling = self._dialling.get(session.peer)
-        if dialling is not None and message.reason in _FINAL_REFUSALS:
-            dialling.refused, dialling.due_ms = True, None
+        if dialling is not None:
+            dialling.refusal = message.reason
+            if message.reason in _FINAL_REFUSALS:
+                dialling.refused, dialling.due_ms = True, None
         self._out.append(Disconnect(session.peer, Reason.SHUTDOWN))
 
     def _fail(self, session: Session, reason: Reason, detail: str) -> None:
@@ -502,27 +560,142 @@ class MeshCore:
                 self._release(session.requests.pop(req).fetch)
             if expired:
                 self._pump(session)
+        self._dial_timers()
+        self._fill_view()
+        active = self._active()
+        if self._round_due_ms is not None and self._round_due_ms <= now:
+            self._round_due_ms = now + self.limits.anti_entropy_interval_ms
+            if active:
+                self._start_round(self.rng.choice(active))
+        if self._shuffle_due_ms is not None and self._shuffle_due_ms <= now:
+            self._shuffle_due_ms = now + self.limits.shuffle_interval_ms
+            if active:
+                self.stats.shuffles += 1
+                self._send(self.rng.choice(active), Shuffle(self._shuffle_sample(), True))
+        if self._rotation_due_ms is not None and self._rotation_due_ms <= now:
+            self._rotation_due_ms = now + self.limits.view_rotation_interval_ms
+            self._rotate()
+
+    def _dial_timers(self) -> None:
+        """Dials whose backoff is over are parked, to be dialled when the view has room; dials
+        never answered count as failed."""
         for peer in sorted(self._dialling):
             dialling = self._dialling[peer]
-            if dialling.due_ms is None or dialling.due_ms > now:
+            if dialling.due_ms is None or dialling.due_ms > self._now:
                 continue
             if dialling.dialling:  # the dial was never answered: count it as failed
                 dialling.dialling = False
-                self._schedule_dial(dialling)
+                if dialling.learned:
+                    if dialling.node is not None:
+                        self.view.forget(dialling.node)
+                    del self._dialling[peer]
+                else:
+                    self._schedule_dial(dialling)
             elif peer in self.sessions or any(
                 dialling.node is not None and s.node == dialling.node
                 for s in self.sessions.values()
             ):
                 dialling.due_ms = None  # connected already, perhaps by the peer dialling us
             else:
-                self._out.append(Dial(peer))
-                dialling.dialling = True
-                dialling.due_ms = now + self.limits.handshake_timeout_ms
-        if self._round_due_ms is not None and self._round_due_ms <= now:
-            self._round_due_ms = now + self.limits.anti_entropy_interval_ms
-            active = self._active()
-            if active:
-                self._start_round(self.rng.choice(active))
+                dialling.due_ms, dialling.parked = None, True
+
+    # -- the active and passive views ---------------------------------------------------------
+
+    def _advertise(self, addresses: tuple[str, ...]) -> None:
+        self._own_record = sign_record(
+            self.node_key, self.mesh_id, self.clock.tick(self._now), addresses
+        )
+
+    def _shuffle_sample(self) -> list[PeerRecord]:
+        own = [self._own_record] if self._own_record is not None else []
+        return own + self.view.sample(self.limits.shuffle_records_max - len(own), self.rng)
+
+    def _on_shuffle(self, session: Session, message: Shuffle) -> None:
+        active = {s.node for s in self._active()}
+        self.view.merge(
+            message.records,
+            is_member=self._is_node_member,
+            active=active.__contains__,
+            rng=self.rng,
+        )
+        if message.reply:
+            self._send(session, Shuffle(self._shuffle_sample(), False))
+        self._fill_view()
+
+    def _is_node_member(self, node: bytes) -> bool:
+        member = self.admission.membership.state.get(node)
+        return member is not None and member.role is Role.NODE and member.node_cutoff is None
+
+    def _dial_candidates(self) -> list[tuple[str, bytes | None]]:
+        """Addresses this node may dial to fill its view, sorted: configured ones parked for
+        room, then the first address of every passive record of a node not connected or being
+        dialled."""
+        busy = {s.node for s in self.sessions.values() if s.node is not None}
+        busy.update(d.node for d in self._dialling.values() if d.dialling and d.node is not None)
+        found: list[tuple[str, bytes | None]] = [
+            (peer, d.node)
+            for peer, d in sorted(self._dialling.items())
+            if d.parked and peer not in self.sessions and d.node not in busy
+        ]
+        if not self.limits.discover_peers:
+            return found
+        known = {d.node for d in self._dialling.values() if d.node is not None}
+        for node, record in sorted(self.view.records.items()):
+            address = record.addresses[0]
+            if node in busy or node in known or address in self._dialling:
+                continue
+            if self._is_node_member(node):
+                found.append((address, node))
+        return found
+
+    def _fill_view(self) -> None:
+        """Dial random candidates while the sessions held and the dials out stay under the
+        active view's target."""
+        held = sum(1 for s in self.sessions.values() if s.state is not SessionState.CLOSED)
+        out = sum(1 for d in self._dialling.values() if d.dialling)
+        room = self.limits.active_view_target - held - out
+        if room <= 0:
+            return
+        candidates = self._dial_candidates()
+        while room > 0 and candidates:
+            address, node = candidates.pop(self.rng.randrange(len(candidates)))
+            self._dial(address, node)
+            room -= 1
+
+    def _dial(self, address: str, node: bytes | None, *, rotation: bool = False) -> None:
+        dialling = self._dialling.get(address)
+        if dialling is None:
+            dialling = self._dialling[address] = _Dialling(node=node, learned=True)
+        dialling.parked, dialling.dialling, dialling.rotation = False, True, rotation
+        dialling.due_ms = self._now + self.limits.handshake_timeout_ms
+        self._out.append(Dial(address))
+
+    def _rotate(self) -> None:
+        """With a full view, dial one more random candidate; when it is active, drop one other
+        session (:meth:`_evict`), so the overlay keeps rewiring slowly."""
+        held = len(self._active())
+        if not self.limits.active_view_target <= held < self.limits.active_view_max:
+            return
+        if any(d.dialling for d in self._dialling.values()):
+            return
+        candidates = self._dial_candidates()
+        if candidates:
+            address, node = candidates[self.rng.randrange(len(candidates))]
+            self._dial(address, node, rotation=True)
+
+    def _evict(self, keep: Session) -> None:
+        """Drop one session other than ``keep``: a lazy link if there is one (the push tree does
+        not need it), else any; the address waits for room instead of being redialled."""
+        others = [s for s in self._active() if s is not keep]
+        pool = [s for s in others if not s.eager] or others
+        if not pool:
+            return
+        victim = pool[self.rng.randrange(len(pool))]
+        dialling = self._dialling.get(victim.peer)
+        if dialling is not None and not dialling.learned:
+            dialling.parked, dialling.due_ms = True, None
+        self.stats.rotations += 1
+        self._fail(victim, Reason.VIEW_FULL, "rotated out of the active view")
 
     def _active(self) -> list[Session]:
         return sorted(
@@ -947,6 +1120,7 @@ _TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
     (SessionState.ACTIVE, Bye): MeshCore._on_bye,
     (SessionState.ACTIVE, Prune): MeshCore._on_prune,
     (SessionState.ACTIVE, Graft): MeshCore._on_graft,
+    (SessionState.ACTIVE, Shuffle): MeshCore._on_shuffle,
 }
 """Which message each session state accepts, and its handler. Anything else is a protocol
 error on the peer's side: ``Bye(unexpected_message)`` and disconnect (``MeshCore._fail``)."""

@@ -66,6 +66,24 @@ class SyncLimits:
     staged_bytes_max: int = 16 << 20
     """Received envelope bytes held for the next ``Flush``; past it no new page is asked for
     until a flush, so the side that verifies paces the transfer whatever the caller does."""
+    active_view_target: int = 5
+    """Sessions this node dials towards: it dials known peers while it has fewer (HyParView's
+    active view size)."""
+    active_view_max: int = 8
+    """Most sessions held at once: a handshake past it is refused with ``view_full``. The room
+    above the target lets nodes that lack peers in, so full nodes never wall off a group."""
+    passive_view_max: int = 30
+    """Signed records of inactive peers kept in reserve, to replace a lost session."""
+    shuffle_interval_ms: int = 10_000
+    """How often a node swaps a sample of peer records with a random active peer."""
+    shuffle_records_max: int = 8
+    discover_peers: bool = True
+    """Dial peers learned from shuffled records; False keeps the node to the addresses it was
+    given (a fixed topology, or peers whose advertised addresses it cannot reach)."""
+    view_rotation_interval_ms: int = 60_000
+    """How often a node with a full view dials one more known peer and then drops one of its
+    lazy links (0: never). Slow rewiring keeps the overlay random and merges groups of full
+    nodes that would otherwise never meet."""
 
     def __post_init__(self) -> None:
         if self.frame_bytes_max < (1 << 20) + 1024:
@@ -80,9 +98,19 @@ class SyncLimits:
             "local_claims_per_envelope_max",
             "staged_bytes_max",
             "flush_envelopes_max",
+            "active_view_target",
+            "passive_view_max",
+            "shuffle_interval_ms",
+            "shuffle_records_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.active_view_max < self.active_view_target:
+            raise ValueError("active_view_max must be >= active_view_target")
+        if self.view_rotation_interval_ms < 0:
+            raise ValueError("view_rotation_interval_ms must be >= 0")
+        if self.shuffle_records_max > 32:
+            raise ValueError("shuffle_records_max must be <= 32 (one Shuffle message)")
         if self.dial_backoff_max_ms < self.dial_backoff_initial_ms:
             raise ValueError("dial_backoff_max_ms must be >= dial_backoff_initial_ms")
 

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,7 @@ from aiohttp import web
 from ..claims import Claim, make_claim
 from ..config import NodeSettings
 from ..core import (
+    Advertise,
     CancelWrite,
     Dial,
     Disconnect,
@@ -166,6 +168,8 @@ class NodeRuntime:
                 self._group = group
                 self._client = aiohttp.ClientSession()
                 await self._serve()
+                if self.gossip_url is not None:
+                    self._feed(Advertise((self.gossip_url,)))
                 group.create_task(self._timer_loop(), name="timers")
                 group.create_task(self._flush_loop(), name="flush")
                 for url in self.settings.peers:
@@ -339,6 +343,10 @@ class NodeRuntime:
 
     async def _dial(self, url: str) -> None:
         assert self._client is not None
+        if urlsplit(url).scheme not in ("ws", "wss"):  # a learned address names another scheme
+            self.log("dial refused", peer=url, error="not a ws:// or wss:// URL")
+            self._feed(PeerGone(url))
+            return
         try:
             ws = await self._client.ws_connect(
                 url,
@@ -468,6 +476,10 @@ class NodeRuntime:
             "evidence": len(admission.evidence),
             "rejected": {str(k): v for k, v in sorted(admission.rejected.items())},
             "loop_block_ms_max": round(self.stats.loop_block_ms_max, 3),
+            "passive_view": [
+                {"node": node.hex(), "addresses": record.addresses, "issued": record.issued}
+                for node, record in sorted(self.core.view.records.items())
+            ],
         }
 
 

@@ -1,0 +1,278 @@
+"""The active and passive views (HyParView-like) and signed peer records, over fake links.
+
+Nodes are told addresses with ``FakeNetwork.know`` (their cores dial when the view has room), so
+these tests exercise the core's own choices: how many sessions it holds, whom it learns of by
+shuffles, how it replaces lost peers, and how slow rotation joins groups that full views would
+keep apart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+import pytest
+
+from memmesh.core import Advertise, MeshCore, SessionState, SyncLimits, WriteAcked
+from memmesh.core.messages import PeerRecord, Shuffle, encode_message
+from memmesh.core.peers import PassiveView, sign_record, verify_record
+from memmesh.errors import Reason
+from memmesh.store import MemoryStore
+from memmesh.testing import FakeNetwork, MeshFixture, seeded_key
+
+
+def _net(
+    count: int, limits: SyncLimits, *, label: str = "views", seed: int = 1
+) -> tuple[FakeNetwork, MeshFixture]:
+    mesh = MeshFixture(label, nodes=count, writers=1)
+    net = FakeNetwork(random.Random(seed))
+    for i, key in enumerate(mesh.nodes):
+        name = f"n{i:02d}"
+        core = MeshCore(
+            key,
+            mesh.genesis,
+            MemoryStore(),
+            random.Random(f"{label}/{name}"),
+            limits=limits,
+        )
+        net.add(name, core)
+        net._feed(name, Advertise((name,)))
+    return net, mesh
+
+
+def _run(net: FakeNetwork, ms: int, step_ms: int = 100) -> None:
+    for _ in range(ms // step_ms):
+        net.tick(step_ms)
+        net.settle()
+
+
+def _active(net: FakeNetwork, name: str) -> list[str]:
+    return sorted(p for p, s in net.cores[name].sessions.items() if s.state is SessionState.ACTIVE)
+
+
+def _components(net: FakeNetwork) -> list[set[str]]:
+    seen: set[str] = set()
+    parts: list[set[str]] = []
+    for start in sorted(net.cores):
+        if start in seen:
+            continue
+        part, todo = {start}, deque([start])
+        while todo:
+            for peer in _active(net, todo.popleft()):
+                if peer in net.cores and peer not in part:
+                    part.add(peer)
+                    todo.append(peer)
+        seen |= part
+        parts.append(part)
+    return parts
+
+
+def _write_everywhere_converges(net: FakeNetwork, mesh: MeshFixture, writer: str) -> None:
+    net.write(writer, 1, [mesh.claim(mesh.writers[0], "k", "v")])
+    net.settle()
+    acked = [n for n in net.notices[writer] if isinstance(n, WriteAcked)]
+    assert len(acked) == 1
+    net.quiesce()
+    digests = {core.claims_digest() for core in net.cores.values()}
+    assert len(digests) == 1
+    assert all(acked[0].envelope_id in core.admission.records for core in net.cores.values())
+
+
+LIMITS = SyncLimits(
+    active_view_target=3,
+    active_view_max=5,
+    passive_view_max=8,
+    shuffle_interval_ms=500,
+    view_rotation_interval_ms=0,
+)
+
+
+def test_knowing_every_address_holds_a_bounded_connected_view() -> None:
+    net, mesh = _net(12, LIMITS)
+    names = sorted(net.cores)
+    for a in names:
+        for b in names:
+            if a != b:
+                net.know(a, b)
+    _run(net, 20_000)
+    sizes = [len(_active(net, n)) for n in names]
+    assert max(sizes) <= LIMITS.active_view_max
+    assert min(sizes) >= 1
+    assert sum(sizes) < len(names) * (len(names) - 1)  # not a full mesh
+    assert len(_components(net)) == 1
+    _write_everywhere_converges(net, mesh, names[0])
+
+
+def test_a_ring_of_seeds_fills_every_view_from_shuffled_records() -> None:
+    net, mesh = _net(10, LIMITS)
+    names = sorted(net.cores)
+    for i, a in enumerate(names):
+        net.know(a, names[(i + 1) % len(names)])  # each node is told of one other only
+    _run(net, 30_000)
+    for name in names:
+        core = net.cores[name]
+        assert len(_active(net, name)) >= LIMITS.active_view_target, name
+        assert len(core.view.records) >= LIMITS.active_view_target, name
+        assert core.view.rejected == 0
+        assert core.stats.shuffles > 0
+    assert len(_components(net)) == 1
+    _write_everywhere_converges(net, mesh, names[3])
+
+
+def test_lost_peers_are_replaced_from_the_passive_view() -> None:
+    net, mesh = _net(10, LIMITS)
+    names = sorted(net.cores)
+    for i, a in enumerate(names):
+        net.know(a, names[(i + 1) % len(names)])
+    _run(net, 30_000)
+    victim = names[0]
+    lost = _active(net, victim)
+    for peer in lost:
+        net.crash(peer)
+    _run(net, 30_000)
+    survivors = sorted(net.cores)
+    assert victim in survivors
+    assert len(_active(net, victim)) >= 1  # it dialled peers it learned of, not only its seed
+    assert len(_components(net)) == 1
+    _write_everywhere_converges(net, mesh, victim)
+
+
+def test_a_full_view_refuses_more_sessions_with_view_full() -> None:
+    limits = SyncLimits(active_view_target=2, active_view_max=2, view_rotation_interval_ms=0)
+    net, _ = _net(4, limits)
+    net.connect("n00", "n01")
+    net.connect("n00", "n02")
+    net.settle()
+    assert _active(net, "n00") == ["n01", "n02"]
+    net.connect("n03", "n00")  # opened at once, past n00's view
+    net.settle()
+    assert _active(net, "n00") == ["n01", "n02"]
+    assert net.cores["n00"].stats.view_refusals == 1
+    assert not net.connected("n00", "n03")
+
+
+@pytest.mark.parametrize("rotation_ms", [0, 5_000])
+def test_rotation_joins_groups_that_full_views_keep_apart(rotation_ms: int) -> None:
+    """Two groups of six, each a clique at the target: without rotation they never meet (each
+    node's view is full, so the address of the other group it knows waits for room); with it,
+    a rotation dial links them and a write crosses."""
+    limits = SyncLimits(
+        active_view_target=5,
+        active_view_max=7,
+        shuffle_interval_ms=1_000,
+        view_rotation_interval_ms=rotation_ms,
+    )
+    net, mesh = _net(12, limits, label=f"rotation{rotation_ms}")
+    names = sorted(net.cores)
+    left, right = names[:6], names[6:]
+    for group in (left, right):
+        for a in group:
+            for b in group:
+                if a < b:
+                    net.connect(a, b)
+    net.settle()
+    for a, b in zip(left, right, strict=True):
+        net.know(a, b)  # known, but the view is full
+    _run(net, 60_000, step_ms=250)
+    parts = _components(net)
+    if rotation_ms == 0:
+        assert len(parts) == 2
+        return
+    assert len(parts) == 1
+    assert sum(net.cores[n].stats.rotations for n in names) >= 1
+    for name in names:
+        assert len(_active(net, name)) <= limits.active_view_max
+    _write_everywhere_converges(net, mesh, left[0])
+
+
+# -- records ------------------------------------------------------------------------------------
+
+MESH = MeshFixture("records", nodes=3, writers=1)
+
+
+def _member(node: bytes) -> bool:
+    return node in {k.public_key for k in MESH.nodes}
+
+
+def test_a_record_verifies_only_in_its_mesh_and_unchanged() -> None:
+    key = MESH.nodes[0]
+    record = sign_record(key, MESH.mesh_id, 7, ["ws://127.0.0.1:7400/v1/sync"])
+    assert verify_record(MESH.mesh_id, record)
+    assert not verify_record(b"\x00" * 32, record)
+    for changed in (
+        PeerRecord(record.node, 8, record.addresses, record.signature),
+        PeerRecord(record.node, 7, ["ws://127.0.0.1:7401/v1/sync"], record.signature),
+        PeerRecord(MESH.nodes[1].public_key, 7, record.addresses, record.signature),
+    ):
+        assert not verify_record(MESH.mesh_id, changed)
+
+
+def test_the_passive_view_keeps_the_newest_valid_member_records_within_its_bound() -> None:
+    own, a, b = MESH.nodes
+    outsider = seeded_key("records/outsider")
+    view = PassiveView(MESH.mesh_id, own.public_key, size_max=1)
+    rng = random.Random(3)
+    old = sign_record(a, MESH.mesh_id, 1, ["ws://a/old"])
+    new = sign_record(a, MESH.mesh_id, 2, ["ws://a/new"])
+    forged = PeerRecord(b.public_key, 9, ["ws://evil"], old.signature)
+    records = [
+        old,
+        new,
+        forged,
+        sign_record(outsider, MESH.mesh_id, 1, ["ws://x"]),
+        sign_record(own, MESH.mesh_id, 1, ["ws://self"]),
+    ]
+    view.merge(records, is_member=_member, active=lambda _: False, rng=rng)
+    assert view.records == {a.public_key: new}
+    assert view.rejected == 2  # the forged one and the outsider's
+    view.merge([old], is_member=_member, active=lambda _: False, rng=rng)
+    assert view.records[a.public_key] == new  # an older record never replaces a newer one
+    view.merge(
+        [sign_record(b, MESH.mesh_id, 1, ["ws://b"])],
+        is_member=_member,
+        active=lambda node: node == a.public_key,
+        rng=rng,
+    )
+    assert sorted(view.records) == sorted([a.public_key, b.public_key])  # a is active
+    view.merge([], is_member=_member, active=lambda _: False, rng=rng)
+    assert len(view.records) == 1  # both idle now: one evicted down to the bound
+
+
+def test_a_peer_that_shuffles_forged_records_plants_nothing() -> None:
+    net, _ = _net(3, LIMITS, label="forged")
+    net.connect("n00", "n01")
+    net.settle()
+    victim = net.cores["n00"]
+    stranger = seeded_key("forged/stranger")
+    forged = [
+        PeerRecord(net.cores["n02"].node, 1 << 40, ["ws://evil"], b"\x01" * 64),
+        sign_record(stranger, victim.mesh_id, 1, ["ws://stranger"]),
+    ]
+    net.inject("n01", "n00", encode_message(Shuffle(forged, False)))
+    net.settle()
+    assert net.cores["n02"].node not in victim.view.records
+    assert stranger.public_key not in victim.view.records
+    assert victim.view.rejected == 2
+    assert _active(net, "n00") == ["n01"]  # relaying a bad record is not a protocol error
+
+
+def test_limits_are_checked() -> None:
+    with pytest.raises(ValueError, match="active_view_max"):
+        SyncLimits(active_view_target=6, active_view_max=5)
+    with pytest.raises(ValueError, match="shuffle_records_max"):
+        SyncLimits(shuffle_records_max=33)
+    assert Reason.VIEW_FULL.value == "view_full"
+
+
+def test_without_discovery_a_node_dials_only_what_it_was_told() -> None:
+    limits = SyncLimits(
+        active_view_target=3, active_view_max=5, shuffle_interval_ms=500, discover_peers=False
+    )
+    net, _ = _net(8, limits, label="nodiscovery")
+    names = sorted(net.cores)
+    for i, a in enumerate(names):
+        net.know(a, names[(i + 1) % len(names)])
+    _run(net, 20_000)
+    for name in names:
+        assert len(net.cores[name].view.records) >= 3  # records still travel
+        assert len(_active(net, name)) == 2  # its seed, and the node whose seed it is
