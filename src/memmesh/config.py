@@ -251,7 +251,7 @@ class NodeSettings(BaseSettings):
     commit_batch_window_ms: Int = Field(
         default=2,
         ge=0,
-        description="Time local writes wait to share one durable commit (0: no waiting).",
+        description="When busy, time a commit waits for more to share it (0: never waits).",
     )
     staged_bytes_max: Int = Field(
         default=16 << 20,
