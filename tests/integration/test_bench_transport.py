@@ -100,6 +100,9 @@ def test_bench_transport_prints_named_figures_and_stops_every_process(tmp_path: 
     # The relay's server echoes every update to its writer too: 3 clients for 2 receivers.
     assert 1.0 <= relay["deliveries_per_update_per_node"] <= 1.5
     assert len(memmesh["active_peers"]) == 3
+    floor = memmesh["concurrent_commit_ms"]
+    assert (floor["processes"], floor["rounds"]) == (2, 30)
+    assert 0 < floor["p50"] <= floor["p50_of_slowest"]
     for goal in (
         "goal_rate_ratio",
         "goal_batch_window_ms",

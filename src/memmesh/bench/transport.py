@@ -5,8 +5,10 @@ layout and the same offered rates.
 **Layout.** Both systems run as N separate processes on loopback, started by this bench:
 
 - memmesh: :func:`~memmesh.runtime.swarm.swarm_up` starts N ``memmesh node run`` processes
-  (node ``i`` dials every node before it, so every pair of nodes has a session;
-  ``memmesh.active_peers`` records each node's active sessions after the warm-up).
+  with the default configuration: node ``i`` is given every node before it as a peer, and each
+  node keeps its active view (5 sessions dialled, at most 8), so past 9 nodes some receivers
+  are two hops from the writer (``memmesh.active_peers`` records each node's active sessions
+  after the warm-up).
   The **writer** is this bench process: it ``PUT``s ``/v1/store/items`` to node0 (namespace
   ``bench``, key ``s<step>-<i>``, value ``i``) over one aiohttp client session of at most
   ``in_flight_max`` concurrent requests. Node0 signs the claim and the envelope, commits it
@@ -92,6 +94,14 @@ echo of each of its own updates). Goal for memmesh: ``p50_ms_at_200`` <= 5. ``go
 compares each goal with its figure (None: not measured). memmesh also reports
 ``active_peers`` (each node's sessions after the warm-up), ``write_errors`` and the watcher's
 ``wakeups`` and ``fallback_finds``.
+
+**The durability floor** (``memmesh.concurrent_commit_ms``): every receiver commits each
+envelope durably before it shows it (DESIGN §4 rule 6), and the N-1 receivers of one push commit
+at about the same moment on one disk. Measured in this run: N-1 processes each commit one small
+LMDB transaction (``sync`` and ``metasync`` on, as the node does) at the same instant, 30
+rounds; ``p50`` over every commit's duration and ``p50_of_slowest`` over each round's slowest.
+That ``p50`` is the part of ``p50_ms_at_200`` a one-hop receiver pays for the disk alone (0 on
+tmpfs, where ``fsync`` returns at once).
 
 Absolute latencies on a shared 2-core machine are noisy; both systems run on the same machine
 in the same run, so their ratio is the figure to compare. ``duration_s`` is the wall time of
@@ -180,8 +190,10 @@ def run_transport_bench(
     with tempfile.TemporaryDirectory(prefix="memmesh-bench-", dir=directory) as tmp:
         root = Path(tmp)
         fsync_ms = _fsync_ms_p50(root)
+        floor = _concurrent_commit_ms(root / "commit-floor", nodes - 1)
         memmesh = _run_memmesh(nodes, ladder, seconds_per_rate, drain_s, root / "memmesh")
         memmesh["fsync_ms_p50"] = fsync_ms
+        memmesh["concurrent_commit_ms"] = floor
         relay = asyncio.run(_run_relay(nodes, ladder, seconds_per_rate, drain_s, root / "relay"))
     relay_max = relay["max_rate"]
     rate_ratio = round(memmesh["max_rate"] / relay_max, 3) if relay_max else None
@@ -367,6 +379,48 @@ def _fsync_ms_p50(directory: Path, samples: int = 50) -> float:
         os.close(fd)
         path.unlink()
     return round(statistics.median(out) * 1e3, 3)
+
+
+def _commit_at_once(path: str, barrier: Any, rounds: int, out: Any) -> None:
+    import lmdb  # noqa: PLC0415 - in the child process only
+
+    env = lmdb.open(path, map_size=16 << 20, sync=True, metasync=True, writemap=False)
+    times = []
+    for i in range(rounds):
+        barrier.wait()
+        start = time.perf_counter()
+        with env.begin(write=True) as txn:
+            txn.put(b"k", i.to_bytes(4, "little") * 64)
+        times.append(time.perf_counter() - start)
+    env.close()
+    out.put(times)
+
+
+def _concurrent_commit_ms(directory: Path, processes: int, rounds: int = 30) -> dict[str, Any]:
+    """Durable LMDB commits by ``processes`` processes at the same instant (see the module
+    docstring): the disk's share of a one-hop propagation."""
+    import multiprocessing  # noqa: PLC0415
+
+    context = multiprocessing.get_context("spawn")
+    barrier, out = context.Barrier(processes), context.Queue()
+    children = []
+    for i in range(processes):
+        path = directory / f"p{i}"
+        path.mkdir(parents=True, exist_ok=True)
+        child = context.Process(target=_commit_at_once, args=(str(path), barrier, rounds, out))
+        child.start()
+        children.append(child)
+    results = [out.get(timeout=120) for _ in children]
+    for child in children:
+        child.join(30)
+    all_ms = [t * 1e3 for times in results for t in times]
+    slowest = [max(times[r] for times in results) * 1e3 for r in range(rounds)]
+    return {
+        "processes": processes,
+        "rounds": rounds,
+        "p50": round(statistics.median(all_ms), 3),
+        "p50_of_slowest": round(statistics.median(slowest), 3),
+    }
 
 
 # -- child processes ------------------------------------------------------------------------------
