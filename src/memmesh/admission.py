@@ -178,6 +178,10 @@ class Admission:
         self.item_keys: dict[str, int] = {}
         """Map keys held on the main branches, with the seq of the envelope that holds each."""
         self.dag_heads: set[bytes] = set()
+        self.generation = 0
+        """Counts changes that may change which stored claims are live: membership operations,
+        forks, refused integrations and undone batches. A view that saw the same generation
+        need only add what is new; otherwise it rechecks every claim."""
         self._side: set[bytes] = set()
         """Ids of the records kept off their logs: sync names their tips every round, so they
         are not searched for among all the records."""
@@ -370,6 +374,7 @@ class Admission:
                 self._integrate(record)
 
     def _undo(self) -> None:
+        self.generation += 1
         for record in reversed(self._staged):
             env = record.envelope
             del self.records[env.id]
@@ -538,6 +543,8 @@ class Admission:
             )
         env = record.envelope
         self.records[env.id] = record
+        if prepared.ops or evidence is not None:
+            self.generation += 1
         if record.side:
             self._side.add(env.id)
         if evidence is not None:
@@ -579,6 +586,7 @@ class Admission:
         except IntegrationFailed:
             # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
             record.failed = True
+            self.generation += 1
             self._sync_exclusions()
             self._rebuild_replica()
 

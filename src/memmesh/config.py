@@ -281,6 +281,11 @@ class NodeSettings(BaseSettings):
         ge=0,
         description="How often a full view swaps one peer for another (0: never).",
     )
+    stale_read_after_ms: Int = Field(
+        default=30_000,
+        ge=1,
+        description="A read counts as stale once no sync round ended in sync for this long.",
+    )
     lmdb_map_size_bytes_max: Int = Field(
         default=1 << 34,
         ge=64 << 20,

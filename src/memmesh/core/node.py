@@ -231,6 +231,8 @@ class MeshCore:
         self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
         self._own_record: PeerRecord | None = None
         self._shuffle_due_ms: int | None = None
+        self.last_in_sync_ms: int | None = None
+        """When an anti-entropy round last ended with nothing to fetch from either side."""
         self._rotation_due_ms: int | None = None
 
     # -- the public surface -------------------------------------------------------------------
@@ -317,6 +319,18 @@ class MeshCore:
 
     def claims_digest(self) -> bytes:
         return self.admission.claims_digest()
+
+    def behind(self) -> bool:
+        """Whether a peer is known to hold something this replica lacks: a fetch is asked or
+        queued, or received envelopes wait for their causal past or their author's admit."""
+        buffered = self.admission.buffered
+        return bool(
+            self._fetching_logs
+            or self._fetching_ids
+            or buffered["causal"]
+            or buffered["pending_member"]
+            or any(s.wants or s.requests for s in self.sessions.values())
+        )
 
     # -- connections and handshake ------------------------------------------------------------
 
@@ -752,6 +766,8 @@ class MeshCore:
         elif session.awaiting_round == message.round:
             session.awaiting_round = session.round_deadline_ms = None
             session.in_sync = not asked
+            if session.in_sync:
+                self.last_in_sync_ms = self._now
         return None
 
     def _on_nothing(self, session: Session, message: NothingToSend) -> None:
@@ -760,6 +776,7 @@ class MeshCore:
             session.in_sync = not session.requests and not session.wants
             if session.in_sync:
                 self.stats.rounds_in_sync += 1
+                self.last_in_sync_ms = self._now
 
     def _ask_for_what_we_lack(
         self,

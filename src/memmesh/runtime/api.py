@@ -2,16 +2,14 @@
 
 ``GET /livez``, ``GET /readyz`` (``?verbose`` for the checks), ``GET /v1/state``,
 ``GET/POST/DELETE /v1/peers``, ``GET /v1/members``, ``POST /v1/claims`` (a claim signed elsewhere,
-such as an admin's admit or revoke), ``GET /metrics`` (Prometheus text), and the simplest form of
-the store: ``PUT /v1/store/items`` writes a claim with this node's agent key and answers once it
-is durable; ``GET /v1/store/items?namespace=a.b&key=k`` reads the live claims of that subject.
-Errors are JSON ``{"error": code, "detail": text}`` with a fitting status.
+such as an admin's admit or revoke, or an agent's own claim), ``GET /metrics`` (Prometheus text),
+``GET /v1/openapi.json``, and the memory routes of :mod:`memmesh.runtime.store_api`. Errors are
+JSON ``{"error": code, "detail": text}`` with a fitting status.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +22,8 @@ from .. import __version__
 from ..claims import decode_claim
 from ..core import SessionState
 from ..errors import Rejected
-from ..membership import ADMIT, REVOKE
+from .openapi import openapi_document
+from .store_api import BadRequest, NotFound, StoreApi, body_of, error
 
 if TYPE_CHECKING:
     from .node import NodeRuntime
@@ -47,8 +46,10 @@ def build_api(node: NodeRuntime) -> web.Application:
                 return _error(401, "unauthorized", "a bearer token is required")
         try:
             return await handler(request)
-        except _BadRequest as exc:
+        except BadRequest as exc:
             return _error(400, "bad_request", str(exc))
+        except NotFound as exc:
+            return _error(404, "not_found", str(exc))
 
     app = web.Application(middlewares=[guard], client_max_size=1 << 20)
     api = _Api(node)
@@ -62,28 +63,15 @@ def build_api(node: NodeRuntime) -> web.Application:
     app.router.add_get("/v1/members/{key}/chain", api.member_chain)
     app.router.add_get("/v1/agents/{key}", api.agent)
     app.router.add_post("/v1/claims", api.post_claim)
-    app.router.add_put("/v1/store/items", api.put_item)
-    app.router.add_get("/v1/store/items", api.get_items)
+    app.router.add_get("/v1/openapi.json", api.openapi)
     app.router.add_get("/metrics", api.metrics)
+    api.store.add_routes(app)
     return app
 
 
-class _BadRequest(Exception):
-    pass
-
-
-def _error(status: int, code: str, detail: str) -> web.Response:
-    return web.json_response({"error": code, "detail": detail}, status=status)
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _BadRequest(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise _BadRequest("the body must be a JSON object")
-    return body
+_error = error
+_body = body_of
+_BadRequest = BadRequest
 
 
 def _hex_key(text: str) -> bytes:
@@ -96,19 +84,12 @@ def _hex_key(text: str) -> bytes:
     return key
 
 
-def _namespace(value: object) -> list[str]:
-    if isinstance(value, str) and value:
-        return value.split(".")
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise _BadRequest("namespace is a dotted string or a list of labels")
-
-
 class _Api:
     def __init__(self, node: NodeRuntime) -> None:
         self.node = node
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_NodeCollector(node))
+        self.store = StoreApi(node)
 
     async def livez(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -185,58 +166,10 @@ class _Api:
             raise _BadRequest("claim is not hex") from None
         except Rejected as exc:
             return _error(422, exc.reason.value, exc.detail)
-        return await self._commit([claim])
+        return await self.store.commit([claim])
 
-    async def put_item(self, request: web.Request) -> web.Response:
-        body = await _body(request)
-        namespace = _namespace(body.get("namespace"))
-        key, kind = body.get("key"), body.get("type", "fact")
-        if not isinstance(key, str) or not key:
-            raise _BadRequest("key is a non-empty string")
-        if not isinstance(kind, str) or kind in (ADMIT, REVOKE):
-            raise _BadRequest("type is a claim type name (membership goes through /v1/claims)")
-        try:
-            claim = self.node.claim(namespace, key, body.get("value"), type=kind)
-        except (ValueError, Rejected) as exc:
-            return _error(422, "invalid_claim", str(exc))
-        return await self._commit([claim])
-
-    async def _commit(self, claims: list[Any]) -> web.Response:
-        from .node import WriteRefused  # noqa: PLC0415 - node.py imports this module
-
-        try:
-            ack = await self.node.write(claims)
-        except WriteRefused as exc:
-            status = 403 if exc.reason == "NotAMember" else 503
-            return _error(status, exc.reason, exc.detail)
-        return web.json_response(
-            {
-                "claim_ids": [c.hex() for c in ack.claim_ids],
-                "envelope_id": ack.envelope_id.hex(),
-                "seq": ack.seq,
-            },
-            status=201,
-        )
-
-    async def get_items(self, request: web.Request) -> web.Response:
-        namespace = tuple(_namespace(request.query.get("namespace", "")))
-        key = request.query.get("key")
-        items = [
-            {
-                "namespace": list(c.namespace),
-                "key": c.key,
-                "value": c.value,
-                "type": c.type,
-                "agent": c.agent.hex(),
-                "aseq": c.aseq,
-                "hlc": list(c.hlc),
-                "claim_id": c.id.hex(),
-            }
-            for c in self.node.core.admission.live_claims()
-            if c.namespace == namespace and (key is None or c.key == key)
-        ]
-        items.sort(key=lambda item: (item["hlc"], item["claim_id"]))
-        return web.json_response({"items": items})
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document())
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -20,7 +20,7 @@ import signal
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ from ..core import (
     Effect,
     Flush,
     Input,
+    Integrated,
     LocalWrite,
     MeshCore,
     Notice,
@@ -58,6 +59,7 @@ from ..crypto import SigningKey, read_key_file
 from ..errors import LocalError
 from ..hlc import hlc_unpack
 from ..membership import Genesis, decode_genesis
+from ..memory import Receipt, View, frontier_hash
 from ..store import LmdbStore
 from ..wire import Reader, Writer
 from .transport import Connection, TransportLimits
@@ -93,6 +95,25 @@ def read_admit_chain(path: Path) -> list[bytes]:
     chain = [r.raw(r.u32("length"), "admit claim") for _ in range(r.u32("count"))]
     r.expect_end()
     return chain
+
+
+@dataclass(slots=True)
+class ReadCounters:
+    """Reads served and their incidents (DESIGN §5): stale when served behind a peer, poisoned
+    when a claim returned is later excluded (counted once per read that returned it)."""
+
+    total: int = 0
+    stale: int = 0
+    poisoned: int = 0
+    returned: dict[bytes, int] = field(default_factory=dict)
+    """Reads per claim id returned, the oldest dropped past ``remembered_max``."""
+    remembered_max: int = 100_000
+
+    def remember(self, claim_ids: Sequence[bytes]) -> None:
+        for claim_id in claim_ids:
+            self.returned[claim_id] = self.returned.pop(claim_id, 0) + 1
+        while len(self.returned) > self.remembered_max:
+            del self.returned[next(iter(self.returned))]
 
 
 @dataclass(slots=True)
@@ -137,6 +158,9 @@ class NodeRuntime:
             self.store.close()
             raise
         self.stats = NodeStats()
+        self.view = View.build(self.core.admission, _now_ms())
+        self.reads = ReadCounters()
+        self._frontier_hash: tuple[int, bytes] | None = None
         self.conns: dict[str, Connection] = {}
         self.transport = TransportLimits(
             frame_bytes_max=settings.frame_bytes_max,
@@ -302,6 +326,11 @@ class NodeRuntime:
             future_f = self._writes.pop(notice.token, None)
             if future_f is not None and not future_f.done():
                 future_f.set_exception(WriteRefused(notice.error, notice.detail))
+        elif isinstance(notice, Integrated):
+            self.view.apply(notice.envelope_ids, _now_ms())
+            for claim_id in self.view.newly_excluded:
+                self.reads.poisoned += self.reads.returned.pop(claim_id, 0)
+            self.view.newly_excluded.clear()
         elif isinstance(notice, RejectedEnvelope):
             self.stats.envelopes_rejected += 1  # by reason: the admission counters
             self.log("envelope rejected", peer=notice.peer, reason=notice.reason.value)
@@ -421,21 +450,50 @@ class NodeRuntime:
             raise WriteRefused("Timeout", why if waiting else "no acknowledgement") from None
 
     def claim(
-        self, namespace: Sequence[str], key: str, value: object, *, type: str = "fact"
+        self,
+        namespace: Sequence[str],
+        key: str,
+        value: object,
+        *,
+        type: str = "fact",
+        **fields: Any,
     ) -> Claim:
-        """A claim by this node's agent key, with the next agent seq."""
-        self._agent_seq += 1
+        """A claim by this node's agent key, with the next agent seq. ``fields`` are the
+        optional claim fields (``source``, ``valid_at``, ``based_on``, ``supersedes``...)."""
         physical, logical = hlc_unpack(self.core.clock.tick(_now_ms()))
-        return make_claim(
+        claim = make_claim(
             self.agent_key,
             mesh_id=self.genesis.mesh_id,
-            aseq=self._agent_seq,
+            aseq=self._agent_seq + 1,
             hlc=(physical, logical),
             namespace=namespace,
             key=key,
             type=type,
             value=value,
+            **fields,
         )
+        self._agent_seq += 1  # only once the claim is made: a refused one uses no seq
+        return claim
+
+    def read(self, claim_ids: Sequence[bytes], reader: bytes | None = None) -> Receipt:
+        """Count a read and return its receipt (``reader``: this node's agent by default). A
+        read is stale when a peer is known to be ahead, or when peers are known and no
+        anti-entropy round ended in sync within ``stale_read_after_ms`` (DESIGN §5)."""
+        now = _now_ms()
+        self.reads.total += 1
+        last = self.core.last_in_sync_ms
+        has_peers = bool(self.core.sessions) or bool(self.settings.peers)
+        too_old = has_peers and (last is None or now - last > self.settings.stale_read_after_ms)
+        if self.core.behind() or too_old:
+            self.reads.stale += 1
+        self.reads.remember(claim_ids)
+        return Receipt.of(self.frontier_hash(), claim_ids, reader or self.agent_key.public_key)
+
+    def frontier_hash(self) -> bytes:
+        count = len(self.core.admission.records)
+        if self._frontier_hash is None or self._frontier_hash[0] != count:
+            self._frontier_hash = (count, frontier_hash(self.core.frontier()))
+        return self._frontier_hash[1]
 
     def last_agent_seq(self, agent: bytes) -> int:
         """The highest claim seq of ``agent`` this replica holds (0 if none)."""

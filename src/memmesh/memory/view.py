@@ -1,0 +1,444 @@
+"""The view: per subject, its claims, the live ones, the resolved value and the conflict state.
+
+It is derived from admission's stored envelopes and kept up to date incrementally: the caller
+hands it the envelopes each integration added (:meth:`View.apply`), and it touches only their
+subjects. When admission's ``generation`` moved (a membership operation, a fork, a refused
+integration), which claims are excluded may have changed anywhere, so every claim's status is
+checked again and the subjects that changed are recomputed. :meth:`View.build` makes a view
+from nothing; a test checks after every step that both give the same :meth:`View.snapshot`.
+
+**Live claims** of a subject are its valid, non-excluded claims that no other valid,
+non-excluded claim of the subject supersedes. One live claim is the value (a ``retraction``
+means deleted; a ``resolution`` stands for the winner it names). Two or more are a **conflict**:
+the policy chosen for the namespace decides a winner with an explanation, or escalates and no
+value wins until a write (a ``resolution``, or any put that saw them) supersedes them.
+
+Conflict records carry when this node first saw the conflict and when it was settled, from the
+``now_ms`` the caller passes: local facts, kept out of every snapshot and digest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..canonical import JsonValue, canonical_bytes
+from ..claims import Claim
+from ..ids import tagged_hash
+from ..membership import Role
+from ..policy import Candidate, Context, Decision, PolicyClaim, PolicyTable, Rule, decide
+from .causal import precedes
+from .types import (
+    BUILTIN_TYPES,
+    DECISION,
+    POLICY,
+    POLICY_NAMESPACE,
+    RESOLUTION,
+    SCHEMA,
+    SYSTEM_PREFIX,
+    TYPES_NAMESPACE,
+    Invalid,
+    SchemaCache,
+    check_shape,
+    parse_schema_value,
+    resolution_winner,
+)
+
+if TYPE_CHECKING:
+    from ..admission import Admission, EnvelopeRecord
+
+__all__ = ["Conflict", "Entry", "Subject", "SubjectKey", "View"]
+
+SubjectKey = tuple[tuple[str, ...], str]
+CONFLICT_ID_TAG = b"conflict-id/v1"
+_ROLE_DEPENDENT = frozenset({POLICY, SCHEMA, RESOLUTION})
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stored claim of a subject and why it counts or not."""
+
+    claim: Claim
+    envelope_id: bytes
+    excluded: str | None
+    """Admission's reason (revoked author, equivocation...), or None."""
+    invalid: str | None
+    """The memory model's reason (:class:`~memmesh.memory.types.Invalid`), or None."""
+    detail: str = ""
+
+    @property
+    def counts(self) -> bool:
+        return self.excluded is None and self.invalid is None
+
+
+@dataclass(slots=True)
+class Conflict:
+    id: bytes
+    subject: SubjectKey
+    candidates: tuple[bytes, ...]
+    decision: Decision
+    detected_ms: int
+    resolved_ms: int | None = None
+    """When the policy settled it (at detection for an automatic rule) or a write superseded
+    the candidates."""
+    settled_by: str = ""
+    """``policy``, or ``write`` (a resolution or an update that saw the candidates)."""
+
+
+@dataclass(slots=True)
+class Subject:
+    entries: dict[bytes, Entry] = field(default_factory=dict)
+    live: tuple[bytes, ...] = ()
+    decision: Decision | None = None
+    conflict: bytes | None = None
+    """The id of the conflict the live claims form now, if they do."""
+
+    def value_entry(self) -> Entry | None:
+        """The entry whose value the subject shows, or None (absent, or an open conflict)."""
+        if len(self.live) == 1:
+            chosen: bytes | None = self.live[0]
+        elif self.decision is not None and self.decision.status == "resolved":
+            chosen = self.decision.winner
+        else:
+            return None
+        entry = self.entries.get(chosen) if chosen is not None else None
+        winner = resolution_winner(entry.claim) if entry is not None else None
+        if winner is not None:
+            entry = self.entries.get(winner)
+        return entry
+
+
+@dataclass(slots=True)
+class ViewCounts:
+    """Running counts for the operating signals (content claims only, not ``_mesh`` ones)."""
+
+    entries: int = 0
+    with_provenance: int = 0
+    """Entries naming a ``source``, ``derived_from`` or ``based_on`` (every claim has an author,
+    a signature and an HLC timestamp by construction)."""
+    decisions: int = 0
+    decisions_traceable: int = 0
+    """``decision`` claims citing a receipt or attestation in ``based_on``."""
+
+    def add(self, claim: Claim) -> None:
+        if claim.namespace[:1] == (SYSTEM_PREFIX,):
+            return
+        self.entries += 1
+        if claim.source is not None or claim.derived_from or claim.based_on:
+            self.with_provenance += 1
+        if claim.type == DECISION:
+            self.decisions += 1
+            if claim.based_on:
+                self.decisions_traceable += 1
+
+
+class View:
+    """The memory view over one :class:`~memmesh.admission.Admission`."""
+
+    def __init__(self, admission: Admission) -> None:
+        self.admission = admission
+        self.subjects: dict[SubjectKey, Subject] = {}
+        self.namespaces: dict[tuple[str, ...], set[str]] = {}
+        self.conflicts: dict[bytes, Conflict] = {}
+        self._located: dict[bytes, SubjectKey] = {}
+        """Claim id -> its subject, for every claim in the view."""
+        self._seen: set[bytes] = set()
+        """Envelope ids applied."""
+        self._generation = admission.generation
+        self._schemas = SchemaCache()
+        self._table: PolicyTable | None = None
+        self.counts = ViewCounts()
+        self.newly_excluded: list[bytes] = []
+        """Claims that counted and are now excluded (a revocation or a fork arrived), for the
+        caller to drain: a read that returned one was poisoned."""
+
+    @classmethod
+    def build(cls, admission: Admission, now_ms: int = 0) -> View:
+        """A view of everything stored, from nothing (in causal order)."""
+        view = cls(admission)
+        records = admission.records
+        order = sorted(records, key=lambda i: (records[i].rank, i))
+        view.apply(order, now_ms)
+        return view
+
+    # -- updates ------------------------------------------------------------------------------
+
+    def apply(self, envelope_ids: Iterable[bytes], now_ms: int) -> set[SubjectKey]:
+        """Take in newly integrated envelopes; return the subjects that changed."""
+        dirty: set[SubjectKey] = set()
+        records = self.admission.records
+        fresh = [i for i in envelope_ids if i not in self._seen and i in records]
+        fresh.sort(key=lambda i: (records[i].rank, i))  # causal order: targets before claims
+        policies_changed = False
+        for env_id in fresh:
+            self._seen.add(env_id)
+            record = records[env_id]
+            for claim in record.claims:
+                subject = claim.subject
+                entry = self._entry(record, claim)
+                self.subjects.setdefault(subject, Subject()).entries[claim.id] = entry
+                self.counts.add(claim)
+                self._located[claim.id] = subject
+                self.namespaces.setdefault(claim.namespace, set()).add(claim.key)
+                dirty.add(subject)
+                policies_changed |= claim.type == POLICY
+        if self.admission.generation != self._generation:
+            self._generation = self.admission.generation
+            dirty |= self._recheck_all()
+            policies_changed = True
+        if policies_changed:
+            self._table = None
+            dirty |= {k for k, s in self.subjects.items() if len(s.live) > 1}
+        for subject in sorted(dirty):
+            self._recompute(subject, now_ms)
+        return dirty
+
+    def _entry(self, record: EnvelopeRecord, claim: Claim) -> Entry:
+        excluded = self.admission.claim_exclusion(record, claim)
+        invalid, detail = self._validity(record, claim)
+        return Entry(
+            claim,
+            record.envelope.id,
+            None if excluded is None else str(excluded),
+            invalid,
+            detail,
+        )
+
+    def _role(self, agent: bytes) -> Role | None:
+        member = self.admission.membership.state.get(agent)
+        return None if member is None else member.role
+
+    def _validity(self, record: EnvelopeRecord, claim: Claim) -> tuple[str | None, str]:
+        shape = check_shape(claim, self._role(claim.agent))
+        if shape is not None:
+            return str(shape), ""
+        env_id = record.envelope.id
+        for target in claim.supersedes:
+            located = self._located.get(target)
+            if located is None:
+                return str(Invalid.SUPERSEDES_UNSEEN), target.hex()
+            if located != claim.subject:
+                return str(Invalid.SUPERSEDES_OTHER_SUBJECT), target.hex()
+            target_env = self.subjects[located].entries[target].envelope_id
+            if not precedes(self.admission, target_env, env_id):
+                return str(Invalid.SUPERSEDES_UNSEEN), target.hex()
+        if claim.type not in BUILTIN_TYPES:
+            registration = self._registration(claim.type, env_id)
+            if registration is None:
+                return str(Invalid.UNKNOWN_TYPE), claim.type
+            violation = self._schemas.violation(registration, claim.value)
+            if violation is not None:
+                return str(Invalid.SCHEMA_VIOLATION), violation
+        return None, ""
+
+    def check_new(self, claim: Claim) -> tuple[str, str] | None:
+        """Why a claim this node is about to write would not count, or None. Everything stored
+        is in the causal past of the next local envelope, so the rules are the replicated ones
+        with that past: a local writer gets the error a peer would mark."""
+        shape = check_shape(claim, self._role(claim.agent))
+        if shape is not None:
+            return str(shape), ""
+        for target in claim.supersedes:
+            located = self._located.get(target)
+            if located is None:
+                return str(Invalid.SUPERSEDES_UNSEEN), target.hex()
+            if located != claim.subject:
+                return str(Invalid.SUPERSEDES_OTHER_SUBJECT), target.hex()
+        if claim.type not in BUILTIN_TYPES:
+            registration = self._registration(claim.type, None)
+            if registration is None:
+                return str(Invalid.UNKNOWN_TYPE), claim.type
+            violation = self._schemas.violation(registration, claim.value)
+            if violation is not None:
+                return str(Invalid.SCHEMA_VIOLATION), violation
+        return None
+
+    def _registration(self, type_name: str, env_id: bytes | None) -> Claim | None:
+        """The registration of ``type_name`` with the highest version, then the smallest claim
+        id, among the valid, non-excluded ones in the causal past of ``env_id`` (None: all)."""
+        subject = self.subjects.get((TYPES_NAMESPACE, type_name))
+        if subject is None:
+            return None
+        best: tuple[int, bytes] | None = None
+        chosen: Claim | None = None
+        for claim_id in sorted(subject.entries):
+            entry = subject.entries[claim_id]
+            if not entry.counts or entry.claim.type != SCHEMA:
+                continue
+            if env_id is not None and not precedes(self.admission, entry.envelope_id, env_id):
+                continue
+            parsed = parse_schema_value(entry.claim.key, entry.claim.value)
+            assert parsed is not None  # check_shape let it in
+            rank = (-parsed[0], claim_id)
+            if best is None or rank < best:
+                best, chosen = rank, entry.claim
+        return chosen
+
+    def _recheck_all(self) -> set[SubjectKey]:
+        """Membership or forks changed: recheck every claim's exclusion, and the validity of
+        the types that depend on their author's role."""
+        records = self.admission.records
+        changed: set[SubjectKey] = set()
+        for key in sorted(self.subjects):
+            for entry in self.subjects[key].entries.values():
+                record = records[entry.envelope_id]
+                excluded = self.admission.claim_exclusion(record, entry.claim)
+                new_excluded = None if excluded is None else str(excluded)
+                if entry.claim.type in _ROLE_DEPENDENT:
+                    invalid, detail = self._validity(record, entry.claim)
+                else:
+                    invalid, detail = entry.invalid, entry.detail
+                if entry.excluded is None and new_excluded is not None:
+                    self.newly_excluded.append(entry.claim.id)
+                if (new_excluded, invalid) != (entry.excluded, entry.invalid):
+                    entry.excluded, entry.invalid, entry.detail = new_excluded, invalid, detail
+                    changed.add(key)
+        return changed
+
+    def _recompute(self, key: SubjectKey, now_ms: int) -> None:
+        subject = self.subjects[key]
+        counting = [e for e in subject.entries.values() if e.counts]
+        superseded = {target for e in counting for target in e.claim.supersedes}
+        live = tuple(sorted(e.claim.id for e in counting if e.claim.id not in superseded))
+        subject.live = live
+        previous = self.conflicts.get(subject.conflict) if subject.conflict else None
+        if len(live) < 2:
+            subject.decision, subject.conflict = None, None
+            if previous is not None and previous.resolved_ms is None:
+                previous.resolved_ms, previous.settled_by = now_ms, "write"
+            return
+        rule, _ = self.rule_for(key[0])
+        candidates = [self._candidate(subject.entries[c]) for c in live]
+        decision = decide(candidates, rule, Context(key[0], key[1]))
+        subject.decision = decision
+        conflict_id = conflict_id_of(key, live)
+        if previous is not None and previous.id != conflict_id and previous.resolved_ms is None:
+            previous.resolved_ms, previous.settled_by = now_ms, "write"
+        record = self.conflicts.get(conflict_id)
+        if record is None:
+            record = Conflict(conflict_id, key, live, decision, now_ms)
+            self.conflicts[conflict_id] = record
+        record.decision = decision
+        if decision.status == "resolved" and record.resolved_ms is None:
+            record.resolved_ms, record.settled_by = now_ms, "policy"
+        elif decision.status != "resolved" and record.settled_by == "policy":
+            record.resolved_ms, record.settled_by = None, ""  # a policy change reopened it
+        subject.conflict = conflict_id
+
+    def _candidate(self, entry: Entry) -> Candidate:
+        return Candidate.from_claim(entry.claim, self._role_name(entry.claim.agent))
+
+    def _role_name(self, agent: bytes) -> str | None:
+        role = self._role(agent)
+        return None if role is None else str(role)
+
+    # -- policies -----------------------------------------------------------------------------
+
+    def rule_for(self, namespace: tuple[str, ...]) -> tuple[Rule, bytes | None]:
+        """The policy rule for a namespace and the policy claim that set it (None: default)."""
+        if self._table is None:
+            self._table = PolicyTable(self._policies())
+        return self._table.select(namespace)
+
+    def _policies(self) -> list[PolicyClaim]:
+        """The live policy claims (valid, so by an admin) that parse."""
+        found: list[PolicyClaim] = []
+        for key in sorted(self.namespaces.get(POLICY_NAMESPACE, ())):
+            subject = self.subjects[(POLICY_NAMESPACE, key)]
+            for claim_id in subject.live:
+                try:
+                    found.append(PolicyClaim.from_claim(subject.entries[claim_id].claim))
+                except ValueError:
+                    continue
+        return found
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, namespace: tuple[str, ...], key: str) -> Subject | None:
+        return self.subjects.get((namespace, key))
+
+    def list_namespaces(self, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+        """Namespaces with at least one subject that has a value or a conflict, system ones
+        excluded unless the prefix asks for them."""
+        out = []
+        for namespace in sorted(self.namespaces):
+            if namespace[: len(prefix)] != prefix:
+                continue
+            if namespace and namespace[0] == SYSTEM_PREFIX and prefix[:1] != (SYSTEM_PREFIX,):
+                continue
+            if any(self.subjects[(namespace, k)].live for k in self.namespaces[namespace]):
+                out.append(namespace)
+        return out
+
+    def items(self, prefix: tuple[str, ...] = ()) -> Iterator[tuple[SubjectKey, Subject]]:
+        """Subjects under a namespace prefix, sorted by namespace then key."""
+        for namespace in self.list_namespaces(prefix):
+            for key in sorted(self.namespaces[namespace]):
+                yield (namespace, key), self.subjects[(namespace, key)]
+
+    def open_conflicts(self) -> list[Conflict]:
+        return [
+            self.conflicts[s.conflict]
+            for _, s in sorted(self.subjects.items())
+            if s.conflict is not None
+        ]
+
+    def history(self, namespace: tuple[str, ...], key: str) -> list[Entry]:
+        """Every claim of a subject, superseded, excluded and invalid ones included, in causal
+        order (rank of the envelope, then claim id)."""
+        subject = self.subjects.get((namespace, key))
+        if subject is None:
+            return []
+        records = self.admission.records
+        return sorted(
+            subject.entries.values(),
+            key=lambda e: (records[e.envelope_id].rank, e.envelope_id, e.claim.id),
+        )
+
+    def snapshot(self) -> bytes:
+        """Canonical bytes of everything the view derives (no local times): what an
+        incremental view and a rebuilt one must agree on."""
+        doc: list[JsonValue] = []
+        for key in sorted(self.subjects):
+            subject = self.subjects[key]
+            entries: list[JsonValue] = [
+                [e.claim.id.hex(), e.excluded, e.invalid]
+                for e in sorted(subject.entries.values(), key=lambda e: e.claim.id)
+            ]
+            decision = None if subject.decision is None else subject.decision.to_bytes().hex()
+            doc.append([list(key[0]), key[1], entries, [c.hex() for c in subject.live], decision])
+        return canonical_bytes(doc)
+
+
+def conflict_id_of(subject: SubjectKey, candidates: Sequence[bytes]) -> bytes:
+    body: Any = [list(subject[0]), subject[1], sorted(c.hex() for c in candidates)]
+    return tagged_hash(CONFLICT_ID_TAG, canonical_bytes(body))
+
+
+def describe(entry: Entry, role: str | None = None) -> dict[str, JsonValue]:
+    """An entry as JSON: the claim's fields, provenance and status."""
+    claim = entry.claim
+    return {
+        "claim_id": claim.id.hex(),
+        "envelope_id": entry.envelope_id.hex(),
+        "namespace": list(claim.namespace),
+        "key": claim.key,
+        "type": claim.type,
+        "value": claim.value,
+        "agent": claim.agent.hex(),
+        "aseq": claim.aseq,
+        "hlc": list(claim.hlc),
+        "valid_at": claim.valid_at,
+        "invalid_at": claim.invalid_at,
+        "source": claim.source,
+        "derived_from": [r.hex() for r in claim.derived_from],
+        "based_on": [r.hex() for r in claim.based_on],
+        "confidence": claim.confidence,
+        "supersedes": [r.hex() for r in claim.supersedes],
+        "signature": "verified",
+        "excluded": entry.excluded,
+        "invalid": entry.invalid,
+        "invalid_detail": entry.detail or None,
+        "role": role,
+    }

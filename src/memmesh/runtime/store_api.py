@@ -1,0 +1,423 @@
+"""The memory routes of the local API, shaped like LangGraph's store (DESIGN §9).
+
+``PUT /v1/store/items`` writes a claim with this node's agent key; it supersedes the live claims
+of its subject here, so a write that saw the value is an update, never a conflict.
+``GET /v1/store/items`` reads one subject (``key``) or a namespace, with the value, its
+provenance, the conflict state and a read receipt. ``DELETE /v1/store/items`` writes a
+retraction. ``POST /v1/store/items/search`` and ``POST /v1/store/namespaces`` list;
+``GET /v1/store/items/history`` shows every claim of a subject; ``/v1/conflicts`` lists,
+shows and resolves conflicts; ``POST /v1/receipts`` records a receipt. Errors are JSON
+``{"error": reason, "detail": text}``; a refused write changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..canonical import JsonValue
+from ..claims import Claim
+from ..errors import Rejected
+from ..membership import ADMIT, REVOKE
+from ..memory import Conflict, Entry, Receipt, Subject, describe
+from ..memory.types import RECEIPT, RECEIPT_NAMESPACE, RESOLUTION, RETRACTION
+from ..store import WriteBatch
+
+if TYPE_CHECKING:
+    from .node import NodeRuntime
+
+__all__ = ["BadRequest", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
+
+SEARCH_LIMIT_MAX = 1000
+_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
+_OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
+_REF_FIELDS = ("based_on", "derived_from")
+
+
+class BadRequest(Exception):
+    """A request the API refuses before doing anything: 400 with ``bad_request``."""
+
+
+class NotFound(Exception):
+    """What the request names does not exist: 404 with ``not_found``."""
+
+
+def error(status: int, code: str, detail: str) -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def namespace_of(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) and value:
+        return tuple(value.split("."))
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise BadRequest("namespace is a dotted string or a non-empty list of labels")
+
+
+def _prefix_of(value: object) -> tuple[str, ...]:
+    if value is None or value in ("", []):
+        return ()
+    return namespace_of(value)
+
+
+def _ids(value: object, name: str) -> list[bytes]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"{name} is a list of 64-hex-digit ids")
+    try:
+        ids = [bytes.fromhex(v) for v in value]
+    except ValueError:
+        raise BadRequest(f"{name} holds an id that is not hex") from None
+    if any(len(i) != 32 for i in ids):
+        raise BadRequest(f"{name} ids are 64 hex digits")
+    return ids
+
+
+def _int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise BadRequest(f"{name} is an integer from {low} to {high}")
+    return value
+
+
+class StoreApi:
+    def __init__(self, node: NodeRuntime) -> None:
+        self.node = node
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_put("/v1/store/items", self.put_item)
+        app.router.add_get("/v1/store/items", self.get_items)
+        app.router.add_delete("/v1/store/items", self.delete_item)
+        app.router.add_post("/v1/store/items/search", self.search)
+        app.router.add_get("/v1/store/items/history", self.history)
+        app.router.add_post("/v1/store/namespaces", self.namespaces)
+        app.router.add_get("/v1/conflicts", self.conflicts)
+        app.router.add_get("/v1/conflicts/{id}", self.conflict)
+        app.router.add_post("/v1/conflicts/{id}/resolve", self.resolve)
+        app.router.add_post("/v1/receipts", self.post_receipt)
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def put_item(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        namespace = namespace_of(body.get("namespace"))
+        key, kind = body.get("key"), body.get("type", "fact")
+        if not isinstance(key, str) or not key:
+            raise BadRequest("key is a non-empty string")
+        if not isinstance(kind, str) or kind in (ADMIT, REVOKE, RETRACTION, RESOLUTION):
+            raise BadRequest(
+                "type is a claim type name; membership goes through /v1/claims, retractions "
+                "through DELETE and resolutions through /v1/conflicts/{id}/resolve"
+            )
+        fields: dict[str, Any] = {name: body[name] for name in _OPTIONAL_FIELDS if name in body}
+        for name in _REF_FIELDS:
+            fields[name] = _ids(body.get(name), name)
+        subject = self.node.view.get(namespace, key)
+        fields["supersedes"] = list(subject.live) if subject is not None else []
+        return await self._write(namespace, key, body.get("value"), kind, fields)
+
+    async def delete_item(self, request: web.Request) -> web.Response:
+        body = await body_of(request) if request.can_read_body else dict(request.query)
+        namespace = namespace_of(body.get("namespace"))
+        key = body.get("key")
+        if not isinstance(key, str) or not key:
+            raise BadRequest("key is a non-empty string")
+        subject = self.node.view.get(namespace, key)
+        if subject is None or not subject.live:
+            return error(404, "not_found", f"nothing live at {'.'.join(namespace)}:{key}")
+        fields = {"supersedes": list(subject.live)}
+        return await self._write(namespace, key, None, RETRACTION, fields)
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        conflict = self._conflict(request.match_info["id"])
+        body = await body_of(request)
+        text = body.get("winner")
+        if not isinstance(text, str):
+            raise BadRequest("winner is the id of one of the conflict's candidates")
+        (winner,) = _ids([text], "winner")
+        if winner not in conflict.candidates:
+            raise BadRequest("winner is the id of one of the conflict's candidates")
+        subject = self.node.view.get(*conflict.subject)
+        assert subject is not None
+        fields = {"supersedes": list(subject.live)}
+        value = {"winner": winner.hex()}
+        return await self._write(
+            conflict.subject[0], conflict.subject[1], value, RESOLUTION, fields
+        )
+
+    async def _write(
+        self, namespace: tuple[str, ...], key: str, value: Any, kind: str, fields: dict[str, Any]
+    ) -> web.Response:
+        try:
+            claim = self.node.claim(namespace, key, value, type=kind, **fields)
+        except (ValueError, TypeError) as exc:
+            return error(422, "invalid_claim", str(exc))
+        except Rejected as exc:
+            return error(422, exc.reason.value, exc.detail)
+        return await self.commit([claim])
+
+    async def commit(self, claims: list[Claim]) -> web.Response:
+        """Write claims after the view's own checks; 201 once durable and integrated."""
+        from .node import WriteRefused  # noqa: PLC0415 - node.py imports this module
+
+        for claim in claims:
+            refusal = self.node.view.check_new(claim)
+            if refusal is not None:
+                status = 403 if refusal[0] == "role_not_allowed" else 422
+                return error(status, refusal[0], refusal[1] or f"a {claim.type} claim here")
+        try:
+            ack = await self.node.write(claims)
+        except WriteRefused as exc:
+            status = 403 if exc.reason == "NotAMember" else 503
+            return error(status, exc.reason, exc.detail)
+        return web.json_response(
+            {
+                "claim_id": ack.claim_ids[0].hex() if len(ack.claim_ids) == 1 else None,
+                "claim_ids": [c.hex() for c in ack.claim_ids],
+                "envelope_id": ack.envelope_id.hex(),
+                "seq": ack.seq,
+            },
+            status=201,
+        )
+
+    async def post_receipt(self, request: web.Request) -> web.Response:
+        """Record a receipt: kept by this node (``replicate`` false), or written as a
+        ``receipt`` claim every replica holds."""
+        body = await body_of(request)
+        try:
+            receipt = Receipt.from_value(body.get("receipt"))
+        except ValueError as exc:
+            raise BadRequest(f"receipt: {exc}") from None
+        receipt_id = receipt.id.hex()
+        if body.get("replicate", False):
+            return await self._write(RECEIPT_NAMESPACE, receipt_id, receipt.value(), RECEIPT, {})
+        self.node.store.commit(WriteBatch(meta={f"receipt/{receipt_id}": receipt.id}))
+        return web.json_response({"id": receipt_id, "recorded": "local"}, status=201)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get_items(self, request: web.Request) -> web.Response:
+        namespace = namespace_of(request.query.get("namespace", ""))
+        reader = _reader(request.query.get("reader"))
+        key = request.query.get("key")
+        view = self.node.view
+        if key is not None:
+            subject = view.get(namespace, key)
+            if subject is None or not subject.live:
+                return error(404, "not_found", f"nothing live at {'.'.join(namespace)}:{key}")
+            item = self._item(namespace, key, subject)
+            receipt = self.node.read(list(subject.live), reader)
+            return web.json_response({**item, "receipt": receipt.to_json()})
+        items: list[dict[str, Any]] = []
+        returned: list[bytes] = []
+        for (ns, k), subject in view.items(namespace):
+            if ns == namespace and subject.live:
+                items.append(self._item(ns, k, subject))
+                returned.extend(subject.live)
+        receipt = self.node.read(returned, reader)
+        return web.json_response({"items": items, "receipt": receipt.to_json()})
+
+    async def search(self, request: web.Request) -> web.Response:
+        body = await body_of(request)
+        prefix = _prefix_of(body.get("namespace_prefix", body.get("namespace")))
+        conditions = _filters(body.get("filter"))
+        limit = _int(body, "limit", 10, 1, SEARCH_LIMIT_MAX)
+        offset = _int(body, "offset", 0, 0, 1 << 31)
+        reader = _reader(body.get("reader"))
+        found: list[dict[str, Any]] = []
+        returned: list[bytes] = []
+        skipped = 0
+        for (ns, key), subject in self.node.view.items(prefix):
+            entry = subject.value_entry()
+            if entry is None or entry.claim.type == RETRACTION:
+                continue
+            if not all(_match(entry.claim.value, c) for c in conditions):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            found.append(self._item(ns, key, subject))
+            returned.extend(subject.live)
+            if len(found) >= limit:
+                break
+        receipt = self.node.read(returned, reader)
+        return web.json_response({"items": found, "receipt": receipt.to_json()})
+
+    async def namespaces(self, request: web.Request) -> web.Response:
+        body = await body_of(request) if request.can_read_body else {}
+        prefix = _prefix_of(body.get("prefix"))
+        suffix = _prefix_of(body.get("suffix"))
+        depth = body.get("max_depth")
+        if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool)):
+            raise BadRequest("max_depth is an integer")
+        limit = _int(body, "limit", 100, 1, SEARCH_LIMIT_MAX)
+        offset = _int(body, "offset", 0, 0, 1 << 31)
+        seen: list[tuple[str, ...]] = []
+        for namespace in self.node.view.list_namespaces(prefix):
+            if suffix and namespace[-len(suffix) :] != suffix:
+                continue
+            cut = namespace if depth is None else namespace[: max(depth, 0)]
+            if cut and cut not in seen:
+                seen.append(cut)
+        page = seen[offset : offset + limit]
+        return web.json_response({"namespaces": [list(n) for n in page]})
+
+    async def history(self, request: web.Request) -> web.Response:
+        namespace = namespace_of(request.query.get("namespace", ""))
+        key = request.query.get("key")
+        if not key:
+            raise BadRequest("key is required")
+        view = self.node.view
+        subject = view.get(namespace, key)
+        if subject is None:
+            return error(404, "not_found", f"no claim at {'.'.join(namespace)}:{key}")
+        live = set(subject.live)
+        entries = []
+        for entry in view.history(namespace, key):
+            described = self._describe(entry)
+            described["status"] = _status(entry, live)
+            entries.append(described)
+        return web.json_response({"namespace": list(namespace), "key": key, "entries": entries})
+
+    async def conflicts(self, request: web.Request) -> web.Response:
+        status = request.query.get("status", "current")
+        view = self.node.view
+        if status == "current":
+            chosen = view.open_conflicts()
+        elif status == "all":
+            chosen = sorted(view.conflicts.values(), key=lambda c: (c.detected_ms, c.id))
+        else:
+            raise BadRequest("status is current or all")
+        return web.json_response({"conflicts": [self._conflict_json(c) for c in chosen]})
+
+    async def conflict(self, request: web.Request) -> web.Response:
+        return web.json_response(self._conflict_json(self._conflict(request.match_info["id"])))
+
+    # -- shapes -------------------------------------------------------------------------------
+
+    def _conflict(self, text: str) -> Conflict:
+        try:
+            conflict_id = bytes.fromhex(text)
+        except ValueError:
+            raise BadRequest("a conflict id is 64 hex digits") from None
+        conflict = self.node.view.conflicts.get(conflict_id)
+        if conflict is None:
+            raise NotFound(f"no conflict {text}")
+        return conflict
+
+    def _conflict_json(self, conflict: Conflict) -> dict[str, Any]:
+        subject = self.node.view.get(*conflict.subject)
+        assert subject is not None
+        current = subject.conflict == conflict.id
+        return {
+            "id": conflict.id.hex(),
+            "namespace": list(conflict.subject[0]),
+            "key": conflict.subject[1],
+            "candidates": [self._describe(subject.entries[c]) for c in conflict.candidates],
+            "decision": conflict.decision.to_json(),
+            "open": current and conflict.decision.status != "resolved",
+            "current": current,
+            "detected_ms": conflict.detected_ms,
+            "resolved_ms": conflict.resolved_ms,
+            "settled_by": conflict.settled_by or None,
+        }
+
+    def _describe(self, entry: Entry) -> dict[str, JsonValue]:
+        member = self.node.core.admission.membership.state.get(entry.claim.agent)
+        return describe(entry, None if member is None else str(member.role))
+
+    def _item(self, namespace: tuple[str, ...], key: str, subject: Subject) -> dict[str, Any]:
+        entry = subject.value_entry()
+        deleted = entry is not None and entry.claim.type == RETRACTION
+        conflict = self.node.view.conflicts.get(subject.conflict) if subject.conflict else None
+        if conflict is None:
+            state = "deleted" if deleted else "ok"
+        else:
+            state = "resolved" if conflict.decision.status == "resolved" else "conflict"
+        return {
+            "namespace": list(namespace),
+            "key": key,
+            "value": None if entry is None or deleted else entry.claim.value,
+            "state": state,
+            "claim_id": None if entry is None else entry.claim.id.hex(),
+            "claim": None if entry is None else self._describe(entry),
+            "live": [c.hex() for c in subject.live],
+            "conflict": None if conflict is None else self._conflict_json(conflict),
+        }
+
+
+async def body_of(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _reader(value: object) -> bytes | None:
+    if value is None:
+        return None
+    (reader,) = _ids([value], "reader")
+    return reader
+
+
+def _status(entry: Entry, live: set[bytes]) -> str:
+    if entry.excluded is not None:
+        return "excluded"
+    if entry.invalid is not None:
+        return "invalid"
+    return "live" if entry.claim.id in live else "superseded"
+
+
+def _filters(value: object) -> list[tuple[str, str, JsonValue]]:
+    """``{"field": v}`` or ``{"field": {"$gt": v, ...}}`` as (field, operator, operand)."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise BadRequest("filter is an object of field conditions")
+    out: list[tuple[str, str, JsonValue]] = []
+    for name in sorted(value):
+        condition = value[name]
+        if isinstance(condition, dict) and condition and all(k.startswith("$") for k in condition):
+            for op in sorted(condition):
+                if op not in _OPERATORS:
+                    raise BadRequest(f"unknown filter operator {op}; use {', '.join(_OPERATORS)}")
+                out.append((name, op, condition[op]))
+        else:
+            out.append((name, "$eq", condition))
+    return out
+
+
+def _match(value: JsonValue, condition: tuple[str, str, JsonValue]) -> bool:
+    name, op, operand = condition
+    if not isinstance(value, dict) or name not in value:
+        return op == "$ne"
+    field = value[name]
+    if op == "$eq":
+        return _same(field, operand)
+    if op == "$ne":
+        return not _same(field, operand)
+    if not _comparable(field, operand):
+        return False
+    assert isinstance(field, (int, str)) and isinstance(operand, (int, str))
+    if op == "$gt":
+        return field > operand  # type: ignore[operator]
+    if op == "$gte":
+        return field >= operand  # type: ignore[operator]
+    if op == "$lt":
+        return field < operand  # type: ignore[operator]
+    return field <= operand  # type: ignore[operator]
+
+
+def _same(a: JsonValue, b: JsonValue) -> bool:
+    return type(a) is type(b) and a == b  # true is not 1
+
+
+def _comparable(a: JsonValue, b: JsonValue) -> bool:
+    numbers = all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b))
+    return numbers or (isinstance(a, str) and isinstance(b, str))

@@ -1,0 +1,384 @@
+"""The memory view (``memmesh.memory``): updates, conflicts, policies, resolutions, validity.
+
+Replicas are real ``Admission`` pipelines over in-memory stores; envelopes travel between them by
+their bytes, so every claim here went through the same checks as on the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from memmesh.admission import Admission, Status
+from memmesh.claims import Claim
+from memmesh.crypto import SigningKey
+from memmesh.envelope import Envelope
+from memmesh.memory import Invalid, View
+from memmesh.memory.types import POLICY_NAMESPACE, TYPES_NAMESPACE
+from memmesh.store import MemoryStore
+from memmesh.testing import MeshFixture, seeded_key
+
+NS = ("ops", "contracts")
+
+
+class Replica:
+    def __init__(self, mesh: MeshFixture, node: SigningKey) -> None:
+        self.mesh, self.node = mesh, node
+        self.admission = Admission(MemoryStore(), mesh.genesis)
+        self.view = View(self.admission)
+        self.hlc = 0
+        self.now = 1_000
+
+    def write(self, claims: Sequence[Claim]) -> Envelope:
+        self.hlc += 1
+        env = self.admission.write_local(self.node, list(claims), hlc=self.hlc)
+        self.view.apply([env.id], self.now)
+        return env
+
+    def take(self, *others: Replica) -> None:
+        """Receive every envelope the others hold, in causal order."""
+        for other in others:
+            records = other.admission.records
+            for env_id in sorted(records, key=lambda i: (records[i].rank, i)):
+                outcome = self.admission.receive(records[env_id].envelope.raw)
+                assert outcome.status in (Status.INTEGRATED, Status.DUPLICATE), outcome
+                self.view.apply(outcome.admitted, self.now)
+
+    def live(self, key: str, ns: tuple[str, ...] = NS) -> tuple[bytes, ...]:
+        subject = self.view.get(ns, key)
+        return () if subject is None else subject.live
+
+    def value(self, key: str, ns: tuple[str, ...] = NS) -> object:
+        subject = self.view.get(ns, key)
+        entry = None if subject is None else subject.value_entry()
+        return None if entry is None else entry.claim.value
+
+    def check_rebuild(self) -> None:
+        assert self.view.snapshot() == View.build(self.admission).snapshot()
+
+
+@pytest.fixture
+def mesh() -> MeshFixture:
+    return MeshFixture("view", nodes=2, writers=2)
+
+
+def _pair(mesh: MeshFixture) -> tuple[Replica, Replica]:
+    return Replica(mesh, mesh.nodes[0]), Replica(mesh, mesh.nodes[1])
+
+
+def _policy(mesh: MeshFixture, pattern: str, rule: str, version: int = 1) -> Claim:
+    value = {"pattern": pattern, "rule": rule, "version": version, "params": {}}
+    return mesh.claim(mesh.admin, pattern, value, type="policy", namespace=POLICY_NAMESPACE)
+
+
+def test_an_update_that_saw_the_value_is_not_a_conflict(mesh: MeshFixture) -> None:
+    a, b = _pair(mesh)
+    first = mesh.claim(mesh.writers[0], "acme", {"tier": "gold"}, namespace=NS)
+    a.write([first])
+    b.take(a)
+    second = mesh.claim(
+        mesh.writers[1], "acme", {"tier": "silver"}, namespace=NS, supersedes=(first.id,)
+    )
+    b.write([second])
+    a.take(b)
+    for replica in (a, b):
+        assert replica.live("acme") == (second.id,)
+        assert replica.value("acme") == {"tier": "silver"}
+        assert replica.view.open_conflicts() == []
+        history = replica.view.history(NS, "acme")
+        assert [e.claim.id for e in history] == [first.id, second.id]
+        replica.check_rebuild()
+
+
+def test_concurrent_writes_are_one_conflict_decided_alike_by_lww(mesh: MeshFixture) -> None:
+    a, b = _pair(mesh)
+    x = mesh.claim(mesh.writers[0], "acme", "renews", namespace=NS)
+    y = mesh.claim(mesh.writers[1], "acme", "churns", namespace=NS)
+    a.write([x])
+    b.write([y])
+    a.take(b)
+    b.take(a)
+    conflicts = [r.view.open_conflicts() for r in (a, b)]
+    assert [len(c) for c in conflicts] == [1, 1]
+    ca, cb = conflicts[0][0], conflicts[1][0]
+    assert ca.id == cb.id
+    assert ca.candidates == cb.candidates == tuple(sorted((x.id, y.id)))
+    assert ca.decision.to_bytes() == cb.decision.to_bytes()
+    assert ca.decision.status == "resolved" and ca.decision.rule == "lww"
+    assert ca.settled_by == "policy" and ca.resolved_ms == ca.detected_ms
+    assert a.value("acme") == b.value("acme") == "churns"  # y has the later HLC
+    for replica in (a, b):
+        replica.check_rebuild()
+
+
+def test_manual_policy_holds_the_conflict_until_a_resolver_settles_it(
+    mesh: MeshFixture,
+) -> None:
+    a, b = _pair(mesh)
+    resolver = seeded_key("view/resolver")
+    a.write([_policy(mesh, "ops.**", "manual"), mesh.admit(resolver.public_key, "resolver")])
+    b.take(a)
+    x = mesh.claim(mesh.writers[0], "acme", "renews", namespace=NS)
+    y = mesh.claim(mesh.writers[1], "acme", "churns", namespace=NS)
+    a.write([x])
+    b.write([y])
+    a.take(b)
+    b.take(a)
+    for replica in (a, b):
+        (conflict,) = replica.view.open_conflicts()
+        assert conflict.decision.status == "escalated"
+        assert conflict.decision.rule == "manual"
+        assert replica.value("acme") is None
+    a.now = 5_000
+    resolution = mesh.claim(
+        resolver, "acme", {"winner": x.id.hex()}, type="resolution", namespace=NS,
+        supersedes=(x.id, y.id),
+    )  # fmt: skip
+    a.write([resolution])
+    b.take(a)
+    for replica in (a, b):
+        assert replica.live("acme") == (resolution.id,)
+        assert replica.value("acme") == "renews"
+        assert replica.view.open_conflicts() == []
+        replica.check_rebuild()
+    (record,) = a.view.conflicts.values()
+    assert (record.detected_ms, record.resolved_ms, record.settled_by) == (1_000, 5_000, "write")
+
+
+def test_a_resolution_by_a_plain_writer_does_not_count(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    x = mesh.claim(mesh.writers[0], "k", 1, namespace=NS)
+    a.write([x])
+    fake = mesh.claim(
+        mesh.writers[1], "k", {"winner": x.id.hex()}, type="resolution", namespace=NS,
+        supersedes=(x.id,),
+    )  # fmt: skip
+    a.write([fake])
+    entry = a.view.get(NS, "k").entries[fake.id]  # type: ignore[union-attr]
+    assert entry.invalid == Invalid.ROLE_NOT_ALLOWED
+    assert a.live("k") == (x.id,)
+
+
+def test_superseding_what_the_writer_never_saw_is_marked_and_ignored(mesh: MeshFixture) -> None:
+    a, b = _pair(mesh)
+    x = mesh.claim(mesh.writers[0], "k", "a's", namespace=NS)
+    a.write([x])
+    # b never received x, yet names it: only a dishonest node writes this.
+    liar = mesh.claim(mesh.writers[1], "k", "b's", namespace=NS, supersedes=(x.id,))
+    b.write([liar])
+    a.take(b)
+    b.take(a)
+    for replica in (a, b):
+        entry = replica.view.get(NS, "k").entries[liar.id]  # type: ignore[union-attr]
+        assert entry.invalid == Invalid.SUPERSEDES_UNSEEN
+        assert replica.live("k") == (x.id,)
+        replica.check_rebuild()
+
+
+def test_superseding_another_subject_is_refused(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    x = mesh.claim(mesh.writers[0], "one", 1, namespace=NS)
+    a.write([x])
+    other = mesh.claim(mesh.writers[0], "two", 2, namespace=NS, supersedes=(x.id,))
+    a.write([other])
+    entry = a.view.get(NS, "two").entries[other.id]  # type: ignore[union-attr]
+    assert entry.invalid == Invalid.SUPERSEDES_OTHER_SUBJECT
+    assert a.live("one") == (x.id,)
+
+
+def test_a_retraction_deletes_and_a_concurrent_put_conflicts_with_it(mesh: MeshFixture) -> None:
+    a, b = _pair(mesh)
+    x = mesh.claim(mesh.writers[0], "k", "v", namespace=NS)
+    a.write([x])
+    b.take(a)
+    gone = mesh.claim(mesh.writers[0], "k", None, type="retraction", namespace=NS,
+                      supersedes=(x.id,))  # fmt: skip
+    a.write([gone])
+    assert a.live("k") == (gone.id,)
+    entry = a.view.get(NS, "k").value_entry()  # type: ignore[union-attr]
+    assert entry is not None and entry.claim.type == "retraction"
+    update = mesh.claim(mesh.writers[1], "k", "v2", namespace=NS, supersedes=(x.id,))
+    b.write([update])
+    a.take(b)
+    assert a.live("k") == tuple(sorted((gone.id, update.id)))
+    assert len(a.view.open_conflicts()) == 1
+    a.check_rebuild()
+
+
+def test_custom_types_follow_the_schema_their_writer_saw(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    amount = {"amount": {"type": "integer"}}
+    schema = {"type": "object", "required": ["amount"], "properties": amount}
+    registration = mesh.claim(
+        mesh.admin, "invoice", {"schema": schema, "version": 1}, type="schema",
+        namespace=TYPES_NAMESPACE,
+    )  # fmt: skip
+    early = mesh.claim(mesh.writers[0], "early", {"amount": 1}, type="invoice", namespace=NS)
+    a.write([early])  # before the registration: an unknown type
+    a.write([registration])
+    good = mesh.claim(mesh.writers[0], "good", {"amount": 5}, type="invoice", namespace=NS)
+    bad = mesh.claim(mesh.writers[0], "bad", {"amount": "5"}, type="invoice", namespace=NS)
+    a.write([good, bad])
+    entries = {k: a.view.get(NS, k).entries for k in ("early", "good", "bad")}  # type: ignore[union-attr]
+    assert entries["early"][early.id].invalid == Invalid.UNKNOWN_TYPE
+    assert entries["good"][good.id].invalid is None
+    assert entries["bad"][bad.id].invalid == Invalid.SCHEMA_VIOLATION
+    assert "amount" in entries["bad"][bad.id].detail
+    assert a.live("bad") == ()
+    a.check_rebuild()
+
+
+@pytest.mark.parametrize(
+    ("claim_type", "namespace", "value", "reason"),
+    [
+        ("fact", ("_mesh", "x"), 1, Invalid.RESERVED_NAMESPACE),
+        ("policy", NS, {"pattern": "a", "rule": "lww", "version": 1, "params": {}},
+         Invalid.RESERVED_NAMESPACE),
+        ("schema", TYPES_NAMESPACE, {"schema": {"type": 7}, "version": 1}, Invalid.BAD_VALUE),
+        ("retraction", NS, "not null", Invalid.BAD_VALUE),
+        ("receipt", ("_mesh", "receipts"), {"frontier": "00", "claims": [], "reader": "00"},
+         Invalid.BAD_VALUE),
+    ],
+)  # fmt: skip
+def test_malformed_system_claims_are_marked(
+    mesh: MeshFixture, claim_type: str, namespace: tuple[str, ...], value: object, reason: Invalid
+) -> None:
+    a, _ = _pair(mesh)
+    claim = mesh.claim(mesh.admin, "k", value, type=claim_type, namespace=namespace)
+    a.write([claim])
+    assert a.view.get(namespace, "k").entries[claim.id].invalid == reason  # type: ignore[union-attr]
+
+
+def test_a_policy_by_a_writer_is_ignored(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    value = {"pattern": "ops.**", "rule": "manual", "version": 1, "params": {}}
+    claim = mesh.claim(mesh.writers[0], "ops.**", value, type="policy", namespace=POLICY_NAMESPACE)
+    a.write([claim])
+    entry = a.view.get(POLICY_NAMESPACE, "ops.**").entries[claim.id]  # type: ignore[union-attr]
+    assert entry.invalid == Invalid.ROLE_NOT_ALLOWED
+    assert a.view.rule_for(NS)[0].name == "lww"
+
+
+def test_a_policy_change_redecides_open_conflicts(mesh: MeshFixture) -> None:
+    a, b = _pair(mesh)
+    a.write([mesh.claim(mesh.writers[0], "k", 1, namespace=NS)])
+    b.write([mesh.claim(mesh.writers[1], "k", 2, namespace=NS)])
+    a.take(b)
+    (conflict,) = a.view.open_conflicts()
+    assert conflict.decision.status == "resolved"
+    a.write([_policy(mesh, "ops.*", "manual")])
+    (conflict,) = a.view.open_conflicts()
+    assert conflict.decision.status == "escalated"
+    assert conflict.resolved_ms is None
+    a.check_rebuild()
+
+
+def test_revoking_a_writer_takes_its_later_claims_out_of_the_view(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    writer = mesh.writers[1]
+    first = mesh.claim(writer, "k", "first", namespace=NS)
+    a.write([first])
+    later = mesh.claim(writer, "k", "later", namespace=NS, supersedes=(first.id,))
+    a.write([later])
+    assert a.live("k") == (later.id,)
+    a.write([mesh.revoke_agent(writer.public_key, first.aseq)])
+    # The later claim is past the cutoff: excluded, so the first is live again.
+    entry = a.view.get(NS, "k").entries[later.id]  # type: ignore[union-attr]
+    assert entry.excluded == "revoked"
+    assert a.live("k") == (first.id,)
+    a.check_rebuild()
+
+
+# -- incremental == rebuilt, after every step -----------------------------------------------------
+
+from hypothesis import settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
+
+from memmesh.testing import scaled  # noqa: E402
+
+KEYS = ("a", "b", "c")
+
+
+class ViewMachine(RuleBasedStateMachine):
+    """Three replicas write (updates, concurrent writes, retractions, resolutions, lies about
+    what they saw, policies) and exchange envelopes; a writer is revoked midway. After every
+    step, on every replica, the incremental view equals one rebuilt from the stored claims."""
+
+    @initialize()
+    def start(self) -> None:
+        self.mesh = MeshFixture("viewmachine", nodes=3, writers=2)
+        self.replicas = [Replica(self.mesh, node) for node in self.mesh.nodes]
+        self.revoked = False
+
+    def _agent(self, index: int) -> SigningKey:
+        return (self.mesh.writers[0], self.mesh.writers[1], self.mesh.admin)[index % 3]
+
+    @rule(r=st.integers(0, 2), agent=st.integers(0, 2), key=st.sampled_from(KEYS),
+          seen=st.booleans(), value=st.integers(0, 3))  # fmt: skip
+    def put(self, r: int, agent: int, key: str, seen: bool, value: int) -> None:
+        replica = self.replicas[r]
+        supersedes = replica.live(key) if seen else ()
+        claim = self.mesh.claim(self._agent(agent), key, value, namespace=NS,
+                                supersedes=supersedes)  # fmt: skip
+        replica.write([claim])
+
+    @rule(r=st.integers(0, 2), key=st.sampled_from(KEYS))
+    def retract(self, r: int, key: str) -> None:
+        replica = self.replicas[r]
+        live = replica.live(key)
+        if live:
+            replica.write([self.mesh.claim(self.mesh.writers[0], key, None, type="retraction",
+                                           namespace=NS, supersedes=live)])  # fmt: skip
+
+    @rule(r=st.integers(0, 2), key=st.sampled_from(KEYS), pick=st.integers(0, 5))
+    def resolve(self, r: int, key: str, pick: int) -> None:
+        replica = self.replicas[r]
+        live = replica.live(key)
+        if len(live) > 1:
+            winner = live[pick % len(live)]
+            replica.write([self.mesh.claim(self.mesh.admin, key, {"winner": winner.hex()},
+                                           type="resolution", namespace=NS,
+                                           supersedes=live)])  # fmt: skip
+
+    @rule(r=st.integers(0, 2), other=st.integers(0, 2), key=st.sampled_from(KEYS))
+    def lie(self, r: int, other: int, key: str) -> None:
+        """Supersede what another replica holds, unseen."""
+        target = self.replicas[other].live(key)
+        if target:
+            claim = self.mesh.claim(self.mesh.writers[1], key, "lie", namespace=NS,
+                                    supersedes=target)  # fmt: skip
+            self.replicas[r].write([claim])
+
+    @rule(r=st.integers(0, 2), rule_name=st.sampled_from(["lww", "manual", "priority"]),
+          version=st.integers(1, 3))  # fmt: skip
+    def policy(self, r: int, rule_name: str, version: int) -> None:
+        value = {"pattern": "ops.**", "rule": rule_name, "version": version, "params": {}}
+        claim = self.mesh.claim(self.mesh.admin, "ops.**", value, type="policy",
+                                namespace=POLICY_NAMESPACE)  # fmt: skip
+        self.replicas[r].write([claim])
+
+    @rule(r=st.integers(0, 2))
+    def revoke(self, r: int) -> None:
+        if not self.revoked:
+            self.revoked = True
+            writer = self.mesh.writers[1]
+            cutoff = max(1, self.mesh._aseq.get(writer.public_key, 0) - 1)
+            self.replicas[r].write([self.mesh.revoke_agent(writer.public_key, cutoff)])
+
+    @rule(r=st.integers(0, 2), other=st.integers(0, 2))
+    def sync(self, r: int, other: int) -> None:
+        if r != other:
+            self.replicas[r].take(self.replicas[other])
+
+    @invariant()
+    def incremental_equals_rebuilt(self) -> None:
+        for replica in getattr(self, "replicas", []):
+            replica.check_rebuild()
+
+
+ViewMachine.TestCase.settings = settings(
+    max_examples=scaled(40), stateful_step_count=30, deadline=None
+)
+test_the_incremental_view_equals_a_rebuild = ViewMachine.TestCase
