@@ -25,6 +25,9 @@ node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
 peers_app = typer.Typer(help="The peers a running node dials.", no_args_is_help=True)
 members_app = typer.Typer(help="Mesh membership: admit and revoke keys.", no_args_is_help=True)
 swarm_app = typer.Typer(help="A local swarm of node processes on loopback.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Conflict policies: which rule settles a namespace.", no_args_is_help=True
+)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ApiUrl = Annotated[
@@ -45,6 +48,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(peers_app, name="peers")
     app.add_typer(members_app, name="members")
     app.add_typer(swarm_app, name="swarm")
+    app.add_typer(policy_app, name="policy")
     app.command("status")(status)
 
 
@@ -207,8 +211,8 @@ def members_add(
 
     Role(role)  # a clear error for an unknown role
     bytes.fromhex(key)
-    result = _membership_op(
-        api, data_dir, token, admin_key, "admit", key, {"key": key, "role": role}
+    result = _signed_claim(
+        api, data_dir, token, admin_key, MEMBERSHIP, key, "admit", {"key": key, "role": role}
     )
     base = _base(api, data_dir)
     chain = _call(base, "GET", f"/v1/members/{key}/chain", token=token)["chain"]
@@ -240,38 +244,79 @@ def members_revoke(
         raise typer.BadParameter("give exactly one of --node-seq and --agent-seq")
     cutoff = {"epoch": epoch, "seq": node_seq} if node_seq is not None else {"aseq": agent_seq}
     _print(
-        _membership_op(
-            api, data_dir, token, admin_key, "revoke", key, {"key": key, "cutoff": cutoff}
+        _signed_claim(
+            api,
+            data_dir,
+            token,
+            admin_key,
+            MEMBERSHIP,
+            key,
+            "revoke",
+            {"key": key, "cutoff": cutoff},
         ),
         True,
     )
 
 
-def _membership_op(
+@policy_app.command("set")
+def policy_set(
+    pattern: Annotated[str, typer.Argument(help="Namespace pattern: a.b, a.*, a.**.")],
+    rule: Annotated[
+        str, typer.Option(help="lww, trust, quorum, priority, manual or a custom one.")
+    ],
+    admin_key: AdminKey,
+    version: Annotated[int, typer.Option(help="Higher versions win for one pattern.")] = 1,
+    params: Annotated[str, typer.Option(help="The rule's params, a JSON object.")] = "{}",
+    api: ApiUrl = None,
+    data_dir: DataDir = None,
+    token: Token = None,
+) -> None:
+    """Set the rule for a namespace pattern: a policy claim signed by the admin (see
+    docs/policies.md)."""
+    from .memory.types import POLICY_NAMESPACE
+    from .policy import parse_policy_value
+
+    try:
+        value = {"pattern": pattern, "rule": rule, "version": version, "params": json.loads(params)}
+        parse_policy_value(value)
+    except ValueError as exc:  # json's errors are ValueErrors too
+        raise typer.BadParameter(str(exc)) from None
+    _print(
+        _signed_claim(api, data_dir, token, admin_key, POLICY_NAMESPACE, pattern, "policy", value),
+        True,
+    )
+
+
+MEMBERSHIP = ("_mesh", "members")
+
+
+def _signed_claim(
     api: str | None,
     data_dir: Path | None,
     token: str | None,
-    admin_key_file: Path,
-    kind: str,
+    key_file: Path,
+    namespace: tuple[str, ...],
     key: str,
+    kind: str,
     value: dict[str, Any],
 ) -> dict[str, Any]:
+    """A claim signed here with ``key_file`` (an admin's key never leaves this process),
+    written through the node."""
     import time
 
     from .claims import make_claim
     from .crypto import read_key_file
-    from .membership import MEMBERSHIP_NAMESPACE
 
-    admin = read_key_file(admin_key_file)
+    agent = read_key_file(key_file)
     base = _base(api, data_dir)
     state = _call(base, "GET", "/v1/state", token=token)
-    last = _call(base, "GET", f"/v1/agents/{admin.public_key.hex()}", token=token)["last_aseq"]
+    last = _call(base, "GET", f"/v1/agents/{agent.public_key.hex()}", token=token)["last_aseq"]
     claim = make_claim(
-        admin,
+        agent,
         mesh_id=bytes.fromhex(state["mesh"]),
         aseq=last + 1,
         hlc=(time.time_ns() // 1_000_000, 0),
-        namespace=MEMBERSHIP_NAMESPACE,
+        namespace=namespace,
         key=key,
         type=kind,
         value=value,

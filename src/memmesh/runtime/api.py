@@ -232,8 +232,48 @@ class _NodeCollector(Collector):
             "Longest single call into the core (the event loop was held)",
             value=node.stats.loop_block_ms_max / 1000,
         )
+        yield from _memory_metrics(node)
         yield CounterMetricFamily(
             "memmesh_send_queue_overflows",
             "Peers disconnected because they did not read",
             value=node.stats.send_queue_overflows,
         )
+
+
+def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
+    """The operating signals the view and the reads measure (DESIGN §9)."""
+    view, reads = node.view, node.reads
+    counts = view.counts
+    yield CounterMetricFamily("memmesh_entries", "Content claims stored", value=counts.entries)
+    yield CounterMetricFamily(
+        "memmesh_entries_with_provenance",
+        "Content claims naming a source, derived_from or based_on",
+        value=counts.with_provenance,
+    )
+    conflicts = list(view.conflicts.values())
+    yield CounterMetricFamily(
+        "memmesh_conflicts_detected", "Conflicts this node saw", value=len(conflicts)
+    )
+    yield CounterMetricFamily(
+        "memmesh_conflicts_resolved",
+        "Conflicts settled by policy or by a write",
+        value=sum(c.resolved_ms is not None for c in conflicts),
+    )
+    yield GaugeMetricFamily(
+        "memmesh_conflicts_open",
+        "Current conflicts no policy settles",
+        value=sum(c.decision.status != "resolved" for c in view.open_conflicts()),
+    )
+    yield CounterMetricFamily("memmesh_decisions", "Decision claims", value=counts.decisions)
+    yield CounterMetricFamily(
+        "memmesh_decisions_traceable",
+        "Decision claims citing a receipt or attestation",
+        value=counts.decisions_traceable,
+    )
+    yield CounterMetricFamily("memmesh_reads", "Reads served", value=reads.total)
+    incidents = CounterMetricFamily(
+        "memmesh_read_incidents", "Reads that were stale or poisoned", labels=["kind"]
+    )
+    incidents.add_metric(["stale"], reads.stale)
+    incidents.add_metric(["poisoned"], reads.poisoned)
+    yield incidents

@@ -187,11 +187,15 @@ class StoreApi:
         """Record a receipt: kept by this node (``replicate`` false), or written as a
         ``receipt`` claim every replica holds."""
         body = await body_of(request)
+        given = body.get("receipt")
+        claimed_id = given.pop("id", None) if isinstance(given, dict) else None
         try:
-            receipt = Receipt.from_value(body.get("receipt"))
+            receipt = Receipt.from_value(given)
         except ValueError as exc:
             raise BadRequest(f"receipt: {exc}") from None
         receipt_id = receipt.id.hex()
+        if claimed_id is not None and claimed_id != receipt_id:
+            raise BadRequest(f"receipt: its id is {receipt_id}, not {claimed_id}")
         if body.get("replicate", False):
             return await self._write(RECEIPT_NAMESPACE, receipt_id, receipt.value(), RECEIPT, {})
         self.node.store.commit(WriteBatch(meta={f"receipt/{receipt_id}": receipt.id}))

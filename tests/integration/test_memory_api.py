@@ -1,0 +1,247 @@
+"""The memory API on real node processes: conflicts made apart, seen alike, settled by policy.
+
+Two nodes start isolated (``swarm up --no-peers``), each writes a different value for one
+subject, then ``POST /v1/peers`` connects them. Both list the same conflict with the same
+candidates; under ``lww`` both read the same value with the same explanation; under ``manual`` no
+value wins until a resolver's ``resolution`` claim arrives, then both agree. A write that saw the
+previous value is an update, never a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memmesh.claims import make_claim
+from memmesh.crypto import SigningKey, read_key_file, write_key_file
+from memmesh.runtime.swarm import swarm_down, swarm_up
+
+NS = "accounts.acme"
+
+
+def call(base: str, path: str, method: str = "GET", body: dict[str, Any] | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=15) as response:
+        return json.loads(response.read())
+
+
+def status_of(
+    base: str, path: str, method: str = "GET", body: dict[str, Any] | None = None
+) -> tuple[int, Any]:
+    try:
+        return 200, call(base, path, method, body)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli(*args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "memmesh", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout) if done.stdout.strip().startswith("{") else done.stdout
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[list[dict[str, Any]], Path]]:
+    directory = tmp_path / "swarm"
+    nodes = swarm_up(2, directory, no_peers=True)["nodes"]
+    yield nodes, directory
+    swarm_down(directory, grace_s=5)
+
+
+def _conflicts(api: str) -> list[dict[str, Any]]:
+    return call(api, "/v1/conflicts")["conflicts"]  # type: ignore[no-any-return]
+
+
+def _make_conflict(nodes: list[dict[str, Any]]) -> tuple[str, str]:
+    a, b = (n["api"] for n in nodes)
+    first = call(a, "/v1/store/items", "PUT", {"namespace": NS, "key": "renewal", "value": "yes"})
+    second = call(b, "/v1/store/items", "PUT", {"namespace": NS, "key": "renewal", "value": "no"})
+    call(a, "/v1/peers", "POST", {"url": nodes[1]["gossip"]})
+    wait_until(lambda: all(len(_conflicts(api)) == 1 for api in (a, b)), 15, "both see it")
+    return first["claim_id"], second["claim_id"]
+
+
+def test_a_conflict_made_apart_is_listed_alike_and_lww_settles_it_alike(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    nodes, _ = pair
+    a, b = (n["api"] for n in nodes)
+    first, second = _make_conflict(nodes)
+    seen = [_conflicts(api)[0] for api in (a, b)]
+    assert seen[0]["id"] == seen[1]["id"]
+    assert {c["claim_id"] for c in seen[0]["candidates"]} == {first, second}
+    assert seen[0]["candidates"] == seen[1]["candidates"]
+    assert seen[0]["decision"] == seen[1]["decision"]
+    assert seen[0]["decision"]["rule"] == "lww"
+    reads = [call(api, f"/v1/store/items?namespace={NS}&key=renewal") for api in (a, b)]
+    assert reads[0]["value"] == reads[1]["value"] == "no"  # written second: the later HLC
+    assert reads[0]["state"] == "resolved"
+    assert reads[0]["conflict"]["decision"]["explanation"]["why"]
+    for read in reads:  # provenance: author, verified signature, timestamp
+        claim = read["claim"]
+        assert claim["agent"] and claim["signature"] == "verified" and claim["hlc"][0] > 0
+        assert len(read["receipt"]["id"]) == 64 and read["receipt"]["claims"] == sorted(
+            [first, second]
+        )
+
+    # An update that saw both is an update: the conflict is gone, not a new one.
+    call(a, "/v1/store/items", "PUT", {"namespace": NS, "key": "renewal", "value": "maybe"})
+    wait_until(
+        lambda: all(
+            call(api, f"/v1/store/items?namespace={NS}&key=renewal")["value"] == "maybe"
+            for api in (a, b)
+        ),
+        10,
+        "the update everywhere",
+    )
+    assert _conflicts(a) == _conflicts(b) == []
+    history = call(b, f"/v1/store/items/history?namespace={NS}&key=renewal")["entries"]
+    assert [e["status"] for e in history].count("superseded") == 2
+    assert [e["status"] for e in history].count("live") == 1
+
+
+def test_under_manual_nothing_wins_until_a_resolver_settles_it(
+    pair: tuple[list[dict[str, Any]], Path], tmp_path: Path
+) -> None:
+    nodes, directory = pair
+    a, b = (n["api"] for n in nodes)
+    admin_key = str(directory / "admin.key")
+    cli("policy", "set", "accounts.**", "--rule", "manual", "--admin-key", admin_key, "--api", a)
+    resolver = SigningKey.generate()
+    resolver_file = tmp_path / "resolver.key"
+    write_key_file(resolver_file, resolver)
+    cli("members", "add", resolver.public_key.hex(), "--role", "resolver",
+        "--admin-key", admin_key, "--api", a)  # fmt: skip
+    first, second = _make_conflict(nodes)
+    for api in (a, b):
+        (conflict,) = _conflicts(api)
+        assert conflict["decision"]["status"] == "escalated"
+        assert conflict["open"] is True
+        item = call(api, f"/v1/store/items?namespace={NS}&key=renewal")
+        assert item["value"] is None and item["state"] == "conflict"
+
+    # A plain writer (the node's agent) may not resolve.
+    status, body = status_of(a, f"/v1/conflicts/{conflict['id']}/resolve", "POST",
+                             {"winner": first})  # fmt: skip
+    assert (status, body["error"]) == (403, "role_not_allowed")
+
+    # The resolver signs its resolution itself and writes it through node b.
+    mesh = bytes.fromhex(call(b, "/v1/state")["mesh"])
+    claim = make_claim(
+        read_key_file(resolver_file),
+        mesh_id=mesh,
+        aseq=1,
+        hlc=(time.time_ns() // 1_000_000, 0),
+        namespace=NS.split("."),
+        key="renewal",
+        type="resolution",
+        value={"winner": first},
+        supersedes=[bytes.fromhex(first), bytes.fromhex(second)],
+    )
+    created = call(b, "/v1/claims", "POST", {"claim": claim.raw.hex()})
+    assert created["claim_ids"] == [claim.id.hex()]
+    wait_until(
+        lambda: all(
+            call(api, f"/v1/store/items?namespace={NS}&key=renewal")["value"] == "yes"
+            for api in (a, b)
+        ),
+        10,
+        "both agree on the resolver's choice",
+    )
+    for api in (a, b):
+        assert _conflicts(api) == []
+        (record,) = call(api, "/v1/conflicts?status=all")["conflicts"]
+        assert record["settled_by"] == "write" and record["resolved_ms"] >= record["detected_ms"]
+
+
+def test_bad_requests_get_a_reason_and_change_nothing(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    nodes, _ = pair
+    a = nodes[0]["api"]
+    before = call(a, "/v1/state")["claims_digest"]
+    cases = [
+        ("PUT", {"namespace": "_mesh.x", "key": "k", "value": 1}, 422, "reserved_namespace"),
+        ("PUT", {"namespace": NS, "key": "k", "value": 1, "type": "invoice"}, 422, "unknown_type"),
+        ("PUT", {"namespace": NS, "key": "k", "value": 1, "confidence": 10_001}, 422, None),
+        ("PUT", {"namespace": NS, "key": "", "value": 1}, 400, "bad_request"),
+        ("PUT", {"namespace": NS, "key": "k", "value": 1.5}, 422, None),
+        ("PUT", {"namespace": NS, "key": "k", "value": 1, "based_on": ["zz"]}, 400, "bad_request"),
+        ("DELETE", {"namespace": NS, "key": "absent"}, 404, "not_found"),
+    ]
+    for method, body, status, reason in cases:
+        got, answer = status_of(a, "/v1/store/items", method, body)
+        assert got == status, (body, answer)
+        if reason is not None:
+            assert answer["error"] == reason, answer
+        assert answer["detail"]
+    assert call(a, "/v1/state")["claims_digest"] == before
+    status, _ = status_of(a, "/v1/conflicts/" + "00" * 32)
+    assert status == 404
+    spec = call(a, "/v1/openapi.json")
+    assert spec["openapi"].startswith("3.1") and "/v1/store/items/search" in spec["paths"]
+
+
+def test_search_namespaces_delete_and_receipts(pair: tuple[list[dict[str, Any]], Path]) -> None:
+    nodes, _ = pair
+    a = nodes[0]["api"]
+    for key, tier, seats in (("acme", "gold", 50), ("globex", "silver", 5), ("initech", "gold", 9)):
+        call(a, "/v1/store/items", "PUT",
+             {"namespace": "crm.accounts", "key": key, "value": {"tier": tier, "seats": seats},
+              "source": "crm-export"})  # fmt: skip
+    call(a, "/v1/store/items", "PUT", {"namespace": "crm.notes", "key": "n1", "value": "hi"})
+    wanted = {"tier": "gold", "seats": {"$gte": 10}}
+    found = call(a, "/v1/store/items/search", "POST", {"namespace_prefix": "crm", "filter": wanted})
+    assert [i["key"] for i in found["items"]] == ["acme"]
+    assert found["items"][0]["claim"]["source"] == "crm-export"
+    page = call(a, "/v1/store/items/search", "POST",
+                {"namespace_prefix": ["crm", "accounts"], "limit": 1, "offset": 1})  # fmt: skip
+    assert [i["key"] for i in page["items"]] == ["globex"]
+    spaces = call(a, "/v1/store/namespaces", "POST", {"prefix": "crm"})["namespaces"]
+    assert spaces == [["crm", "accounts"], ["crm", "notes"]]
+    assert call(a, "/v1/store/namespaces", "POST", {"max_depth": 1})["namespaces"] == [["crm"]]
+
+    deleted = call(a, "/v1/store/items", "DELETE", {"namespace": "crm.notes", "key": "n1"})
+    assert deleted["claim_id"]
+    gone = call(a, "/v1/store/items?namespace=crm.notes&key=n1")
+    assert (gone["state"], gone["value"]) == ("deleted", None)
+
+    receipt = call(a, "/v1/store/items?namespace=crm.accounts&key=acme")["receipt"]
+    recorded = call(a, "/v1/receipts", "POST", {"receipt": receipt, "replicate": True})
+    assert recorded["claim_id"]
+    receipt_value = {k: receipt[k] for k in ("frontier", "claims", "reader")}
+    again = call(a, "/v1/receipts", "POST", {"receipt": receipt_value})
+    assert again == {"id": receipt["id"], "recorded": "local"}
+    decision = call(a, "/v1/store/items", "PUT",
+                    {"namespace": "crm.decisions", "key": "acme-upsell", "value": "offer seats",
+                     "type": "decision", "based_on": [receipt["id"]]})  # fmt: skip
+    read = call(a, "/v1/store/items?namespace=crm.decisions&key=acme-upsell")
+    assert read["claim"]["based_on"] == [receipt["id"]] and decision["seq"] >= 1
+    metrics = urllib.request.urlopen(a + "/metrics", timeout=10).read().decode()
+    assert "memmesh_reads_total" in metrics
