@@ -13,7 +13,7 @@ from collections import deque
 
 import pytest
 
-from memmesh.core import Advertise, MeshCore, SessionState, SyncLimits, WriteAcked
+from memmesh.core import Advertise, MeshCore, PeerConnected, SessionState, SyncLimits, WriteAcked
 from memmesh.core.messages import PeerRecord, Shuffle, encode_message
 from memmesh.core.peers import PassiveView, sign_record, verify_record
 from memmesh.errors import Reason
@@ -276,3 +276,15 @@ def test_without_discovery_a_node_dials_only_what_it_was_told() -> None:
     for name in names:
         assert len(net.cores[name].view.records) >= 3  # records still travel
         assert len(_active(net, name)) == 2  # its seed, and the node whose seed it is
+
+
+def test_idle_inbound_handshakes_do_not_stop_a_node_dialling() -> None:
+    limits = SyncLimits(active_view_target=2, active_view_max=4, view_rotation_interval_ms=0)
+    net, _ = _net(3, limits, label="idle")
+    core = net.cores["n00"]
+    for i in range(50):  # connections that never send a hello
+        core.handle(PeerConnected(f"idle{i}", outbound=False), net.clock.now_ms)
+    net.know("n00", "n01")
+    net.know("n00", "n02")
+    _run(net, 2_000)
+    assert _active(net, "n00") == ["n01", "n02"]

@@ -665,7 +665,13 @@ class MeshCore:
     def _fill_view(self) -> None:
         """Dial random candidates while the sessions held and the dials out stay under the
         active view's target."""
-        held = sum(1 for s in self.sessions.values() if s.state is not SessionState.CLOSED)
+        # Inbound handshakes do not count: a crowd of idle connections must not stop this node
+        # from dialling its peers.
+        held = sum(
+            1
+            for s in self.sessions.values()
+            if s.state is SessionState.ACTIVE or (s.outbound and s.state is not SessionState.CLOSED)
+        )
         out = sum(1 for d in self._dialling.values() if d.dialling)
         room = self.limits.active_view_target - held - out
         if room <= 0:
