@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(members_app, name="members")
     app.add_typer(swarm_app, name="swarm")
     app.add_typer(policy_app, name="policy")
+    from .cli_memory import register as register_memory_commands  # it imports this module
+
+    register_memory_commands(app)
     app.command("status")(status)
 
 

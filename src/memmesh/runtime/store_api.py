@@ -197,7 +197,11 @@ class StoreApi:
         if claimed_id is not None and claimed_id != receipt_id:
             raise BadRequest(f"receipt: its id is {receipt_id}, not {claimed_id}")
         if body.get("replicate", False):
-            return await self._write(RECEIPT_NAMESPACE, receipt_id, receipt.value(), RECEIPT, {})
+            written = await self._write(RECEIPT_NAMESPACE, receipt_id, receipt.value(), RECEIPT, {})
+            if written.status != 201 or written.text is None:
+                return written
+            answer = {**json.loads(written.text), "id": receipt_id, "recorded": "replicated"}
+            return web.json_response(answer, status=201)
         self.node.store.commit(WriteBatch(meta={f"receipt/{receipt_id}": receipt.id}))
         return web.json_response({"id": receipt_id, "recorded": "local"}, status=201)
 
