@@ -22,6 +22,7 @@ from ..claims import Claim
 from ..errors import Rejected
 from ..membership import ADMIT, REVOKE
 from ..memory import Conflict, Entry, Receipt, Subject, describe
+from ..memory.search import parse_filter, search
 from ..memory.types import RECEIPT, RECEIPT_NAMESPACE, RESOLUTION, RETRACTION
 from ..store import WriteBatch
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["BadRequest", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
 
 SEARCH_LIMIT_MAX = 1000
-_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
@@ -231,26 +231,19 @@ class StoreApi:
     async def search(self, request: web.Request) -> web.Response:
         body = await body_of(request)
         prefix = _prefix_of(body.get("namespace_prefix", body.get("namespace")))
-        conditions = _filters(body.get("filter"))
+        try:
+            conditions = parse_filter(body.get("filter"))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
         limit = _int(body, "limit", 10, 1, SEARCH_LIMIT_MAX)
         offset = _int(body, "offset", 0, 0, 1 << 31)
         reader = _reader(body.get("reader"))
         found: list[dict[str, Any]] = []
         returned: list[bytes] = []
-        skipped = 0
-        for (ns, key), subject in self.node.view.items(prefix):
-            entry = subject.value_entry()
-            if entry is None or entry.claim.type == RETRACTION:
-                continue
-            if not all(_match(entry.claim.value, c) for c in conditions):
-                continue
-            if skipped < offset:
-                skipped += 1
-                continue
+        for (ns, key), subject in search(self.node.view, prefix, conditions, limit=limit,
+                                         offset=offset):  # fmt: skip
             found.append(self._item(ns, key, subject))
             returned.extend(subject.live)
-            if len(found) >= limit:
-                break
         receipt = self.node.read(returned, reader)
         return web.json_response({"items": found, "receipt": receipt.to_json()})
 
@@ -380,52 +373,3 @@ def _status(entry: Entry, live: set[bytes]) -> str:
     if entry.invalid is not None:
         return "invalid"
     return "live" if entry.claim.id in live else "superseded"
-
-
-def _filters(value: object) -> list[tuple[str, str, JsonValue]]:
-    """``{"field": v}`` or ``{"field": {"$gt": v, ...}}`` as (field, operator, operand)."""
-    if value is None:
-        return []
-    if not isinstance(value, dict):
-        raise BadRequest("filter is an object of field conditions")
-    out: list[tuple[str, str, JsonValue]] = []
-    for name in sorted(value):
-        condition = value[name]
-        if isinstance(condition, dict) and condition and all(k.startswith("$") for k in condition):
-            for op in sorted(condition):
-                if op not in _OPERATORS:
-                    raise BadRequest(f"unknown filter operator {op}; use {', '.join(_OPERATORS)}")
-                out.append((name, op, condition[op]))
-        else:
-            out.append((name, "$eq", condition))
-    return out
-
-
-def _match(value: JsonValue, condition: tuple[str, str, JsonValue]) -> bool:
-    name, op, operand = condition
-    if not isinstance(value, dict) or name not in value:
-        return op == "$ne"
-    field = value[name]
-    if op == "$eq":
-        return _same(field, operand)
-    if op == "$ne":
-        return not _same(field, operand)
-    if not _comparable(field, operand):
-        return False
-    assert isinstance(field, (int, str)) and isinstance(operand, (int, str))
-    if op == "$gt":
-        return field > operand  # type: ignore[operator]
-    if op == "$gte":
-        return field >= operand  # type: ignore[operator]
-    if op == "$lt":
-        return field < operand  # type: ignore[operator]
-    return field <= operand  # type: ignore[operator]
-
-
-def _same(a: JsonValue, b: JsonValue) -> bool:
-    return type(a) is type(b) and a == b  # true is not 1
-
-
-def _comparable(a: JsonValue, b: JsonValue) -> bool:
-    numbers = all(isinstance(x, int) and not isinstance(x, bool) for x in (a, b))
-    return numbers or (isinstance(a, str) and isinstance(b, str))
