@@ -1,0 +1,269 @@
+"""``memmesh bench view``: the memory view at scale, and how soon a conflict shows on two nodes.
+
+- ``put_per_s``: claims written through the node's whole local path, in process: each claim
+  built and signed with the agent key, checked by the view (``check_new``), committed durably
+  in LMDB under group commit (``claims_per_commit`` per envelope and commit), integrated into
+  pycrdt and applied to the view. ``claims`` claims, over 100 namespaces, one key each.
+- ``get_p50_us``, ``get_p99_us``: one subject read as the API serves it (the view's lookup, the
+  shown claim described as JSON, the read's receipt id), random keys, ``get_samples`` reads.
+- ``search_p50_ms``: a search under the ``bench`` prefix for one value by equality, which scans
+  until it finds it (half the subjects on average), ``search_samples`` searches.
+- ``rss_mb``: resident memory of a process that opens the store written above as a node does at
+  start (``Admission.open``) and builds the view; ``rss_vs_doc``: that over the resident memory
+  of a process holding only a bare pycrdt document with the same items (the same keys and the
+  same claim bytes as values), both measured here in fresh interpreters after a full GC
+  (goal <= 2.0).
+- ``conflict_visible_p50_ms``: two real node processes on loopback, connected; in each round
+  both are asked at once to write a fresh key; from the later of the two acknowledgements until
+  both list the conflict (``GET /v1/conflicts``, polled every millisecond). Rounds where one
+  write saw the other (no conflict) are counted in ``rounds_not_concurrent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pycrdt
+
+from ..admission import Admission
+from ..memory import Receipt, View, describe, frontier_hash
+from ..memory.search import parse_filter, search
+from ..store import LmdbStore
+from ..testing import MeshFixture
+from ..ydecode import ROOT_NAME, client_id, item_key
+
+__all__ = ["run_view_bench"]
+
+CLAIMS_PER_COMMIT = 256
+NAMESPACES = 100
+GOAL_RSS_VS_DOC = 2.0
+
+
+def run_view_bench(
+    *,
+    claims: int = 100_000,
+    get_samples: int = 2000,
+    search_samples: int = 50,
+    conflict_rounds: int = 30,
+    directory: Path | None = None,
+) -> dict[str, Any]:
+    if claims < 1:
+        raise ValueError("claims must be >= 1")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="memmesh-bench-view-", dir=directory) as tmp:
+        root = Path(tmp)
+        put_rate, view = _puts(root / "store", claims)
+        rng = random.Random(7)
+        gets = _gets(view, claims, get_samples, rng)
+        searches = _searches(view, claims, search_samples, rng)
+        items_file = root / "items.jsonl"
+        _dump_items(view, items_file)
+        view.admission.store.close()
+        del view
+        gc.collect()
+        rss_doc = _child_rss("doc", items_file)
+        rss_node = _child_rss("node", root / "store")
+        conflict = asyncio.run(_conflict_rounds(root / "swarm", conflict_rounds))
+    return {
+        "benchmark": "view",
+        "claims": claims,
+        "claims_per_commit": CLAIMS_PER_COMMIT,
+        "put_per_s": round(put_rate, 1),
+        "get_p50_us": round(statistics.median(gets) * 1e6, 1),
+        "get_p99_us": round(_percentile(gets, 0.99) * 1e6, 1),
+        "search_p50_ms": round(statistics.median(searches) * 1e3, 3),
+        "rss_mb": round(rss_node / 2**20, 1),
+        "doc_rss_mb": round(rss_doc / 2**20, 1),
+        "rss_vs_doc": round(rss_node / rss_doc, 3),
+        "goal_rss_vs_doc": GOAL_RSS_VS_DOC,
+        **conflict,
+        "duration_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def _puts(path: Path, count: int) -> tuple[float, View]:
+    mesh = MeshFixture("bench-view", nodes=1, writers=1)
+    writer, node = mesh.writers[0], mesh.nodes[0]
+    store = LmdbStore(path)
+    admission = Admission(store, mesh.genesis)
+    view = View(admission)
+    start = time.perf_counter()
+    for first in range(0, count, CLAIMS_PER_COMMIT):
+        batch = []
+        for i in range(first, min(count, first + CLAIMS_PER_COMMIT)):
+            value = {"n": i, "tier": ("gold", "silver", "bronze")[i % 3]}
+            claim = mesh.claim(writer, f"k{i}", value, namespace=("bench", f"g{i % NAMESPACES}"))
+            refusal = view.check_new(claim)
+            assert refusal is None, refusal
+            batch.append(claim)
+        env = admission.write_local(node, batch, hlc=first + 1)
+        view.apply([env.id], 0)
+    return count / (time.perf_counter() - start), view
+
+
+def _gets(view: View, count: int, samples: int, rng: random.Random) -> list[float]:
+    reader = b"\x01" * 32
+    frontier = frontier_hash(view.admission.frontier())
+    out = []
+    for _ in range(samples):
+        i = rng.randrange(count)
+        start = time.perf_counter()
+        subject = view.get(("bench", f"g{i % NAMESPACES}"), f"k{i}")
+        assert subject is not None
+        entry = subject.value_entry()
+        assert entry is not None
+        json.dumps(describe(entry))
+        Receipt.of(frontier, subject.live, reader).id  # noqa: B018 - the receipt is the cost
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def _searches(view: View, count: int, samples: int, rng: random.Random) -> list[float]:
+    out = []
+    for _ in range(samples):
+        wanted = rng.randrange(count)
+        conditions = parse_filter({"n": wanted})
+        start = time.perf_counter()
+        found = list(search(view, ("bench",), conditions, limit=10))
+        out.append(time.perf_counter() - start)
+        assert [key for (_, key), _ in found] == [f"k{wanted}"]
+    return out
+
+
+def _dump_items(view: View, path: Path) -> None:
+    """The document's items as the bare-document child rebuilds them: key and claim bytes."""
+    with path.open("w") as out:
+        for record in view.admission.records.values():
+            env = record.envelope
+            client = client_id(env.author, env.epoch)
+            for claim in record.claims:
+                out.write(json.dumps([item_key(client, claim.id), claim.raw.hex()]) + "\n")
+
+
+def _child_rss(kind: str, path: Path) -> int:
+    done = subprocess.run(  # noqa: S603 - this interpreter running this module
+        [sys.executable, "-m", "memmesh.bench.view", kind, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    return int(done.stdout.strip())
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def _doc_child(items: Path) -> int:
+    doc: pycrdt.Doc[pycrdt.Map[bytes]] = pycrdt.Doc()
+    root = doc.get(ROOT_NAME, type=pycrdt.Map)
+    with items.open() as lines:
+        batch: list[tuple[str, bytes]] = []
+        for line in lines:
+            key, raw = json.loads(line)
+            batch.append((key, bytes.fromhex(raw)))
+            if len(batch) == 1024:
+                with doc.transaction():
+                    for k, v in batch:
+                        root[k] = v
+                batch.clear()
+        with doc.transaction():
+            for k, v in batch:
+                root[k] = v
+    gc.collect()
+    return _rss_bytes()
+
+
+def _node_child(store_path: Path) -> int:
+    mesh = MeshFixture("bench-view", nodes=1, writers=1)
+    store = LmdbStore(store_path)
+    admission = Admission.open(store, mesh.genesis)
+    view = View.build(admission)
+    gc.collect()
+    rss = _rss_bytes()
+    assert view.subjects
+    return rss
+
+
+async def _conflict_rounds(directory: Path, rounds: int) -> dict[str, Any]:
+    import aiohttp  # noqa: PLC0415
+
+    from ..runtime.swarm import swarm_down, swarm_up  # noqa: PLC0415
+
+    nodes = swarm_up(2, directory)["nodes"]
+    try:
+        apis = [n["api"] for n in nodes]
+        async with aiohttp.ClientSession() as session:
+            await _wait_peered(session, apis)
+            visible: list[float] = []
+            not_concurrent = 0
+            for i in range(rounds):
+                took = await _one_conflict(session, apis, f"c{i}")
+                if took is None:
+                    not_concurrent += 1
+                else:
+                    visible.append(took)
+    finally:
+        swarm_down(directory, grace_s=5)
+    return {
+        "conflict_visible_p50_ms": round(statistics.median(visible) * 1e3, 3) if visible else None,
+        "conflict_visible_p99_ms": round(_percentile(visible, 0.99) * 1e3, 3) if visible else None,
+        "conflict_rounds": rounds,
+        "rounds_not_concurrent": not_concurrent,
+    }
+
+
+async def _wait_peered(session: Any, apis: list[str]) -> None:
+    for _ in range(600):
+        states = [await (await session.get(api + "/v1/state")).json() for api in apis]
+        if all(s["active_peers"] >= 1 for s in states):
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the two bench nodes did not connect")
+
+
+async def _one_conflict(session: Any, apis: list[str], key: str) -> float | None:
+    async def put(api: str, value: int) -> float:
+        body = {"namespace": "bench.conflicts", "key": key, "value": value}
+        async with session.put(api + "/v1/store/items", json=body) as response:
+            assert response.status == 201, await response.text()
+        return time.perf_counter()
+
+    acks = await asyncio.gather(put(apis[0], 1), put(apis[1], 2))
+    second = max(acks)
+    deadline = second + 2.0
+    seen = [False, False]
+    while time.perf_counter() < deadline:
+        for index, api in enumerate(apis):
+            if not seen[index]:
+                async with session.get(api + "/v1/conflicts") as response:
+                    listed = (await response.json())["conflicts"]
+                seen[index] = any(c["key"] == key for c in listed)
+        if all(seen):
+            return time.perf_counter() - second
+        await asyncio.sleep(0.001)
+    return None
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+if __name__ == "__main__":
+    what, where = sys.argv[1], Path(sys.argv[2])
+    print(_doc_child(where) if what == "doc" else _node_child(where))
