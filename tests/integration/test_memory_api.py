@@ -10,6 +10,8 @@ previous value is an update, never a conflict.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -245,3 +247,63 @@ def test_search_namespaces_delete_and_receipts(pair: tuple[list[dict[str, Any]],
     assert read["claim"]["based_on"] == [receipt["id"]] and decision["seq"] >= 1
     metrics = urllib.request.urlopen(a + "/metrics", timeout=10).read().decode()
     assert "memmesh_reads_total" in metrics
+
+
+def _metric(api: str, series: str) -> float:
+    """One series of /metrics, named with its labels as Prometheus prints them."""
+    text = urllib.request.urlopen(api + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError(f"{series} not in /metrics")
+
+
+POISONED = 'memmesh_read_incidents_total{kind="poisoned"}'
+STALE = 'memmesh_read_incidents_total{kind="stale"}'
+
+
+def test_a_read_of_a_claim_later_excluded_counts_as_poisoned(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    nodes, directory = pair
+    a, b = (n["api"] for n in nodes)
+    call(a, "/v1/peers", "POST", {"url": nodes[1]["gossip"]})
+    admin_key = str(directory / "admin.key")
+    writer = SigningKey.generate()
+    cli("members", "add", writer.public_key.hex(), "--role", "writer",
+        "--admin-key", admin_key, "--api", a)  # fmt: skip
+    mesh = bytes.fromhex(call(a, "/v1/state")["mesh"])
+    claim = make_claim(writer, mesh_id=mesh, aseq=1, hlc=(time.time_ns() // 10**6, 0),
+                       namespace=["ops"], key="status", type="fact", value="green")  # fmt: skip
+    call(a, "/v1/claims", "POST", {"claim": claim.raw.hex()})
+    path = "/v1/store/items?namespace=ops&key=status"
+    wait_until(lambda: status_of(b, path)[0] == 200, 10, "the claim on b")
+    assert call(b, path)["claim_id"] == claim.id.hex()
+    assert _metric(b, POISONED) == 0
+    # The writer turns out to be compromised: revoked from its first claim on.
+    cli("members", "revoke", writer.public_key.hex(), "--agent-seq", "0",
+        "--admin-key", admin_key, "--api", a)  # fmt: skip
+    wait_until(lambda: status_of(b, path)[0] == 404, 10, "the claim excluded on b")
+    assert _metric(b, POISONED) == 2  # the wait's last read and the check both returned it
+    history = call(b, "/v1/store/items/history?namespace=ops&key=status")["entries"]
+    assert [(e["status"], e["excluded"]) for e in history] == [("excluded", "revoked")]
+
+
+def test_reads_behind_a_lost_peer_count_as_stale(tmp_path: Path) -> None:
+    directory = tmp_path / "swarm"
+    nodes = swarm_up(2, directory, extra_config={"stale_read_after_ms": 3000})["nodes"]
+    try:
+        a, b = (n["api"] for n in nodes)
+        call(a, "/v1/store/items", "PUT", {"namespace": "ops", "key": "k", "value": 1})
+        wait_until(lambda: status_of(b, "/v1/store/items?namespace=ops&key=k")[0] == 200, 10,
+                   "the write on b")  # fmt: skip
+        time.sleep(1.5)  # a sync round has ended in sync since
+        call(b, "/v1/store/items?namespace=ops&key=k")
+        assert (_metric(b, STALE), _metric(b, "memmesh_reads_total")) == (0, 2)
+        os.kill(nodes[0]["pid"], signal.SIGTERM)
+        time.sleep(3.5)
+        call(b, "/v1/store/items?namespace=ops&key=k")
+        assert (_metric(b, STALE), _metric(b, "memmesh_reads_total")) == (1, 3)
+    finally:
+        swarm_down(directory, grace_s=5)
