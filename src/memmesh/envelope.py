@@ -90,10 +90,16 @@ class Envelope:
     deps: tuple[bytes, ...]
     hlc: int
     claims_root: bytes
-    payload: bytes
+    payload_start: int
+    """Where the payload begins in ``raw`` (it ends before the signature)."""
     signature: bytes
     raw: bytes
     id: bytes
+
+    @property
+    def payload(self) -> bytes:
+        """A slice of ``raw`` made when asked: a stored envelope keeps its bytes once."""
+        return self.raw[self.payload_start : len(self.raw) - SIGNATURE_BYTES]
 
     @property
     def log(self) -> LogId:
@@ -219,7 +225,8 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
             f"payload_len {payload_len} + signature {SIGNATURE_BYTES} != {r.remaining} "
             f"remaining bytes",
         )
-    payload = r.raw(payload_len, "payload")
+    payload_start = r.position
+    r.raw(payload_len, "payload")
     body_end = r.position
     signature = r.raw(SIGNATURE_BYTES, "signature")
     r.expect_end()
@@ -234,9 +241,9 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
         deps=deps,
         hlc=hlc,
         claims_root=claims_root,
-        payload=payload,
+        payload_start=payload_start,
         signature=signature,
-        raw=bytes(data),
+        raw=data,
         id=tagged_hash(ID_TAG, body),
     )
 
