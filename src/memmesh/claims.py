@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .canonical import JSON_INT_MAX, JsonValue, canonical_bytes, parse_canonical
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
@@ -38,6 +38,7 @@ __all__ = [
     "make_claim",
 ]
 
+_T = TypeVar("_T")
 CLAIM_VERSION = 1
 CLAIM_SIGNATURE_DOMAIN = b"memmesh/claim/v1\x00"
 CLAIM_ID_TAG = b"claim-id/v1"
@@ -225,13 +226,13 @@ def _check_body(doc: JsonValue) -> dict[str, Any]:
     if not _is_text(key, KEY_BYTES_MAX):
         raise _bad(f"key must be 1..{KEY_BYTES_MAX} bytes of text")
     return {
-        "mesh_id": _hex32(doc, "mesh"),
-        "agent": _hex32(doc, "agent"),
+        "mesh_id": _shared(_hex32(doc, "mesh")),
+        "agent": _shared(_hex32(doc, "agent")),
         "aseq": aseq,
         "hlc": (physical, logical),
-        "namespace": _namespace(doc["ns"]),
+        "namespace": _shared(_namespace(doc["ns"])),
         "key": key,
-        "type": claim_type,
+        "type": _shared(claim_type),
         "value": doc["value"],
         "valid_at": valid_at,
         "invalid_at": invalid_at,
@@ -258,6 +259,22 @@ def _opt_uint(doc: dict[str, JsonValue], name: str) -> int | None:
     if not _is_uint(value):
         raise _bad(f"{name} must be null or a non-negative integer")
     assert isinstance(value, int)
+    return value
+
+
+_SHARED_MAX = 1 << 16
+_shared_values: dict[object, object] = {}
+
+
+def _shared(value: _T) -> _T:
+    """One object for each mesh id, agent key, namespace and type seen, so 100,000 claims by a
+    few agents in a few namespaces hold a few copies, not 100,000. Bounded: past the limit new
+    values are simply not shared."""
+    held = _shared_values.get(value)
+    if held is not None:
+        return held  # type: ignore[return-value]
+    if len(_shared_values) < _SHARED_MAX:
+        _shared_values[value] = value
     return value
 
 
