@@ -12,7 +12,8 @@
   start (``Admission.open``) and builds the view; ``rss_vs_doc``: that over the resident memory
   of a process holding only a bare pycrdt document with the same items (the same keys and the
   same claim bytes as values), both measured here in fresh interpreters after a full GC
-  (goal <= 2.0).
+  (goal <= 2.0). ``rss_anon_mb`` and ``rss_file_mb`` split ``rss_mb``: LMDB's pages, mapped
+  from the store file, are file-backed.
 - ``conflict_visible_p50_ms``: two real node processes on loopback, connected; in each round
   both are asked at once to write a fresh key; from the later of the two acknowledgements until
   both list the conflict (``GET /v1/conflicts``, polled every millisecond). Rounds where one
@@ -82,9 +83,11 @@ def run_view_bench(
         "get_p50_us": round(statistics.median(gets) * 1e6, 1),
         "get_p99_us": round(_percentile(gets, 0.99) * 1e6, 1),
         "search_p50_ms": round(statistics.median(searches) * 1e3, 3),
-        "rss_mb": round(rss_node / 2**20, 1),
-        "doc_rss_mb": round(rss_doc / 2**20, 1),
-        "rss_vs_doc": round(rss_node / rss_doc, 3),
+        "rss_mb": round(rss_node["rss"] / 2**20, 1),
+        "rss_anon_mb": round(rss_node.get("anon", 0) / 2**20, 1),
+        "rss_file_mb": round(rss_node.get("file", 0) / 2**20, 1),
+        "doc_rss_mb": round(rss_doc["rss"] / 2**20, 1),
+        "rss_vs_doc": round(rss_node["rss"] / rss_doc["rss"], 3),
         "goal_rss_vs_doc": GOAL_RSS_VS_DOC,
         **conflict,
         "duration_s": round(time.perf_counter() - started, 1),
@@ -150,7 +153,7 @@ def _dump_items(view: View, path: Path) -> None:
                 out.write(json.dumps([item_key(client, claim.id), claim.raw.hex()]) + "\n")
 
 
-def _child_rss(kind: str, path: Path) -> int:
+def _child_rss(kind: str, path: Path) -> dict[str, int]:
     done = subprocess.run(  # noqa: S603 - this interpreter running this module
         [sys.executable, "-m", "memmesh.bench.view", kind, str(path)],
         check=True,
@@ -158,17 +161,24 @@ def _child_rss(kind: str, path: Path) -> int:
         text=True,
         timeout=1200,
     )
-    return int(done.stdout.strip())
+    parsed: dict[str, int] = json.loads(done.stdout)
+    return parsed
 
 
-def _rss_bytes() -> int:
+def _rss_bytes() -> dict[str, int]:
+    """VmRSS, and its anonymous and file-backed parts (LMDB's mapped pages are file-backed)."""
+    wanted = {"VmRSS": "rss", "RssAnon": "anon", "RssFile": "file"}
+    out = {}
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+        name = line.split(":")[0]
+        if name in wanted:
+            out[wanted[name]] = int(line.split()[1]) * 1024
+    if "rss" not in out:
+        raise RuntimeError("no VmRSS in /proc/self/status")
+    return out
 
 
-def _doc_child(items: Path) -> int:
+def _doc_child(items: Path) -> dict[str, int]:
     doc: pycrdt.Doc[pycrdt.Map[bytes]] = pycrdt.Doc()
     root = doc.get(ROOT_NAME, type=pycrdt.Map)
     with items.open() as lines:
@@ -188,7 +198,7 @@ def _doc_child(items: Path) -> int:
     return _rss_bytes()
 
 
-def _node_child(store_path: Path) -> int:
+def _node_child(store_path: Path) -> dict[str, int]:
     mesh = MeshFixture("bench-view", nodes=1, writers=1)
     store = LmdbStore(store_path)
     admission = Admission.open(store, mesh.genesis)
@@ -266,4 +276,4 @@ def _percentile(values: list[float], q: float) -> float:
 
 if __name__ == "__main__":
     what, where = sys.argv[1], Path(sys.argv[2])
-    print(_doc_child(where) if what == "doc" else _node_child(where))
+    print(json.dumps(_doc_child(where) if what == "doc" else _node_child(where)))
