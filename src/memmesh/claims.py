@@ -36,6 +36,7 @@ __all__ = [
     "Claim",
     "decode_claim",
     "make_claim",
+    "signature_ok",
 ]
 
 _T = TypeVar("_T")
@@ -185,6 +186,13 @@ def decode_claim(
             Reason.BAD_CLAIM_SIGNATURE, f"claim not signed by agent {short_id(fields['agent'])}"
         )
     return Claim(**fields, raw=data, id=tagged_hash(CLAIM_ID_TAG, data))
+
+
+def signature_ok(claim: Claim) -> bool:
+    """Check the agent's signature of a decoded claim again, from its bytes (what a reader
+    shows as the claim's signature status)."""
+    body = claim.raw[_FRAME_BYTES - SIGNATURE_BYTES : len(claim.raw) - SIGNATURE_BYTES]
+    return verify(claim.agent, CLAIM_SIGNATURE_DOMAIN, body, claim.raw[-SIGNATURE_BYTES:])
 
 
 def _bad(detail: str) -> Rejected:

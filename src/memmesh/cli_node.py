@@ -25,6 +25,7 @@ node_app = typer.Typer(help="Run a node.", no_args_is_help=True)
 peers_app = typer.Typer(help="The peers a running node dials.", no_args_is_help=True)
 members_app = typer.Typer(help="Mesh membership: admit and revoke keys.", no_args_is_help=True)
 swarm_app = typer.Typer(help="A local swarm of node processes on loopback.", no_args_is_help=True)
+types_app = typer.Typer(help="Custom claim types and their JSON schemas.", no_args_is_help=True)
 policy_app = typer.Typer(
     help="Conflict policies: which rule settles a namespace.", no_args_is_help=True
 )
@@ -49,6 +50,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(members_app, name="members")
     app.add_typer(swarm_app, name="swarm")
     app.add_typer(policy_app, name="policy")
+    app.add_typer(types_app, name="types")
     from .cli_memory import register as register_memory_commands  # it imports this module
 
     register_memory_commands(app)
@@ -286,6 +288,36 @@ def policy_set(
         raise typer.BadParameter(str(exc)) from None
     _print(
         _signed_claim(api, data_dir, token, admin_key, POLICY_NAMESPACE, pattern, "policy", value),
+        True,
+    )
+
+
+@types_app.command("register")
+def types_register(
+    name: Annotated[str, typer.Argument(help="The type name, such as invoice.")],
+    schema: Annotated[Path, typer.Option(help="A JSON Schema (2020-12) file.")],
+    admin_key: AdminKey,
+    version: Annotated[int, typer.Option(help="Higher versions win.")] = 1,
+    api: ApiUrl = None,
+    data_dir: DataDir = None,
+    token: Token = None,
+) -> None:
+    """Register a custom claim type: a schema claim signed by the admin. Claims of the type
+    written after it is known are checked against it (docs/memory.md)."""
+    from .memory.types import TYPES_NAMESPACE, parse_schema_value
+
+    try:
+        document = json.loads(schema.read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"--schema: {exc}") from None
+    value = {"schema": document, "version": version}
+    if parse_schema_value(name, value) is None:
+        raise typer.BadParameter(
+            "not a registration: a custom type name (not built in), a version >= 1 and a valid "
+            "JSON Schema 2020-12 object"
+        )
+    _print(
+        _signed_claim(api, data_dir, token, admin_key, TYPES_NAMESPACE, name, "schema", value),
         True,
     )
 

@@ -307,3 +307,27 @@ def test_reads_behind_a_lost_peer_count_as_stale(tmp_path: Path) -> None:
         assert (_metric(b, STALE), _metric(b, "memmesh_reads_total")) == (1, 3)
     finally:
         swarm_down(directory, grace_s=5)
+
+
+def test_a_registered_type_is_checked_on_write(
+    pair: tuple[list[dict[str, Any]], Path], tmp_path: Path
+) -> None:
+    nodes, directory = pair
+    a = nodes[0]["api"]
+    schema = tmp_path / "invoice.json"
+    schema.write_text(json.dumps({"type": "object", "required": ["amount"],
+                                  "properties": {"amount": {"type": "integer"}}}))  # fmt: skip
+    cli("types", "register", "invoice", "--schema", str(schema),
+        "--admin-key", str(directory / "admin.key"), "--api", a)  # fmt: skip
+    ok = {"namespace": "billing", "key": "i1", "value": {"amount": 5}, "type": "invoice"}
+    assert status_of(a, "/v1/store/items", "PUT", ok)[0] == 200
+    bad = {**ok, "key": "i2", "value": {"amount": "five"}}
+    status, answer = status_of(a, "/v1/store/items", "PUT", bad)
+    assert (status, answer["error"]) == (422, "schema_violation")
+    assert "amount" in answer["detail"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "memmesh", "types", "register", "fact", "--schema", str(schema),
+         "--admin-key", str(directory / "admin.key"), "--api", a],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "built in" in refused.stderr

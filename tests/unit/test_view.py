@@ -6,6 +6,7 @@ their bytes, so every claim here went through the same checks as on the network.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import pytest
@@ -14,7 +15,7 @@ from memmesh.admission import Admission, Status
 from memmesh.claims import Claim
 from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope
-from memmesh.memory import Invalid, View
+from memmesh.memory import Invalid, View, describe
 from memmesh.memory.types import POLICY_NAMESPACE, TYPES_NAMESPACE
 from memmesh.store import MemoryStore
 from memmesh.testing import MeshFixture, seeded_key
@@ -377,8 +378,29 @@ class ViewMachine(RuleBasedStateMachine):
         for replica in getattr(self, "replicas", []):
             replica.check_rebuild()
 
+    @invariant()
+    def every_claim_is_attributed_signed_timed_and_has_provenance_fields(self) -> None:
+        for replica in getattr(self, "replicas", []):
+            for subject in replica.view.subjects.values():
+                for entry in subject.entries.values():
+                    shown = describe(entry)
+                    assert len(str(shown["agent"])) == 64 and shown["signature"] == "verified"
+                    assert isinstance(shown["hlc"], list) and shown["hlc"][0] > 0
+                    for name in ("source", "derived_from", "based_on", "valid_at", "confidence"):
+                        assert name in shown
+
 
 ViewMachine.TestCase.settings = settings(
     max_examples=scaled(40), stateful_step_count=30, deadline=None
 )
 test_the_incremental_view_equals_a_rebuild = ViewMachine.TestCase
+
+
+def test_the_signature_status_is_checked_not_assumed(mesh: MeshFixture) -> None:
+    a, _ = _pair(mesh)
+    claim = mesh.claim(mesh.writers[0], "k", "v", namespace=NS)
+    a.write([claim])
+    entry = a.view.get(NS, "k").entries[claim.id]  # type: ignore[union-attr]
+    assert describe(entry)["signature"] == "verified"
+    forged = dataclasses.replace(claim, raw=claim.raw[:-1] + bytes([claim.raw[-1] ^ 1]))
+    assert describe(dataclasses.replace(entry, claim=forged))["signature"] == "invalid"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import JsonValue, canonical_bytes
-from ..claims import Claim
+from ..claims import Claim, signature_ok
 from ..ids import tagged_hash
 from ..membership import Role
 from ..policy import Candidate, Context, Decision, PolicyClaim, PolicyTable, Rule, decide
@@ -436,7 +436,7 @@ def describe(entry: Entry, role: str | None = None) -> dict[str, JsonValue]:
         "based_on": [r.hex() for r in claim.based_on],
         "confidence": claim.confidence,
         "supersedes": [r.hex() for r in claim.supersedes],
-        "signature": "verified",
+        "signature": "verified" if signature_ok(claim) else "invalid",
         "excluded": entry.excluded,
         "invalid": entry.invalid,
         "invalid_detail": entry.detail or None,
