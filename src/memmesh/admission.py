@@ -74,6 +74,10 @@ class Status(enum.StrEnum):
     WAITING_CAUSAL = "waiting_causal"
     WAITING_MEMBER = "waiting_member"
     REJECTED = "rejected"
+    DROPPED = "dropped"
+    """Not stored and not an error: it waits for its causal past and its author's node is
+    revoked before its seq, so it could only ever be excluded. If some peer holds that past, sync
+    brings both again, in order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +413,8 @@ class Admission:
         if env.id in self._pending:
             return Outcome(Status.WAITING_MEMBER, env.id)
         missing = self._missing_for(env)
+        if missing and not self._replaying and self._past_cutoff(env):
+            return Outcome(Status.DROPPED, env.id)
         if missing:
             return self._buffer_causal(prepared, missing)
         outcome = self._admit_ready(prepared)
@@ -571,6 +577,8 @@ class Admission:
             )
             for position, claim, (kind, target, role, node_cutoff, agent_cutoff) in prepared.ops
         )
+        if prepared.ops and not self._replaying:
+            self._drop_revoked_waiting()
 
     def _note_fork(self, env: Envelope, other_id: bytes) -> None:
         """Record that ``env`` and the envelope ``other_id`` share a log and seq."""
@@ -679,21 +687,47 @@ class Admission:
                     work.append(prepared)
         return admitted
 
+    def _past_cutoff(self, env: Envelope) -> bool:
+        member = self.membership.state.get(env.author)
+        cutoff = None if member is None else member.node_cutoff
+        return cutoff is not None and (env.epoch, env.seq) > cutoff
+
+    def _drop_revoked_waiting(self) -> None:
+        """A revocation arrived: envelopes waiting for their causal past past their author's
+        new cutoff can only be excluded, and their past may exist only on the revoked node,
+        which no member talks to. Drop them rather than wait (and ask) for ever."""
+        doomed = sorted(i for i, p in self._causal.items() if self._past_cutoff(p.envelope))
+        if not doomed:
+            return
+        for env_id in doomed:
+            self._unbuffer(self._causal[env_id])
+        gone = set(doomed)
+        for dep in sorted(self._waiting_on):
+            waiters = self._waiting_on[dep] - gone
+            if waiters:
+                self._waiting_on[dep] = waiters
+            else:
+                del self._waiting_on[dep]
+
+    def _unbuffer(self, prepared: _Prepared) -> None:
+        waiting_id = prepared.envelope.id
+        del self._causal[waiting_id]
+        self._causal_bytes -= len(prepared.envelope.raw)
+        author = prepared.envelope.author
+        self._causal_by_author[author] -= 1
+        if not self._causal_by_author[author]:
+            del self._causal_by_author[author]
+        if waiting_id in self._unadmitted_ids:
+            self._unadmitted_ids.discard(waiting_id)
+            self._causal_unadmitted -= 1
+
     def _take_waiting(self, waiting_id: bytes) -> _Prepared | None:
         """Remove a buffered envelope that is now ready; None if it still waits or is gone."""
         prepared = self._causal.get(waiting_id)
         if prepared is not None:
             if self._missing_for(prepared.envelope):
                 return None  # still waits for another dep; it is indexed under that one too
-            del self._causal[waiting_id]
-            self._causal_bytes -= len(prepared.envelope.raw)
-            author = prepared.envelope.author
-            self._causal_by_author[author] -= 1
-            if not self._causal_by_author[author]:
-                del self._causal_by_author[author]
-            if waiting_id in self._unadmitted_ids:
-                self._unadmitted_ids.discard(waiting_id)
-                self._causal_unadmitted -= 1
+            self._unbuffer(prepared)
             return prepared
         prepared = self._pending.pop(waiting_id, None)
         if prepared is not None:

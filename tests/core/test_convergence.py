@@ -187,8 +187,11 @@ class SyncMachine(RuleBasedStateMachine):
         for a, b in itertools.pairwise(rest):
             self._link(a, b)
         core = self.net.cores[target]
-        own = [h.seq for log, h in core.frontier() if log.author == core.node]
-        seq = own[0] if own else 0
+        # The admin revokes at the head it has seen, as `memmesh members revoke --node-seq`
+        # does: what only the revoked node holds can never reach anyone (no member talks to it).
+        issuer = self.net.cores[self._pick(via)]
+        seen = [h.seq for log, h in issuer.frontier() if log.author == core.node]
+        seq = seen[0] if seen else 0
         self.token += 1
         claim = self.mesh.revoke_node(core.node, 1, seq)
         self.net.write(self._pick(via), self.token, [claim])

@@ -775,3 +775,28 @@ def test_a_new_epoch_names_an_earlier_epoch_of_the_same_key(mesh: MeshFixture) -
 
     assert admission.receive(epoch2(other.id, "bad").raw).reason is Reason.BAD_PREV
     assert admission.receive(epoch2(old.id, "good").raw).status is Status.INTEGRATED
+
+
+def test_a_revocation_drops_what_waits_past_the_cutoff(mesh: MeshFixture) -> None:
+    """Envelopes that wait for their causal past and are past their author's new cutoff could
+    only ever be excluded, and their past may exist only on the revoked node: they are dropped,
+    not waited (and asked) for; delivered in order later, they are stored, excluded."""
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    src = Admission(MemoryStore(), mesh.genesis)
+    e1, e2, e3 = (
+        src.write_local(node1, [mesh.claim(mesh.writers[0], f"n1-{i}", i)], hlc=i)
+        for i in range(1, 4)
+    )
+    admin_side = Admission(MemoryStore(), mesh.genesis)  # has seen none of node1's writes
+    revoke = admin_side.write_local(node0, [mesh.revoke_node(node1.public_key, 1, 1)], hlc=10)
+    replica = Admission(MemoryStore(), mesh.genesis)
+    assert replica.receive(e3.raw).status is Status.WAITING_CAUSAL
+    assert replica.missing() == [e2.id]
+    assert replica.receive(revoke.raw).status is Status.INTEGRATED
+    assert replica.buffered["causal"] == 0 and replica.missing() == []
+    assert replica.receive(e2.raw).status is Status.DROPPED  # past the cutoff, past missing
+    assert replica.buffered["causal"] == 0
+    for env in (e1, e2, e3):
+        assert replica.receive(env.raw).status is Status.INTEGRATED
+    assert [c.key for c in replica.live_claims() if c.key.startswith("n1-")] == ["n1-1"]
+    assert replica.exclusion(replica.records[e3.id]) is Reason.REVOKED
