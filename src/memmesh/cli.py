@@ -17,6 +17,7 @@ from rich.table import Table
 
 from . import __version__
 from .cli_node import register as register_node_commands
+from .cli_sim import sim_app
 from .crypto import SigningKey, read_key_file, write_key_file
 from .errors import MemmeshError
 from .ids import short_id
@@ -36,6 +37,7 @@ bench_app = typer.Typer(help="Benchmarks with baselines measured in the same run
 app.add_typer(keys_app, name="keys")
 app.add_typer(bench_app, name="bench", no_args_is_help=True)
 register_node_commands(app)
+app.add_typer(sim_app, name="sim")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 BenchDir = Annotated[
@@ -338,6 +340,22 @@ def bench_transport(
         nodes=nodes, rates=ladder, seconds_per_rate=seconds_per_rate, directory=directory
     )
     _emit(result, as_json, "memmesh bench transport")
+
+
+@bench_app.command("convergence")
+def bench_convergence(
+    nodes: Annotated[int, typer.Option(help="Simulated nodes (real cores).")] = 100,
+    updates: Annotated[int, typer.Option(help="Writes, spread over the run.")] = 200,
+    seed: Annotated[int, typer.Option(help="The simulation seed.")] = 1,
+    loss: Annotated[float, typer.Option(help="Share of frames lost on every link.")] = 0.01,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rounds, time, deliveries and bytes to converge in the simulator, against plain
+    flooding over the same simulated network in the same run."""
+    from .bench.convergence import run_convergence_bench
+
+    result = run_convergence_bench(nodes=nodes, updates=updates, seed=seed, loss=loss)
+    _emit(result, as_json, "memmesh bench convergence")
 
 
 @app.command()
