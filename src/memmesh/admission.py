@@ -725,8 +725,13 @@ class Admission:
         """Remove a buffered envelope that is now ready; None if it still waits or is gone."""
         prepared = self._causal.get(waiting_id)
         if prepared is not None:
-            if self._missing_for(prepared.envelope):
-                return None  # still waits for another dep; it is indexed under that one too
+            still = self._missing_for(prepared.envelope)
+            if still:
+                # Index it again under what it still lacks: a failed commit may have undone a
+                # dep whose waiting list was already taken, and nothing else would release it.
+                for dep in still:
+                    self._waiting_on.setdefault(dep, set()).add(waiting_id)
+                return None
             self._unbuffer(prepared)
             return prepared
         prepared = self._pending.pop(waiting_id, None)

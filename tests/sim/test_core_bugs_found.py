@@ -1,6 +1,6 @@
-"""Core bugs the simulator found, each cut down to a few lines. Marked ``xfail(strict=True)``:
-once the core is fixed they pass, and the strict marker then fails the suite so the marker is
-removed and the test stays as a regression test."""
+"""Core bugs the simulator found, each cut down to a few lines. A bug not yet fixed is marked
+``xfail(strict=True)``: once the core is fixed it passes, the strict marker fails the suite, and
+the marker is removed so the test stays as a regression test."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import pytest
 
 from memmesh.admission import Admission, Status
-from memmesh.core import MeshCore, SessionState, SyncLimits
+from memmesh.core import MeshCore, PeerConnected, Received, SessionState, SyncLimits
 from memmesh.errors import StorageError
 from memmesh.store import MemoryStore, WriteBatch
 from memmesh.testing import FakeNetwork, MeshFixture
@@ -25,12 +25,9 @@ class _FailOnce(MemoryStore):
         super().commit(batch)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admission: a failed commit loses the causal-buffer index entry that _release_all "
-    "popped; the envelope waits forever once its deps arrive (sim seeds 21 and 26)",
-)
 def test_a_failed_commit_does_not_strand_a_buffered_envelope() -> None:
+    """Admission: a failed commit lost the causal-buffer index entry that _release_all had
+    taken; the envelope then waited for ever once its deps arrived (sim seeds 21 and 26)."""
     mesh = MeshFixture("undo-strand", nodes=3, writers=1)
     writer = mesh.writers[0]
     first = Admission(MemoryStore(), mesh.genesis).write_local(
@@ -55,12 +52,9 @@ def test_a_failed_commit_does_not_strand_a_buffered_envelope() -> None:
     assert third.id in replica.records, "its deps are all held, yet it still waits"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: _end_session clears a session's queued wants without releasing them, so "
-    "their logs stay in _fetching_logs and are never asked of anyone again (sim seed 253)",
-)
 def test_requests_queued_on_a_closed_session_are_asked_again() -> None:
+    """Core: _end_session cleared a session's queued wants without releasing them, so their
+    logs stayed in _fetching_logs and were never asked of anyone again (sim seed 253)."""
     mesh = MeshFixture("wants-leak", nodes=12, writers=1)
     writer = mesh.writers[0]
     net = FakeNetwork(random.Random(1))
@@ -111,3 +105,14 @@ def test_a_node_with_no_session_gets_into_full_views() -> None:
         net.tick(1_000)
     newcomer = net.cores["newcomer"]
     assert any(s.state is SessionState.ACTIVE for s in newcomer.sessions.values())
+
+
+def test_a_refused_handshake_leaves_no_timer_behind() -> None:
+    """Core: a session closed by _fail kept its handshake deadline, so next_deadline() stayed
+    in the past and a runtime's timer spun until PeerGone arrived."""
+    mesh = MeshFixture("closed-deadline", nodes=1, writers=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(1))
+    core.handle(PeerConnected("stranger"), 1_000)
+    core.handle(Received("stranger", b"not a message"), 1_001)  # refused: bad_message
+    assert core.sessions["stranger"].state is SessionState.CLOSED
+    assert core.next_deadline() is None

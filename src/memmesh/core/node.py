@@ -520,6 +520,7 @@ class MeshCore:
 
     def _drop_session(self, session: Session) -> None:
         session.state = SessionState.CLOSED
+        session.deadline_ms = None  # no handshake timer for a closed session
         self._end_session(session)
 
     def _end_session(self, session: Session) -> None:
@@ -535,6 +536,8 @@ class MeshCore:
         for request in session.requests.values():
             self._release(request.fetch)
         session.requests.clear()
+        for fetch in session.wants:  # queued, not sent: released too, so others are asked
+            self._release(fetch)
         session.wants.clear()
         session.awaiting_round = session.round_deadline_ms = None
 
