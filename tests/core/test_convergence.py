@@ -208,7 +208,8 @@ class SyncMachine(RuleBasedStateMachine):
 
     def _converge(self) -> None:
         self.net.heal()
-        self.net.quiesce()
+        # A revoked node is cut off: it may wait for ever for what only members hold.
+        self.net.quiesce(ignore=[self.revoked] if self.revoked else [])
         names = [n for n in sorted(self.net.cores) if n != self.revoked]
         cores = [self.net.cores[n] for n in names]
         frontiers = {n: c.frontier() for n, c in zip(names, cores, strict=True)}

@@ -139,9 +139,10 @@ def test_lost_peers_are_replaced_from_the_passive_view() -> None:
 
 def test_a_full_view_refuses_more_sessions_with_view_full() -> None:
     limits = SyncLimits(active_view_target=2, active_view_max=2, view_rotation_interval_ms=0)
-    net, _ = _net(4, limits)
+    net, _ = _net(5, limits)
     net.connect("n00", "n01")
     net.connect("n00", "n02")
+    net.connect("n03", "n01")  # n03 is not alone once this one is up
     net.settle()
     assert _active(net, "n00") == ["n01", "n02"]
     net.connect("n03", "n00")  # opened at once, past n00's view
@@ -149,6 +150,11 @@ def test_a_full_view_refuses_more_sessions_with_view_full() -> None:
     assert _active(net, "n00") == ["n01", "n02"]
     assert net.cores["n00"].stats.view_refusals == 1
     assert not net.connected("n00", "n03")
+    # A node with no session at all is let in: n00 drops one of its links for it.
+    net.connect("n04", "n00")
+    net.settle()
+    assert "n04" in _active(net, "n00") and len(_active(net, "n00")) == 2
+    assert net.cores["n00"].stats.priority_joins == 1
 
 
 @pytest.mark.parametrize("rotation_ms", [0, 5_000])

@@ -80,13 +80,10 @@ def test_requests_queued_on_a_closed_session_are_asked_again() -> None:
     assert replica.frontier() == source.frontier()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a node whose configured peers all hold full active views is refused "
-    "(view_full) forever; nothing lets a node with no session in (HyParView accepts a "
-    "high-priority neighbour request); sim seed 470",
-)
 def test_a_node_with_no_session_gets_into_full_views() -> None:
+    """Core: a node whose configured peers all held full active views was refused (view_full)
+    for ever; its hello now says it is alone, and a full view drops a link to let it in (sim
+    seed 470)."""
     mesh = MeshFixture("view-full", nodes=5, writers=1)
     limits = SyncLimits(active_view_target=1, active_view_max=2)
     net = FakeNetwork(random.Random(1))

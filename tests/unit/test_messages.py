@@ -330,12 +330,12 @@ def test_an_item_of_the_largest_envelope_size_fits_with_14_bytes_of_overhead() -
     _refused(_pack([6, 0, [b"\xab" * (ITEM_MAX + 1)], False]), frame=BIG_FRAME)
 
 
-def test_the_largest_hello_is_65_732_bytes() -> None:
+def test_the_largest_hello_is_65_733_bytes() -> None:
     """§13.1: 16 links of 4 KiB, 8 versions of 2^32 - 1: the largest frame a Hello can be, far
     under any frame limit a node accepts."""
     message = BOUNDARY_MESSAGES["hello-max-chain"]
     frame = encode_message(message)
-    assert len(frame) == 65_732
+    assert len(frame) == 65_733
     assert _decode(frame, len(frame)) == message
     _refused(frame, Reason.TOO_LARGE, len(frame) - 1)
 

@@ -110,8 +110,9 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 
 class Hello(_Message, tag=1, frozen=True):
     """First message each way: the versions the sender speaks, its mesh, its node key, a fresh
-    nonce for the peer to sign, and the admit claims from a genesis admin to its key (empty for
-    a genesis member), so a peer that holds only the genesis can recognise it."""
+    nonce for the peer to sign, the admit claims from a genesis admin to its key (empty for a
+    genesis member), so a peer that holds only the genesis can recognise it, and whether it has
+    no other session."""
 
     versions: Annotated[list[U32], msgspec.Meta(min_length=1, max_length=VERSIONS_MAX)]
     mesh: Id32
@@ -121,6 +122,9 @@ class Hello(_Message, tag=1, frozen=True):
         list[Annotated[bytes, msgspec.Meta(min_length=1, max_length=CHAIN_LINK_BYTES_MAX)]],
         msgspec.Meta(max_length=CHAIN_LINKS_MAX),
     ]
+    alone: bool = False
+    """The sender holds no other active session: a full view lets it in by dropping a link of
+    its own (HyParView's high-priority join) instead of refusing it with ``view_full``."""
 
 
 class Auth(_Message, tag=8, frozen=True):

@@ -141,6 +141,8 @@ class SyncStats:
     """Handshakes refused with ``view_full`` (the active view was at its maximum)."""
     rotations: int = 0
     """Sessions dropped to make room after a rotation dial."""
+    priority_joins: int = 0
+    """Sessions dropped to let in a node with no other session (``Hello.alone``)."""
 
 
 @dataclass(slots=True)
@@ -231,6 +233,9 @@ class MeshCore:
         self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
         self._own_record: PeerRecord | None = None
         self._shuffle_due_ms: int | None = None
+        self._not_before: dict[bytes, int] = {}
+        """Nodes whose full view just turned us away: not dialled again before then, so a node
+        pushed out by a priority join does not bounce straight back (and push out another)."""
         self.last_in_sync_ms: int | None = None
         """When an anti-entropy round last ended with nothing to fetch from either side."""
         self._rotation_due_ms: int | None = None
@@ -290,6 +295,7 @@ class MeshCore:
                 deadlines.append(session.round_deadline_ms)
             deadlines.extend(r.deadline_ms for r in session.requests.values())
         deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
+        deadlines.extend(self._not_before.values())
         return min(deadlines, default=None)
 
     def quiet(self) -> bool:
@@ -363,10 +369,15 @@ class MeshCore:
         if dialling is not None:
             dialling.due_ms, dialling.dialling = None, False
         chain = self.admission.admit_chain(self.node) or self._given_chain
-        self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node, nonce, chain))
+        alone = not self._active()
+        self._send(
+            session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node, nonce, chain, alone)
+        )
 
     def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
+        if session is not None and session.node is not None and reason == Reason.VIEW_FULL:
+            self._not_before[session.node] = self._now + self.limits.shuffle_interval_ms
         if session is not None:
             self._end_session(session)
             # Addresses of the same node, not dialled while this session stood, dial again.
@@ -414,6 +425,7 @@ class MeshCore:
         if refusal is not None:
             return self._fail(session, refusal[0], refusal[1])
         session.node, session.peer_nonce = message.node, message.nonce
+        session.peer_alone = message.alone
         session.state = SessionState.AUTH
         ours = Transcript(
             PROTOCOL_VERSION, self.mesh_id, self.node, session.nonce, message.node, message.nonce
@@ -470,8 +482,11 @@ class MeshCore:
             if loser is session:
                 return None
         if len(self._active()) >= self.limits.active_view_max:
-            self.stats.view_refusals += 1
-            return self._fail(session, Reason.VIEW_FULL, "the active view is full")
+            if not session.peer_alone:
+                self.stats.view_refusals += 1
+                return self._fail(session, Reason.VIEW_FULL, "the active view is full")
+            self.stats.priority_joins += 1
+            self._evict(session, "made room for a node with no other session")
         session.state = SessionState.ACTIVE
         session.activated = True
         session.deadline_ms = None
@@ -491,13 +506,16 @@ class MeshCore:
         if dialling is not None and dialling.rotation:
             dialling.rotation = False
             if len(self._active()) > self.limits.active_view_target:
-                self._evict(keep=session)
+                self.stats.rotations += 1
+                self._evict(session, "rotated out of the active view")
         return None
 
     def _on_bye(self, session: Session, message: Bye) -> None:
         session.state = SessionState.CLOSED
         self._end_session(session)
         self._notify(PeerRefused(session.peer, message.reason, message.detail, by_us=False))
+        if message.reason == Reason.VIEW_FULL and session.node is not None:
+            self._not_before[session.node] = self._now + self.limits.shuffle_interval_ms
         dialling = self._dialling.get(session.peer)
         if dialling is not None:
             dialling.refusal = message.reason
@@ -596,6 +614,8 @@ class MeshCore:
     def _dial_timers(self) -> None:
         """Dials whose backoff is over are parked, to be dialled when the view has room; dials
         never answered count as failed."""
+        for node in sorted(n for n, until in self._not_before.items() if until <= self._now):
+            del self._not_before[node]
         for peer in sorted(self._dialling):
             dialling = self._dialling[peer]
             if dialling.due_ms is None or dialling.due_ms > self._now:
@@ -649,6 +669,7 @@ class MeshCore:
         dialled."""
         busy = {s.node for s in self.sessions.values() if s.node is not None}
         busy.update(d.node for d in self._dialling.values() if d.dialling and d.node is not None)
+        busy.update(n for n, until in self._not_before.items() if until > self._now)
         found: list[tuple[str, bytes | None]] = [
             (peer, d.node)
             for peer, d in sorted(self._dialling.items())
@@ -706,7 +727,7 @@ class MeshCore:
             address, node = candidates[self.rng.randrange(len(candidates))]
             self._dial(address, node, rotation=True)
 
-    def _evict(self, keep: Session) -> None:
+    def _evict(self, keep: Session, detail: str) -> None:
         """Drop one session other than ``keep``: a lazy link if there is one (the push tree does
         not need it), else any; the address waits for room instead of being redialled."""
         others = [s for s in self._active() if s is not keep]
@@ -717,8 +738,7 @@ class MeshCore:
         dialling = self._dialling.get(victim.peer)
         if dialling is not None and not dialling.learned:
             dialling.parked, dialling.due_ms = True, None
-        self.stats.rotations += 1
-        self._fail(victim, Reason.VIEW_FULL, "rotated out of the active view")
+        self._fail(victim, Reason.VIEW_FULL, detail)
 
     def _active(self) -> list[Session]:
         return sorted(

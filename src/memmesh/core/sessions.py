@@ -145,6 +145,8 @@ class Session:
     nonce: bytes = b""
     """Ours, for the peer to sign."""
     peer_nonce: bytes = b""
+    peer_alone: bool = False
+    """The peer's hello said it has no other session (see ``Hello.alone``)."""
     requests: dict[int, InFlight] = field(default_factory=dict)
     wants: deque[FetchRange | FetchIds] = field(default_factory=deque)
     round: int = 0
