@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/memmesh bench core --json
 	$(BIN)/memmesh bench sync --json
 	$(BIN)/memmesh bench transport --json
+	$(BIN)/memmesh bench view --json
+	$(BIN)/memmesh bench convergence --json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -358,6 +358,23 @@ def bench_convergence(
     _emit(result, as_json, "memmesh bench convergence")
 
 
+@bench_app.command("view")
+def bench_view(
+    claims: Annotated[int, typer.Option(help="Claims written, over 100 namespaces.")] = 100_000,
+    conflict_rounds: Annotated[
+        int, typer.Option(help="Conflicts made on two real nodes, to time their visibility.")
+    ] = 30,
+    directory: BenchDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The memory view at scale: puts, gets, search, RSS against a bare pycrdt document, and
+    how soon two nodes list a conflict."""
+    from .bench.view import run_view_bench
+
+    result = run_view_bench(claims=claims, conflict_rounds=conflict_rounds, directory=directory)
+    _emit(result, as_json, "memmesh bench view")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[

@@ -1,23 +1,33 @@
-"""``memmesh bench view`` at a small size: every figure is measured, finite and consistent."""
+"""``memmesh bench view`` at a small size, through the CLI: every figure is measured, finite and
+consistent, and nothing is left behind."""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
-
-from memmesh.bench.view import run_view_bench
 
 
 def test_the_view_bench_measures_every_figure(tmp_path: Path) -> None:
-    figures = run_view_bench(
-        claims=3000, get_samples=200, search_samples=5, conflict_rounds=4, directory=tmp_path
-    )
+    done = subprocess.run(
+        [sys.executable, "-m", "memmesh", "bench", "view", "--claims", "3000",
+         "--conflict-rounds", "4", "--dir", str(tmp_path), "--json"],
+        check=False, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
     for name in ("put_per_s", "get_p50_us", "get_p99_us", "search_p50_ms", "rss_mb",
                  "doc_rss_mb", "rss_vs_doc"):  # fmt: skip
         value = figures[name]
         assert isinstance(value, float) and math.isfinite(value) and value > 0, name
+    assert figures["claims"] == 3000
     assert figures["get_p50_us"] <= figures["get_p99_us"]
     assert abs(figures["rss_vs_doc"] - figures["rss_mb"] / figures["doc_rss_mb"]) < 0.01
+    assert figures["rss_anon_mb"] + figures["rss_file_mb"] <= figures["rss_mb"] + 1
     rounds = figures["conflict_rounds"]
     assert rounds == 4 and 0 <= figures["rounds_not_concurrent"] < rounds
     assert figures["conflict_visible_p50_ms"] > 0
