@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from .claims import Claim, decode_claim
 from .crypto import SigningKey
-from .envelope import Envelope, EnvelopeLimits, decode_envelope, open_envelope, seal
+from .envelope import Envelope, EnvelopeLimits, decode_envelope, envelope_id, open_envelope, seal
 from .errors import LocalError, Reason, Rejected
 from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
 from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, Role, parse_op
@@ -398,6 +398,10 @@ class Admission:
         self._sync_exclusions()
 
     def _receive_one(self, raw: bytes) -> Outcome:
+        if not self._replaying and len(raw) <= self.limits.envelope.envelope_bytes_max:
+            known = envelope_id(raw)  # one hash: a copy we hold costs no signature check
+            if known in self.records:
+                return Outcome(Status.DUPLICATE, known)
         try:
             prepared = self._prepare(raw)
         except Rejected as exc:

@@ -800,3 +800,19 @@ def test_a_revocation_drops_what_waits_past_the_cutoff(mesh: MeshFixture) -> Non
         assert replica.receive(env.raw).status is Status.INTEGRATED
     assert [c.key for c in replica.live_claims() if c.key.startswith("n1-")] == ["n1-1"]
     assert replica.exclusion(replica.records[e3.id]) is Reason.REVOKED
+
+
+def test_a_copy_already_held_is_a_duplicate_before_any_signature_check(
+    mesh: MeshFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = Admission(MemoryStore(), mesh.genesis)
+    env = src.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "k", 1)], hlc=1)
+    replica = Admission(MemoryStore(), mesh.genesis)
+    assert replica.receive(env.raw).status is Status.INTEGRATED
+    import memmesh.admission as admission_module
+
+    def no_verify(*_: object, **__: object) -> object:
+        raise AssertionError("a held envelope's signature was checked again")
+
+    monkeypatch.setattr(admission_module, "open_envelope", no_verify)
+    assert replica.receive(env.raw).status is Status.DUPLICATE
