@@ -447,8 +447,7 @@ class FakeNetwork:
             self.settle()
             moved = sum(c.stats.envelopes_received for c in self.cores.values()) - received
             if moved == 0 and all(
-                core.quiet() and all(s.in_sync for s in core.sessions.values())
-                for core in watched
+                core.quiet() and all(s.in_sync for s in core.sessions.values()) for core in watched
             ):
                 return sweep
         raise NoQuiescence(f"no quiet sweep in {sweeps_max}")

@@ -370,9 +370,7 @@ class MeshCore:
             dialling.due_ms, dialling.dialling = None, False
         chain = self.admission.admit_chain(self.node) or self._given_chain
         alone = not self._active()
-        self._send(
-            session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node, nonce, chain, alone)
-        )
+        self._send(session, Hello([PROTOCOL_VERSION], self.mesh_id, self.node, nonce, chain, alone))
 
     def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
@@ -481,12 +479,8 @@ class MeshCore:
             self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
             if loser is session:
                 return None
-        if len(self._active()) >= self.limits.active_view_max:
-            if not session.peer_alone:
-                self.stats.view_refusals += 1
-                return self._fail(session, Reason.VIEW_FULL, "the active view is full")
-            self.stats.priority_joins += 1
-            self._evict(session, "made room for a node with no other session")
+        if not self._make_room(session):
+            return None
         session.state = SessionState.ACTIVE
         session.activated = True
         session.deadline_ms = None
@@ -509,6 +503,20 @@ class MeshCore:
                 self.stats.rotations += 1
                 self._evict(session, "rotated out of the active view")
         return None
+
+    def _make_room(self, session: Session) -> bool:
+        """Whether ``session`` fits in the active view: below the maximum, or by dropping a link
+        of ours when the peer has no other session (HyParView's priority join). If not, it is
+        refused with ``view_full``."""
+        if len(self._active()) < self.limits.active_view_max:
+            return True
+        if not session.peer_alone:
+            self.stats.view_refusals += 1
+            self._fail(session, Reason.VIEW_FULL, "the active view is full")
+            return False
+        self.stats.priority_joins += 1
+        self._evict(session, "made room for a node with no other session")
+        return True
 
     def _on_bye(self, session: Session, message: Bye) -> None:
         session.state = SessionState.CLOSED
