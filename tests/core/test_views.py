@@ -13,7 +13,17 @@ from collections import deque
 
 import pytest
 
-from memmesh.core import Advertise, MeshCore, PeerConnected, SessionState, SyncLimits, WriteAcked
+from memmesh.core import (
+    Advertise,
+    Dial,
+    MeshCore,
+    PeerConnected,
+    PeerGone,
+    SessionState,
+    SyncLimits,
+    Timer,
+    WriteAcked,
+)
 from memmesh.core.messages import PeerRecord, Shuffle, encode_message
 from memmesh.core.peers import PassiveView, sign_record, verify_record
 from memmesh.errors import Reason
@@ -294,3 +304,25 @@ def test_idle_inbound_handshakes_do_not_stop_a_node_dialling() -> None:
     net.know("n00", "n02")
     _run(net, 2_000)
     assert _active(net, "n00") == ["n01", "n02"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "kept"),
+    [("duplicate_session", True), ("view_full", True), ("shutdown", True), (None, False)],
+)
+def test_a_learned_dial_that_fails_forgets_the_record_only_when_the_address_is_bad(
+    reason: str | None, kept: bool
+) -> None:
+    mesh = MeshFixture("learned-dial", nodes=2, writers=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(1), limits=LIMITS)
+    other = mesh.nodes[1]
+    core.view.merge(
+        [sign_record(other, mesh.mesh_id, 1, ["ws://other"])],
+        is_member=lambda _: True,
+        active=lambda _: False,
+        rng=random.Random(2),
+    )
+    effects = core.handle(Timer(), 1_000)
+    assert [e.peer for e in effects if isinstance(e, Dial)] == ["ws://other"]
+    core.handle(PeerGone("ws://other", reason), 1_001)  # e.g. the other side won the race
+    assert (other.public_key in core.view.records) is kept

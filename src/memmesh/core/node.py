@@ -111,6 +111,10 @@ _FINAL_REFUSALS = frozenset(
     )
 )
 """Refusals of who a peer is: retrying cannot help, so the address is not dialled again."""
+_ADDRESS_FINE = frozenset(
+    r.value for r in (Reason.VIEW_FULL, Reason.DUPLICATE_SESSION, Reason.SHUTDOWN)
+)
+"""Ends of a learned dial that say nothing against the address: its record is kept."""
 _MESSAGE_OVERHEAD_BYTES = 64
 _ITEM_OVERHEAD_BYTES = 5
 _HLC_DRIFT_MAX_MS = 60_000
@@ -392,8 +396,10 @@ class MeshCore:
             dialling.refusal = None
             if dialling.learned:
                 # A learned address that never worked leaves the passive view (HyParView).
-                if not dialling.ok and reason != Reason.VIEW_FULL and dialling.node is not None:
-                    self.view.forget(dialling.node)
+                failed = not dialling.ok and reason not in _ADDRESS_FINE
+                node = dialling.node
+                if failed and node is not None and all(x.node != node for x in self._active()):
+                    self.view.forget(node)
                 del self._dialling[peer]
             elif reason in _FINAL_REFUSALS:
                 dialling.refused, dialling.due_ms = True, None
