@@ -273,6 +273,14 @@ class NodeSettings(BaseSettings):
         default=True,
         description="Dial peers learned from other nodes, not only the configured ones.",
     )
+    ihave_wait_ms: Int = Field(
+        default=300,
+        ge=1,
+        description="How long an announced envelope may take to arrive before it is fetched.",
+    )
+    announced_ids_max: Int = Field(
+        default=1 << 16, ge=1, description="Announced envelope ids waiting for their push."
+    )
     shuffle_interval_ms: Int = Field(
         default=10_000, ge=1, description="How often peer records are swapped with a peer."
     )
@@ -429,6 +437,8 @@ class NodeSettings(BaseSettings):
             shuffle_interval_ms=self.shuffle_interval_ms,
             view_rotation_interval_ms=self.view_rotation_interval_ms,
             discover_peers=self.discover_peers,
+            ihave_wait_ms=self.ihave_wait_ms,
+            announced_ids_max=self.announced_ids_max,
         )
 
     def admission_limits(self) -> AdmissionLimits:

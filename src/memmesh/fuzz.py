@@ -62,6 +62,7 @@ from .core.messages import (
     GetRange,
     HeadEntry,
     Hello,
+    IHave,
     Message,
     NothingToSend,
     Shuffle,
@@ -1470,6 +1471,7 @@ def _message_seeds() -> list[Message]:
         Bye("x", ""),
         Shuffle([sign_record(mat.author, mesh_id, 7, ["ws://127.0.0.1:7400/v1/sync"])], True),
         Shuffle([], False),
+        IHave([e.id for e in envelopes]),
     ]
 
 

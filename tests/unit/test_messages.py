@@ -44,6 +44,7 @@ from memmesh.core.messages import (
     Graft,
     HeadEntry,
     Hello,
+    IHave,
     Message,
     NothingToSend,
     PeerRecord,
@@ -76,6 +77,7 @@ KINDS: dict[str, type[Any]] = {
         Prune,
         Graft,
         Shuffle,
+        IHave,
     )
 }
 TAGS = {name: cls.__struct_config__.tag for name, cls in KINDS.items()}
@@ -175,6 +177,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "Auth": st.builds(Auth, st.binary(min_size=64, max_size=64)),
     "Prune": st.just(Prune()),
     "Graft": st.just(Graft()),
+    "IHave": st.builds(IHave, st.lists(ids, min_size=1, max_size=IDS_PER_MESSAGE_MAX)),
     "Shuffle": st.builds(
         Shuffle,
         st.lists(
@@ -245,6 +248,7 @@ def test_the_tags_are_those_of_the_document() -> None:
         "Prune": 9,
         "Graft": 10,
         "Shuffle": 11,
+        "IHave": 12,
     }
     assert set(KINDS.values()) == set(typing.get_args(Message))  # none left out here
 
@@ -453,6 +457,7 @@ EVERY_KIND: list[Message] = [
     Prune(),
     Graft(),
     SHUFFLE,
+    IHave([ID1, ID2]),
 ]
 
 BAD_FRAMES: dict[str, bytes] = {
@@ -466,7 +471,10 @@ BAD_FRAMES: dict[str, bytes] = {
     "only-the-tag": _pack([1]),
     "invalid-opcode": b"\xc1",
     "tag-0": _replaced(HELLO, (0,), 0),
-    "tag-12": _replaced(HELLO, (0,), 12),
+    "tag-13": _replaced(HELLO, (0,), 13),
+    "ihave-empty": _pack([12, []]),
+    "ihave-257": _pack([12, [ID1] * (IDS_PER_MESSAGE_MAX + 1)]),
+    "ihave-id-31": _pack([12, [ID1[:31]]]),
     "prune-with-a-field": _pack([9, 1]),
     "graft-with-a-field": _pack([10, b""]),
     "tag-255": _replaced(HELLO, (0,), 255),

@@ -36,6 +36,7 @@ __all__ = [
     "Graft",
     "HeadEntry",
     "Hello",
+    "IHave",
     "Message",
     "NothingToSend",
     "PeerRecord",
@@ -217,6 +218,13 @@ class Shuffle(_Message, tag=11, frozen=True):
     reply: bool
 
 
+class IHave(_Message, tag=12, frozen=True):
+    """Lazy push (Plumtree): the ids of new envelopes the sender holds and did not push on this
+    link. A receiver still lacking one after a short wait grafts the link and asks for it."""
+
+    ids: Annotated[list[Id32], msgspec.Meta(min_length=1, max_length=IDS_PER_MESSAGE_MAX)]
+
+
 Message: TypeAlias = (
     Hello
     | Frontier
@@ -229,6 +237,7 @@ Message: TypeAlias = (
     | Prune
     | Graft
     | Shuffle
+    | IHave
 )
 
 _encoder = msgspec.msgpack.Encoder()

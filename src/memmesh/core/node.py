@@ -86,6 +86,7 @@ from .messages import (
     Graft,
     HeadEntry,
     Hello,
+    IHave,
     Message,
     NothingToSend,
     PeerRecord,
@@ -237,6 +238,9 @@ class MeshCore:
         self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
         self._own_record: PeerRecord | None = None
         self._shuffle_due_ms: int | None = None
+        self._announced: dict[bytes, tuple[int, str]] = {}
+        """Ids a peer announced (``IHave``) that we lack: when to give up waiting for their
+        push, and the announcing peer, whose link is then grafted and asked."""
         self._not_before: dict[bytes, int] = {}
         """Nodes whose full view just turned us away: not dialled again before then, so a node
         pushed out by a priority join does not bounce straight back (and push out another)."""
@@ -300,6 +304,7 @@ class MeshCore:
             deadlines.extend(r.deadline_ms for r in session.requests.values())
         deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
         deadlines.extend(self._not_before.values())
+        deadlines.extend(due for due, _ in self._announced.values())
         return min(deadlines, default=None)
 
     def quiet(self) -> bool:
@@ -307,6 +312,7 @@ class MeshCore:
         has nothing to send until something new happens."""
         return (
             not self._staged
+            and not self._announced
             and all(d.due_ms is None or d.refused for d in self._dialling.values())
             and not self.admission.buffered["causal"]
             and not self.admission.buffered["pending_member"]
@@ -610,6 +616,7 @@ class MeshCore:
             if expired:
                 self._pump(session)
         self._dial_timers()
+        self._announced_timers()
         self._fill_view()
         active = self._active()
         if self._round_due_ms is not None and self._round_due_ms <= now:
@@ -1126,6 +1133,37 @@ class MeshCore:
             self.stats.grafts += 1
             self._send(session, Graft())
 
+    def _on_ihave(self, session: Session, message: IHave) -> None:
+        due = self._now + self.limits.ihave_wait_ms
+        records = self.admission.records
+        for env_id in message.ids:
+            if env_id in records or env_id in self._announced or env_id in self._fetching_ids:
+                continue
+            if len(self._announced) >= self.limits.announced_ids_max:
+                break
+            self._announced[env_id] = (due, session.peer)
+
+    def _announced_timers(self) -> None:
+        """Announced ids still missing after their wait: graft the announcing link (the push
+        tree has a hole there) and ask it for them."""
+        expired: dict[str, list[bytes]] = {}
+        for env_id in sorted(self._announced):
+            due, peer = self._announced[env_id]
+            if env_id in self.admission.records:
+                del self._announced[env_id]
+            elif due <= self._now:
+                del self._announced[env_id]
+                expired.setdefault(peer, []).append(env_id)
+        for peer in sorted(expired):
+            session = self.sessions.get(peer)
+            if session is None or session.state is not SessionState.ACTIVE:
+                continue  # gone: anti-entropy with the others finds it
+            self._graft(peer)
+            ids = [i for i in expired[peer] if i not in self._fetching_ids]
+            for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+                self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
+            self._pump(session)
+
     def _on_prune(self, session: Session, message: Prune) -> None:
         session.eager = False
 
@@ -1134,13 +1172,16 @@ class MeshCore:
 
     def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
         """Eager push along the tree: every eager session gets what it did not bring, paged by
-        frame. Pruned links learn of it by anti-entropy (and are grafted back if that brings
-        news), so the tree stays spanning and each node receives each envelope about once."""
+        frame; every pruned one gets the ids (``IHave``), so a hole in the tree is noticed and
+        grafted within ``ihave_wait_ms`` instead of at the next anti-entropy round, and each
+        node still receives each envelope about once."""
         for session in self._active():
+            ids = [env_id for peer, env_id in new if peer != session.peer]
             if not session.eager:
+                for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+                    self._send(session, IHave(ids[start : start + IDS_PER_MESSAGE_MAX]))
                 continue
             self.stats.pushes += 1
-            ids = [env_id for peer, env_id in new if peer != session.peer]
             while ids:
                 items, _ = self._page(ids)
                 if not items:  # pragma: no cover - an admitted envelope always fits a frame
@@ -1181,6 +1222,7 @@ _TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
     (SessionState.ACTIVE, Prune): MeshCore._on_prune,
     (SessionState.ACTIVE, Graft): MeshCore._on_graft,
     (SessionState.ACTIVE, Shuffle): MeshCore._on_shuffle,
+    (SessionState.ACTIVE, IHave): MeshCore._on_ihave,
 }
 """Which message each session state accepts, and its handler. Anything else is a protocol
 error on the peer's side: ``Bye(unexpected_message)`` and disconnect (``MeshCore._fail``)."""

@@ -80,6 +80,12 @@ class SyncLimits:
     discover_peers: bool = True
     """Dial peers learned from shuffled records; False keeps the node to the addresses it was
     given (a fixed topology, or peers whose advertised addresses it cannot reach)."""
+    ihave_wait_ms: int = 300
+    """How long an id announced by ``IHave`` may take to arrive by push before the announcing
+    link is grafted and the envelope asked for."""
+    announced_ids_max: int = 1 << 16
+    """Announced ids waiting for their push, at most; past it new announcements are ignored
+    (anti-entropy still finds the envelopes)."""
     view_rotation_interval_ms: int = 60_000
     """How often a node with a full view dials one more known peer and then drops one of its
     lazy links (0: never). Slow rewiring keeps the overlay random and merges groups of full
@@ -102,6 +108,8 @@ class SyncLimits:
             "passive_view_max",
             "shuffle_interval_ms",
             "shuffle_records_max",
+            "ihave_wait_ms",
+            "announced_ids_max",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
