@@ -210,10 +210,20 @@ class View:
         return None if member is None else member.role
 
     def _validity(self, record: EnvelopeRecord, claim: Claim) -> tuple[str | None, str]:
+        return self._judge(claim, record.envelope.id) or (None, "")
+
+    def check_new(self, claim: Claim) -> tuple[str, str] | None:
+        """Why a claim this node is about to write would not count, or None. Everything stored
+        is in the causal past of the next local envelope, so the rules are the replicated ones
+        with that past: a local writer gets the error a peer would mark."""
+        return self._judge(claim, None)
+
+    def _judge(self, claim: Claim, env_id: bytes | None) -> tuple[str, str] | None:
+        """(reason, detail) when ``claim``, carried by ``env_id``, does not count; ``env_id``
+        None judges a claim about to be written, whose causal past is everything stored."""
         shape = check_shape(claim, self._role(claim.agent))
         if shape is not None:
             return str(shape), ""
-        env_id = record.envelope.id
         for target in claim.supersedes:
             located = self._located.get(target)
             if located is None:
@@ -221,32 +231,10 @@ class View:
             if located != claim.subject:
                 return str(Invalid.SUPERSEDES_OTHER_SUBJECT), target.hex()
             target_env = self.subjects[located].entries[target].envelope_id
-            if not precedes(self.admission, target_env, env_id):
+            if env_id is not None and not precedes(self.admission, target_env, env_id):
                 return str(Invalid.SUPERSEDES_UNSEEN), target.hex()
         if claim.type not in BUILTIN_TYPES:
             registration = self._registration(claim.type, env_id)
-            if registration is None:
-                return str(Invalid.UNKNOWN_TYPE), claim.type
-            violation = self._schemas.violation(registration, claim.value)
-            if violation is not None:
-                return str(Invalid.SCHEMA_VIOLATION), violation
-        return None, ""
-
-    def check_new(self, claim: Claim) -> tuple[str, str] | None:
-        """Why a claim this node is about to write would not count, or None. Everything stored
-        is in the causal past of the next local envelope, so the rules are the replicated ones
-        with that past: a local writer gets the error a peer would mark."""
-        shape = check_shape(claim, self._role(claim.agent))
-        if shape is not None:
-            return str(shape), ""
-        for target in claim.supersedes:
-            located = self._located.get(target)
-            if located is None:
-                return str(Invalid.SUPERSEDES_UNSEEN), target.hex()
-            if located != claim.subject:
-                return str(Invalid.SUPERSEDES_OTHER_SUBJECT), target.hex()
-        if claim.type not in BUILTIN_TYPES:
-            registration = self._registration(claim.type, None)
             if registration is None:
                 return str(Invalid.UNKNOWN_TYPE), claim.type
             violation = self._schemas.violation(registration, claim.value)
