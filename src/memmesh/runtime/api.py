@@ -43,13 +43,13 @@ def build_api(node: NodeRuntime) -> web.Application:
         if secret is not None and request.path not in _OPEN:
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {secret}".encode()):
-                return _error(401, "unauthorized", "a bearer token is required")
+                return error(401, "unauthorized", "a bearer token is required")
         try:
             return await handler(request)
         except BadRequest as exc:
-            return _error(400, "bad_request", str(exc))
+            return error(400, "bad_request", str(exc))
         except NotFound as exc:
-            return _error(404, "not_found", str(exc))
+            return error(404, "not_found", str(exc))
 
     app = web.Application(middlewares=[guard], client_max_size=1 << 20)
     api = _Api(node)
@@ -69,18 +69,13 @@ def build_api(node: NodeRuntime) -> web.Application:
     return app
 
 
-_error = error
-_body = body_of
-_BadRequest = BadRequest
-
-
 def _hex_key(text: str) -> bytes:
     try:
         key = bytes.fromhex(text)
     except ValueError:
-        raise _BadRequest("a key is 64 hex digits") from None
+        raise BadRequest("a key is 64 hex digits") from None
     if len(key) != 32:
-        raise _BadRequest("a key is 64 hex digits")
+        raise BadRequest("a key is 64 hex digits")
     return key
 
 
@@ -114,18 +109,18 @@ class _Api:
         return web.json_response({"peers": self.node.state()["peers"]})
 
     async def add_peer(self, request: web.Request) -> web.Response:
-        url = (await _body(request)).get("url")
+        url = (await body_of(request)).get("url")
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise _BadRequest("url must be a ws:// or wss:// gossip URL")
+            raise BadRequest("url must be a ws:// or wss:// gossip URL")
         self.node.add_peer(url)
         return web.json_response({"added": url}, status=202)
 
     async def remove_peer(self, request: web.Request) -> web.Response:
         url = request.query.get("url")
         if url is None:
-            url = (await _body(request)).get("url")
+            url = (await body_of(request)).get("url")
         if not isinstance(url, str):
-            raise _BadRequest("name the peer's url")
+            raise BadRequest("name the peer's url")
         self.node.remove_peer(url)
         return web.json_response({"removed": url})
 
@@ -156,16 +151,16 @@ class _Api:
 
     async def post_claim(self, request: web.Request) -> web.Response:
         """A claim signed elsewhere (an admin's admit or revoke, say), as hex of its bytes."""
-        body = await _body(request)
+        body = await body_of(request)
         raw = body.get("claim")
         if not isinstance(raw, str):
-            raise _BadRequest("claim is the hex of a signed claim's bytes")
+            raise BadRequest("claim is the hex of a signed claim's bytes")
         try:
             claim = decode_claim(bytes.fromhex(raw), mesh_id=self.node.genesis.mesh_id)
         except ValueError:
-            raise _BadRequest("claim is not hex") from None
+            raise BadRequest("claim is not hex") from None
         except Rejected as exc:
-            return _error(422, exc.reason.value, exc.detail)
+            return error(422, exc.reason.value, exc.detail)
         return await self.store.commit([claim])
 
     async def openapi(self, request: web.Request) -> web.Response:
