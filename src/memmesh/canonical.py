@@ -21,7 +21,15 @@ from typing import Any, TypeAlias
 
 from .errors import Reason, Rejected
 
-__all__ = ["JSON_INT_MAX", "JsonValue", "canonical_bytes", "parse_canonical"]
+__all__ = [
+    "JSON_INT_MAX",
+    "JsonValue",
+    "canonical_bytes",
+    "check_json",
+    "encode_checked",
+    "is_nfc",
+    "parse_canonical",
+]
 
 JsonValue: TypeAlias = bool | int | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 
@@ -32,6 +40,22 @@ _DEPTH_MAX = 32
 def canonical_bytes(value: Any) -> bytes:
     """The RFC 8785 encoding of ``value``; ``ValueError`` if it is outside the subset."""
     _check(value, 0)
+    return encode_checked(value)
+
+
+def check_json(value: Any) -> None:
+    """``ValueError`` unless ``value`` is inside the subset (what :func:`canonical_bytes`
+    checks before encoding)."""
+    _check(value, 0)
+
+
+def is_nfc(text: str) -> bool:
+    return _is_nfc(text)
+
+
+def encode_checked(value: Any) -> bytes:
+    """The RFC 8785 encoding of a value the caller has already checked (with
+    :func:`check_json`, or by building it from checked parts): a hot path's shortcut."""
     # The C encoder gives RFC 8785's bytes: no whitespace, integers in plain decimal, and with
     # ensure_ascii=False exactly ECMAScript's string escaping (quote, backslash, the five short
     # escapes, other controls as lowercase \u00xx). It sorts members by code point, which equals

@@ -15,6 +15,7 @@ optional values are ``null`` or ``[]``, never missing, so one claim has one enco
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import json
 import re
@@ -22,11 +23,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .canonical import JSON_INT_MAX, JsonValue, canonical_bytes, parse_canonical
+from .canonical import (
+    JSON_INT_MAX,
+    JsonValue,
+    canonical_bytes,
+    check_json,
+    encode_checked,
+    is_nfc,
+    parse_canonical,
+)
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
 from .ids import short_id, tagged_hash
-from .wire import Reader, Writer
+from .wire import Reader
 
 __all__ = [
     "CLAIM_BYTES_MAX",
@@ -113,43 +122,85 @@ def make_claim(
     confidence: int | None = None,
     supersedes: Sequence[bytes] = (),
 ) -> Claim:
-    """Build, sign and re-decode a claim; id lists are sorted and deduplicated.
+    """Build and sign a claim, checked as a peer's decoder checks it; id lists are sorted and
+    deduplicated.
 
     Raises ``ValueError`` for a value outside canonical JSON and ``Rejected`` for anything else a
     peer would refuse, so a local writer gets a clear error instead of a claim nobody accepts.
     """
-    body = canonical_bytes(
-        {
-            "v": CLAIM_VERSION,
-            "mesh": mesh_id.hex(),
-            "agent": agent_key.public_key.hex(),
-            "aseq": aseq,
-            "hlc": list(hlc),
-            "ns": list(namespace),
-            "key": key,
-            "type": type,
-            "value": value,
-            "valid_at": valid_at,
-            "invalid_at": invalid_at,
-            "source": source,
-            "derived_from": sorted({ref.hex() for ref in derived_from}),
-            "based_on": sorted({ref.hex() for ref in based_on}),
-            "confidence": confidence,
-            "supersedes": sorted({ref.hex() for ref in supersedes}),
-        }
+    doc = {
+        "v": CLAIM_VERSION,
+        "mesh": mesh_id.hex(),
+        "agent": agent_key.public_key.hex(),
+        "aseq": aseq,
+        "hlc": list(hlc),
+        "ns": list(namespace),
+        "key": key,
+        "type": type,
+        "value": value,
+        "valid_at": valid_at,
+        "invalid_at": invalid_at,
+        "source": source,
+        "derived_from": _ref_hexes(derived_from),
+        "based_on": _ref_hexes(based_on),
+        "confidence": confidence,
+        "supersedes": _ref_hexes(supersedes),
+    }
+    plain = _plain(doc)
+    if plain:  # only the caller's value can still be outside the subset
+        check_json(value)
+        body = encode_checked(doc)
+    else:  # the general check, with its precise errors
+        body = canonical_bytes(doc)
+    raw = b"".join(
+        (
+            _CLAIM_FRAME_VERSION,
+            len(body).to_bytes(4, "big"),
+            body,
+            agent_key.sign(CLAIM_SIGNATURE_DOMAIN, body),
+        )
     )
-    w = Writer()
-    w.u8(CLAIM_VERSION)
-    w.u32(len(body))
-    w.raw(body)
-    w.raw(agent_key.sign(CLAIM_SIGNATURE_DOMAIN, body))
-    raw = w.getvalue()
     if len(raw) > CLAIM_BYTES_MAX:
         raise Rejected(Reason.TOO_LARGE, f"claim of {len(raw)} bytes exceeds {CLAIM_BYTES_MAX}")
     # The body is canonical by construction and the signature is ours: check the fields as a
-    # peer will (json.loads gives the same values the peer's decoder sees), skip the rest.
-    fields = _check_body(json.loads(body))
+    # peer will, on the values a peer's decoder would see. When every member is of its exact
+    # JSON type those are the values built above, except the value itself, which is decoded
+    # again from its bytes (the last member of the body): the claim must not share a mutable
+    # object with the caller, and must hold what every replica holds.
+    if plain:
+        fields = _check_body(doc)
+        if builtins.type(value) not in _IMMUTABLE_SCALARS:
+            start = body.index(_VALUE_MEMBER) + len(_VALUE_MEMBER)
+            fields["value"] = _loads(body[start:-1].decode())
+    else:
+        fields = _check_body(_loads(body.decode()))
     return Claim(**fields, raw=raw, id=tagged_hash(CLAIM_ID_TAG, raw))
+
+
+_CLAIM_FRAME_VERSION = bytes((CLAIM_VERSION,))
+_VALUE_MEMBER = b'"value":'
+"""``value`` sorts last among the members, and no earlier member can hold these bytes (inside a
+JSON string a quote is escaped), so the value's bytes are what follows their first occurrence."""
+_IMMUTABLE_SCALARS = frozenset({str, int, bool, builtins.type(None)})
+_loads = json.JSONDecoder().decode
+
+
+def _ref_hexes(refs: Sequence[bytes]) -> list[str]:
+    return sorted({ref.hex() for ref in refs}) if refs else []
+
+
+def _plain(doc: dict[str, Any]) -> bool:
+    """Every member but the value is of its exact JSON type (no ``str`` or ``int`` subclass, no
+    tuple), every integer within the subset and every string in NFC: checking ``doc`` itself
+    is then checking what a peer decodes, and only the value needs the canonical check."""
+    for x in (doc["aseq"], *doc["hlc"], doc["valid_at"], doc["invalid_at"], doc["confidence"]):
+        if x is not None and (type(x) is not int or not -JSON_INT_MAX <= x <= JSON_INT_MAX):
+            return False
+    source = doc["source"]
+    for x in (doc["key"], doc["type"], *doc["ns"], *(() if source is None else (source,))):
+        if type(x) is not str or not is_nfc(x):
+            return False
+    return True
 
 
 def decode_claim(
@@ -202,14 +253,14 @@ def _bad(detail: str) -> Rejected:
 def _check_body(doc: JsonValue) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise _bad("claim body is not a JSON object")
-    members = set(doc)
-    if members != _MEMBERS:
+    if doc.keys() != _MEMBERS:
+        members = set(doc)
         missing, extra = sorted(_MEMBERS - members), sorted(members - _MEMBERS)
         raise _bad(f"claim members differ: missing {missing}, unknown {extra}")
     if type(doc["v"]) is not int or doc["v"] != CLAIM_VERSION:  # `true == 1` in Python
         raise _bad(f"claim body version {doc['v']!r}")
     hlc = doc["hlc"]
-    if not (isinstance(hlc, list) and len(hlc) == 2 and all(_is_uint(x) for x in hlc)):
+    if not (isinstance(hlc, list) and len(hlc) == 2 and _is_uint(hlc[0]) and _is_uint(hlc[1])):
         raise _bad("hlc must be [physical_ms, logical]")
     physical, logical = hlc[0], hlc[1]
     assert isinstance(physical, int) and isinstance(logical, int)
@@ -307,6 +358,8 @@ def _namespace(value: JsonValue) -> tuple[str, ...]:
 
 def _refs(doc: dict[str, JsonValue], name: str) -> tuple[bytes, ...]:
     value = doc[name]
+    if value == []:  # the common case
+        return ()
     if not isinstance(value, list) or len(value) > REFS_MAX:
         raise _bad(f"{name} must be a list of at most {REFS_MAX} ids")
     refs: list[bytes] = []

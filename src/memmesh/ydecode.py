@@ -84,17 +84,13 @@ def encode_update(client: int, start_clock: int, claims: Sequence[tuple[bytes, b
     """
     if not claims:
         raise ValueError("an update carries at least one claim")
-    out = bytearray(b"\x01")
-    out += _varuint(len(claims)) + _varuint(client) + _varuint(start_clock)
     owner = f"{client}/".encode()
     prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + _varuint(len(owner) + 64) + owner
+    parts = [b"\x01", _varuint(len(claims)), _varuint(client), _varuint(start_clock)]
     for claim_id, value in claims:
-        out += prefix
-        out += claim_id.hex().encode()
-        out += _varuint(len(value))
-        out += value
-    out.append(0x00)
-    return bytes(out)
+        parts += (prefix, claim_id.hex().encode(), _varuint(len(value)), value)
+    parts.append(b"\x00")
+    return b"".join(parts)
 
 
 def decode_update(payload: bytes, *, client: int, start_clock: int | None) -> list[GrammarItem]:

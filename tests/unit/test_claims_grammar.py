@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import unicodedata
+
 import pycrdt
 import pytest
 from hypothesis import given, settings
@@ -39,6 +42,64 @@ def test_claim_round_trip_and_id() -> None:
     assert claim.id == tagged_hash(CLAIM_ID_TAG, claim.raw)
     assert claim.supersedes == (b"\x01" * 32, b"\x02" * 32)
     assert claim.subject == (("team", "facts"), "ceo")
+
+
+class _Label(str):
+    """A ``str`` subclass: a value a caller may pass that a peer decodes as plain ``str``."""
+
+
+_json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=scaled(200), deadline=None)
+@given(
+    value=_json_values,
+    key=st.sampled_from(["k", "\ue001x", _Label("sub")]),
+    labels=st.sampled_from([("a",), ("a", _Label("b")), ("\U0001f600",)]),
+    source=st.sampled_from([None, "web", _Label("cli")]),
+    aseq=st.sampled_from([1, 7, True]),
+)
+def test_a_made_claim_is_what_a_peer_decodes(
+    value: object, key: str, labels: tuple[str, ...], source: str | None, aseq: int
+) -> None:
+    """``make_claim`` checks plain inputs in place and others by decoding its own bytes; either
+    way the claim equals the peer's decoding, member order of the value included, and holds no
+    object of the caller's."""
+    try:
+        claim = _claim(value=value, key=key, namespace=labels, source=source, aseq=aseq)
+    except ValueError:
+        assume_not_nfc = any(
+            isinstance(s, str) and not unicodedata.is_normalized("NFC", s) for s in _strings(value)
+        )
+        assert assume_not_nfc
+        return
+    except Rejected as exc:
+        assert aseq is True and exc.reason is Reason.BAD_CLAIM
+        return
+    peer = decode_claim(claim.raw, mesh_id=MESH.mesh_id)
+    assert peer == claim
+    assert json.dumps(peer.value) == json.dumps(claim.value)
+    assert all(type(label) is str for label in claim.namespace)
+    assert type(claim.key) is str and (claim.source is None or type(claim.source) is str)
+    if isinstance(value, list | tuple | dict):
+        assert claim.value is not value
+
+
+def _strings(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [*value, *(s for v in value.values() for s in _strings(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return [value]
 
 
 @pytest.mark.parametrize(
