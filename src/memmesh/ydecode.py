@@ -20,6 +20,7 @@ in someone else's name, a nested type or a second root impossible to even expres
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,8 +56,11 @@ _STRUCT_BYTES_MIN = 1 + 1 + 1 + len(ROOT_NAME) + 1 + 1 + 64 + 1
 _ROOT_FIELD = bytes([len(ROOT_NAME)]) + ROOT_NAME.encode()
 
 
+@functools.lru_cache(maxsize=4096)
 def client_id(author: bytes, epoch: int) -> int:
-    """The Yjs client id of a log: a hash of (author key, epoch), truncated to 53 bits."""
+    """The Yjs client id of a log: a hash of (author key, epoch), truncated to 53 bits.
+
+    Cached: every envelope of a log asks for it, and a mesh has few logs."""
     digest = tagged_hash(b"yjs-client/v1", author + pack_u32(epoch))
     return int.from_bytes(digest[:8], "big") & _VARUINT_MAX
 
