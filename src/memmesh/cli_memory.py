@@ -92,13 +92,28 @@ def put(
 def get(
     namespace: Namespace,
     key: Key,
+    as_of: Annotated[
+        Path | None,
+        typer.Option("--as-of", help="Read as of this attestation file (DSSE JSON)."),
+    ] = None,
     api: ApiUrl = None,
     data_dir: DataDir = None,
     token: Token = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Read a value with its provenance, conflict state and receipt."""
-    item = _guarded(lambda: _client(api, data_dir, token, None).get(namespace, key))
+    """Read a value with its provenance, conflict state and receipt (now, or as of an
+    attestation: exactly what it covered, rebuilt from the node's log)."""
+    attestation = None
+    if as_of is not None:
+        from .attest import AttestationError, decode_dsse, decode_statement
+
+        try:
+            attestation = decode_statement(decode_dsse(as_of.read_bytes()).payload).id.hex()
+        except (OSError, AttestationError) as exc:
+            sys.stderr.write(f"error: {as_of}: not an attestation: {exc}\n")
+            raise typer.Exit(2) from None
+    client = _client(api, data_dir, token, None)
+    item = _guarded(lambda: client.get(namespace, key, as_of=attestation))
     if item is None:
         sys.stderr.write(f"not found: {namespace}:{key}\n")
         raise typer.Exit(1)

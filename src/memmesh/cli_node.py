@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
     from .cli_memory import register as register_memory_commands  # it imports this module
 
     register_memory_commands(app)
+    from .cli_attest import register as register_attest_commands  # it imports this module
+
+    register_attest_commands(app)
     app.command("status")(status)
 
 

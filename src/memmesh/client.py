@@ -102,6 +102,13 @@ def _ns(namespace: Namespace) -> list[str]:
     return labels
 
 
+def _get_call(namespace: Namespace, key: str, as_of: str | None) -> _Call:
+    params = {"namespace": ".".join(_ns(namespace)), "key": key}
+    if as_of is not None:
+        params["as_of"] = as_of
+    return _Call("GET", f"/v1/store/items?{_query(**params)}", None, True)
+
+
 def _query(**params: str) -> str:
     return urllib.parse.urlencode(params)
 
@@ -234,10 +241,9 @@ class MeshClient:
         ``based_on``, ``derived_from`` optional); it supersedes what the node holds."""
         return _written(self._run(self._ops.put(namespace, key, value, **fields)))
 
-    def get(self, namespace: Namespace, key: str) -> Item | None:
-        ns = ".".join(_ns(namespace))
-        path = f"/v1/store/items?{_query(namespace=ns, key=key)}"
-        answer = self._run(_one(_Call("GET", path, None, True)))
+    def get(self, namespace: Namespace, key: str, *, as_of: str | None = None) -> Item | None:
+        """The subject's value now, or ``as_of`` an attestation (its id) the node holds."""
+        answer = self._run(_one(_get_call(namespace, key, as_of)))
         return None if answer is None else Item.from_json(answer)
 
     def delete(self, namespace: Namespace, key: str) -> Written:
@@ -357,10 +363,9 @@ class AsyncMeshClient:
     async def put(self, namespace: Namespace, key: str, value: Any, **fields: Any) -> Written:
         return _written(await self._run(self._ops.put(namespace, key, value, **fields)))
 
-    async def get(self, namespace: Namespace, key: str) -> Item | None:
-        ns = ".".join(_ns(namespace))
-        path = f"/v1/store/items?{_query(namespace=ns, key=key)}"
-        answer = await self._run(_one(_Call("GET", path, None, True)))
+    async def get(self, namespace: Namespace, key: str, *, as_of: str | None = None) -> Item | None:
+        """The subject's value now, or ``as_of`` an attestation (its id) the node holds."""
+        answer = await self._run(_one(_get_call(namespace, key, as_of)))
         return None if answer is None else Item.from_json(answer)
 
     async def delete(self, namespace: Namespace, key: str) -> Written:

@@ -192,6 +192,23 @@ def test_meta_evidence_checkpoints(opened: tuple[Store, Reopen]) -> None:
     assert store.get_checkpoint(4) is None
 
 
+def test_meta_by_prefix(opened: tuple[Store, Reopen]) -> None:
+    store, reopen = opened
+    names = ["attest/b", "attest/a", "attest", "attesz/x", "attest/é", "att", "zz"]
+    store.commit(WriteBatch(meta={name: name.encode() for name in names}))
+    store = reopen()
+    assert list(store.iter_meta("attest/")) == [
+        ("attest/a", b"attest/a"),
+        ("attest/b", b"attest/b"),
+        ("attest/é", "attest/é".encode()),
+    ]
+    assert [n for n, _ in store.iter_meta("att")] == sorted(
+        [n for n in names if n.startswith("att")], key=str.encode
+    )
+    assert list(store.iter_meta("nothing/")) == []
+    assert len(list(store.iter_meta(""))) == len(names)
+
+
 def test_empty_and_bad_meta_names(opened: tuple[Store, Reopen]) -> None:
     store, _ = opened
     store.commit(WriteBatch())

@@ -243,6 +243,38 @@ def test_claims_root_and_claim_signature_are_checked(mesh: MeshFixture) -> None:
     assert admission.receive(env.raw).reason is Reason.BAD_CLAIM_SIGNATURE
 
 
+def test_signatures_checked_skips_the_signatures_and_nothing_else(mesh: MeshFixture) -> None:
+    """For a verifier that timed the signature pass itself: a forged signature then goes
+    through (the caller vouched for it), every other check still refuses, and the next call
+    checks signatures again."""
+    node = mesh.nodes[0]
+    mine = client_id(node.public_key, 1)
+    claim = mesh.claim(mesh.writers[0])
+    good = _sign(node, mesh, encode_update(mine, 0, [(claim.id, claim.raw)]), claims=[claim])
+    forged = bytearray(good.raw)
+    forged[-1] ^= 1  # the node's signature (not part of the id)
+    trusting = Admission(MemoryStore(), mesh.genesis)
+    assert trusting.receive(bytes(forged), signatures_checked=True).status is Status.INTEGRATED
+    other = Admission(MemoryStore(), mesh.genesis)
+    assert other.receive(bytes(forged)).reason is Reason.BAD_SIGNATURE
+    wrong_root = _sign(node, mesh, encode_update(mine, 0, [(claim.id, claim.raw)]))
+    assert other.receive(wrong_root.raw, signatures_checked=True).reason is Reason.BAD_CLAIMS_ROOT
+    later = mesh.claim(mesh.writers[0], "next")
+    second = seal(
+        node,
+        mesh_id=mesh.mesh_id,
+        epoch=1,
+        seq=2,
+        prev=good.id,
+        hlc=2,
+        claims_root=merkle_root([later.id]),
+        payload=encode_update(mine, 1, [(later.id, later.raw)]),
+    )
+    again = bytearray(second.raw)
+    again[-1] ^= 1
+    assert trusting.receive(bytes(again)).reason is Reason.BAD_SIGNATURE
+
+
 # -- equivocation ---------------------------------------------------------------------------
 
 

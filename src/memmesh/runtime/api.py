@@ -22,8 +22,9 @@ from .. import __version__
 from ..claims import decode_claim
 from ..core import SessionState
 from ..errors import Rejected
+from .attest_api import AttestApi
 from .openapi import openapi_document
-from .store_api import BadRequest, NotFound, StoreApi, body_of, error
+from .store_api import BadRequest, Conflicting, NotFound, StoreApi, body_of, error
 
 if TYPE_CHECKING:
     from .node import NodeRuntime
@@ -50,6 +51,8 @@ def build_api(node: NodeRuntime) -> web.Application:
             return error(400, "bad_request", str(exc))
         except NotFound as exc:
             return error(404, "not_found", str(exc))
+        except Conflicting as exc:
+            return error(409, "conflict", str(exc))
 
     app = web.Application(middlewares=[guard], client_max_size=1 << 20)
     api = _Api(node)
@@ -66,6 +69,7 @@ def build_api(node: NodeRuntime) -> web.Application:
     app.router.add_get("/v1/openapi.json", api.openapi)
     app.router.add_get("/metrics", api.metrics)
     api.store.add_routes(app)
+    AttestApi(node).add_routes(app)
     return app
 
 

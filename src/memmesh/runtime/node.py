@@ -62,6 +62,7 @@ from ..membership import Genesis, decode_genesis
 from ..memory import Receipt, View, frontier_hash
 from ..store import LmdbStore
 from ..wire import Reader, Writer
+from .attestations import AttestationService, Held
 from .transport import Connection, TransportLimits
 
 __all__ = ["NodeRuntime", "NodeStats", "WriteRefused", "read_admit_chain", "write_admit_chain"]
@@ -159,6 +160,9 @@ class NodeRuntime:
             raise
         self.stats = NodeStats()
         self.view = View.build(self.core.admission, _now_ms())
+        self.attestations = AttestationService(
+            self.core.admission, self.view, self.store, self.node_key
+        )
         self.reads = ReadCounters()
         self._frontier_hash: tuple[int, bytes] | None = None
         self.conns: dict[str, Connection] = {}
@@ -475,12 +479,24 @@ class NodeRuntime:
         self._agent_seq += 1  # only once the claim is made: a refused one uses no seq
         return claim
 
-    def read(self, claim_ids: Sequence[bytes], reader: bytes | None = None) -> Receipt:
+    def read(
+        self,
+        claim_ids: Sequence[bytes],
+        reader: bytes | None = None,
+        *,
+        frontier: bytes | None = None,
+    ) -> Receipt:
         """Count a read and return its receipt (``reader``: this node's agent by default). A
         read is stale when a peer is known to be ahead, or when peers are known and no
-        anti-entropy round ended in sync within ``stale_read_after_ms`` (DESIGN §5)."""
+        anti-entropy round ended in sync within ``stale_read_after_ms`` (DESIGN §5).
+
+        ``frontier`` is the frontier hash of a point-in-time read (``as_of``): such a read is
+        about that past state by choice, so it is never counted stale."""
         now = _now_ms()
         self.reads.total += 1
+        if frontier is not None:
+            self.reads.remember(claim_ids)
+            return Receipt.of(frontier, claim_ids, reader or self.agent_key.public_key)
         last = self.core.last_in_sync_ms
         has_peers = bool(self.core.sessions) or bool(self.settings.peers)
         too_old = has_peers and (last is None or now - last > self.settings.stale_read_after_ms)
@@ -488,6 +504,10 @@ class NodeRuntime:
             self.reads.stale += 1
         self.reads.remember(claim_ids)
         return Receipt.of(self.frontier_hash(), claim_ids, reader or self.agent_key.public_key)
+
+    def attest(self) -> Held:
+        """Attest to everything this node holds now (durable before it returns)."""
+        return self.attestations.create(self.core.clock.tick(_now_ms()))
 
     def frontier_hash(self) -> bytes:
         count = len(self.core.admission.records)

@@ -97,9 +97,9 @@ def openapi_document() -> dict[str, Any]:
                 errors=("400", "403", "422", "503"),
             ),
             "get": _op(
-                "Read one subject (key) or a namespace, with a receipt",
-                params=["namespace", "key", "reader"],
-                errors=("400", "404"),
+                "Read one subject (key) or a namespace, with a receipt; as_of an attestation",
+                params=["namespace", "key", "reader", "as_of"],
+                errors=("400", "404", "409"),
             ),
             "delete": _op(
                 "Retract a subject",
@@ -117,7 +117,9 @@ def openapi_document() -> dict[str, Any]:
                     filter={"type": "object"},
                     limit={"type": "integer"},
                     offset={"type": "integer"},
+                    as_of={"type": "string"},
                 ),
+                errors=("400", "404", "409"),
             )
         },
         "/v1/store/items/history": {
@@ -158,6 +160,59 @@ def openapi_document() -> dict[str, Any]:
                     ("receipt",), receipt={"type": "object"}, replicate={"type": "boolean"}
                 ),
                 ok="201",
+            )
+        },
+        "/v1/attestations": {
+            "get": _op("Attestations held, and split-view evidence among them", errors=()),
+            "post": _op(
+                "Attest to what this node holds now (witnesses: node API URLs to co-sign)",
+                body=_object((), witnesses={"type": "array", "items": {"type": "string"}}),
+                ok="201",
+            ),
+        },
+        "/v1/attestations/verify": {
+            "post": _op(
+                "Verify an attestation (with its bundle, base64); a valid one is kept",
+                body=_object(
+                    ("dsse",),
+                    dsse={"type": "object"},
+                    bundle={"type": "string"},
+                    pubkey={"type": "string"},
+                ),
+            )
+        },
+        "/v1/attestations/{id}": {
+            "get": _op(
+                "One attestation (format=dsse: the DSSE file itself)",
+                params=["path:id", "format"],
+                errors=("404",),
+            )
+        },
+        "/v1/attestations/{id}/bundle": {
+            "get": _op(
+                "The attestation's bundle (octet-stream)",
+                params=["path:id"],
+                errors=("404", "409"),
+            )
+        },
+        "/v1/attestations/{id}/proof": {
+            "get": _op(
+                "A claim's inclusion proof in the attestation (octet-stream)",
+                params=["path:id", "claim"],
+                errors=("400", "404"),
+            )
+        },
+        "/v1/attestations/{id}/witness": {
+            "post": _op(
+                "Co-sign when this replica agrees at the statement's frontier (409 if not)",
+                params=["path:id"],
+                body=_object(("dsse",), dsse={"type": "object"}),
+                errors=("400", "409"),
+            )
+        },
+        "/v1/export": {
+            "get": _op(
+                "The document's state as one Yjs v1 update (octet-stream)", params=["format"]
             )
         },
     }

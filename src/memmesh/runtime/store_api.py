@@ -21,15 +21,16 @@ from ..canonical import JsonValue
 from ..claims import Claim
 from ..errors import Rejected
 from ..membership import ADMIT, REVOKE
-from ..memory import Conflict, Entry, Receipt, Subject, describe
+from ..memory import Conflict, Entry, Receipt, Subject, View, describe, frontier_hash
 from ..memory.search import parse_filter, search
 from ..memory.types import RECEIPT, RECEIPT_NAMESPACE, RESOLUTION, RETRACTION
 from ..store import WriteBatch
+from .attestations import Disagreement
 
 if TYPE_CHECKING:
     from .node import NodeRuntime
 
-__all__ = ["BadRequest", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
+__all__ = ["BadRequest", "Conflicting", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
 
 SEARCH_LIMIT_MAX = 1000
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
@@ -42,6 +43,10 @@ class BadRequest(Exception):
 
 class NotFound(Exception):
     """What the request names does not exist: 404 with ``not_found``."""
+
+
+class Conflicting(Exception):
+    """The request cannot be served from what this node holds: 409 with ``conflict``."""
 
 
 def error(status: int, code: str, detail: str) -> web.Response:
@@ -207,25 +212,44 @@ class StoreApi:
 
     # -- reads --------------------------------------------------------------------------------
 
+    def _view_as_of(self, as_of: object) -> tuple[View, bytes | None]:
+        """The current view, or with ``as_of`` (an attestation id or a unique prefix of at
+        least 8 hex digits) the view of exactly what that attestation covers, rebuilt from this
+        node's log, with its frontier hash for the receipt."""
+        if as_of is None or as_of == "":
+            return self.node.view, None
+        if not isinstance(as_of, str):
+            raise BadRequest("as_of is an attestation id (hex)")
+        service = self.node.attestations
+        try:
+            held = service.find(as_of)
+        except KeyError:
+            raise NotFound(f"no attestation {as_of} held here (one id, or 8+ hex digits)") from None
+        try:
+            view = service.view_at(held.statement)
+        except Disagreement as exc:
+            raise Conflicting(f"{exc.code}: {exc.detail}") from None
+        return view, frontier_hash(held.statement.frontier)
+
     async def get_items(self, request: web.Request) -> web.Response:
         namespace = namespace_of(request.query.get("namespace", ""))
         reader = _reader(request.query.get("reader"))
         key = request.query.get("key")
-        view = self.node.view
+        view, frontier = self._view_as_of(request.query.get("as_of"))
         if key is not None:
             subject = view.get(namespace, key)
             if subject is None or not subject.live:
                 return error(404, "not_found", f"nothing live at {'.'.join(namespace)}:{key}")
-            item = self._item(namespace, key, subject)
-            receipt = self.node.read(list(subject.live), reader)
+            item = self._item(namespace, key, subject, view)
+            receipt = self.node.read(list(subject.live), reader, frontier=frontier)
             return web.json_response({**item, "receipt": receipt.to_json()})
         items: list[dict[str, Any]] = []
         returned: list[bytes] = []
         for (ns, k), subject in view.items(namespace):
             if ns == namespace and subject.live:
-                items.append(self._item(ns, k, subject))
+                items.append(self._item(ns, k, subject, view))
                 returned.extend(subject.live)
-        receipt = self.node.read(returned, reader)
+        receipt = self.node.read(returned, reader, frontier=frontier)
         return web.json_response({"items": items, "receipt": receipt.to_json()})
 
     async def search(self, request: web.Request) -> web.Response:
@@ -238,13 +262,13 @@ class StoreApi:
         limit = _int(body, "limit", 10, 1, SEARCH_LIMIT_MAX)
         offset = _int(body, "offset", 0, 0, 1 << 31)
         reader = _reader(body.get("reader"))
+        view, frontier = self._view_as_of(body.get("as_of"))
         found: list[dict[str, Any]] = []
         returned: list[bytes] = []
-        for (ns, key), subject in search(self.node.view, prefix, conditions, limit=limit,
-                                         offset=offset):  # fmt: skip
-            found.append(self._item(ns, key, subject))
+        for (ns, key), subject in search(view, prefix, conditions, limit=limit, offset=offset):
+            found.append(self._item(ns, key, subject, view))
             returned.extend(subject.live)
-        receipt = self.node.read(returned, reader)
+        receipt = self.node.read(returned, reader, frontier=frontier)
         return web.json_response({"items": found, "receipt": receipt.to_json()})
 
     async def namespaces(self, request: web.Request) -> web.Response:
@@ -309,15 +333,16 @@ class StoreApi:
             raise NotFound(f"no conflict {text}")
         return conflict
 
-    def _conflict_json(self, conflict: Conflict) -> dict[str, Any]:
-        subject = self.node.view.get(*conflict.subject)
+    def _conflict_json(self, conflict: Conflict, view: View | None = None) -> dict[str, Any]:
+        view = self.node.view if view is None else view
+        subject = view.get(*conflict.subject)
         assert subject is not None
         current = subject.conflict == conflict.id
         return {
             "id": conflict.id.hex(),
             "namespace": list(conflict.subject[0]),
             "key": conflict.subject[1],
-            "candidates": [self._describe(subject.entries[c]) for c in conflict.candidates],
+            "candidates": [self._describe(subject.entries[c], view) for c in conflict.candidates],
             "decision": conflict.decision.to_json(),
             "open": current and conflict.decision.status != "resolved",
             "current": current,
@@ -326,14 +351,18 @@ class StoreApi:
             "settled_by": conflict.settled_by or None,
         }
 
-    def _describe(self, entry: Entry) -> dict[str, JsonValue]:
-        member = self.node.core.admission.membership.state.get(entry.claim.agent)
+    def _describe(self, entry: Entry, view: View | None = None) -> dict[str, JsonValue]:
+        view = self.node.view if view is None else view
+        member = view.admission.membership.state.get(entry.claim.agent)
         return describe(entry, None if member is None else str(member.role))
 
-    def _item(self, namespace: tuple[str, ...], key: str, subject: Subject) -> dict[str, Any]:
+    def _item(
+        self, namespace: tuple[str, ...], key: str, subject: Subject, view: View | None = None
+    ) -> dict[str, Any]:
+        view = self.node.view if view is None else view
         entry = subject.value_entry()
         deleted = entry is not None and entry.claim.type == RETRACTION
-        conflict = self.node.view.conflicts.get(subject.conflict) if subject.conflict else None
+        conflict = view.conflicts.get(subject.conflict) if subject.conflict else None
         if conflict is None:
             state = "deleted" if deleted else "ok"
         else:
@@ -344,9 +373,9 @@ class StoreApi:
             "value": None if entry is None or deleted else entry.claim.value,
             "state": state,
             "claim_id": None if entry is None else entry.claim.id.hex(),
-            "claim": None if entry is None else self._describe(entry),
+            "claim": None if entry is None else self._describe(entry, view),
             "live": [c.hex() for c in subject.live],
-            "conflict": None if conflict is None else self._conflict_json(conflict),
+            "conflict": None if conflict is None else self._conflict_json(conflict, view),
         }
 
 

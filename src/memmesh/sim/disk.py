@@ -128,6 +128,9 @@ class FaultyStore:
     def get_meta(self, name: str) -> bytes | None:
         return self._inner.get_meta(name)
 
+    def iter_meta(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        return self._inner.iter_meta(prefix)
+
     def get_evidence(self, key: bytes) -> bytes | None:
         return self._inner.get_evidence(key)
 

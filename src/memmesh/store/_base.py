@@ -72,6 +72,10 @@ class Store(Protocol):
 
     def get_meta(self, name: str) -> bytes | None: ...
 
+    def iter_meta(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        """Every (name, value) of the metadata whose name starts with ``prefix``, sorted by
+        name (as UTF-8 bytes)."""
+
     def get_evidence(self, key: bytes) -> bytes | None: ...
 
     def iter_evidence(self) -> Iterator[tuple[bytes, bytes]]:

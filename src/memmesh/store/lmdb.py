@@ -257,6 +257,23 @@ class LmdbStore:
     def get_meta(self, name: str) -> bytes | None:
         return self._read(lambda txn: self._get(txn, b"meta", name.encode()))
 
+    def iter_meta(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        start = prefix.encode()
+
+        def scan(txn: lmdb.Transaction) -> list[tuple[str, bytes]]:
+            cursor = txn.cursor(db=self._dbs[b"meta"])
+            out: list[tuple[str, bytes]] = []
+            if not cursor.set_range(start):
+                return out
+            for raw_key, value in cursor:
+                key = bytes(raw_key)
+                if not key.startswith(start):
+                    break
+                out.append((key.decode(), _open_record(b"meta", key, bytes(value))))
+            return out
+
+        yield from self._read(scan)
+
     def get_evidence(self, key: bytes) -> bytes | None:
         return self._read(lambda txn: self._get(txn, b"evidence", key))
 

@@ -92,6 +92,11 @@ class MemoryStore:
     def get_meta(self, name: str) -> bytes | None:
         return self._check_open().meta.get(name)
 
+    def iter_meta(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        meta = self._check_open().meta
+        for name in sorted((n for n in meta if n.startswith(prefix)), key=str.encode):
+            yield name, meta[name]
+
     def get_evidence(self, key: bytes) -> bytes | None:
         return self._check_open().evidence.get(key)
 

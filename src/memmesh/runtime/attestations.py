@@ -1,0 +1,327 @@
+"""A node's attestations (DESIGN §7): its own signed chain, the statements it was shown, split-
+view evidence, witness co-signatures, bundles, proofs and views rebuilt at a past frontier.
+
+Used by the running node (``/v1/attestations``) and by the CLI on a stopped node's data dir, so
+it needs only an admission, its view, the store and the node key.
+
+Everything is kept in the store's metadata, committed before it is answered:
+
+- ``attest/known/<id hex>``: the DSSE JSON of every attestation this node holds (its own and
+  those shown to it by ``verify`` or a witness request), with every co-signature gathered;
+- ``attest/own/<seq, 20 digits>``: the id of this node's attestation of that seq (its chain);
+- ``attest/evidence/<id hex>/<id hex>``: split-view evidence, two attestations of one signer that
+  contradict each other (the reason, canonical JSON); both are kept under ``attest/known/``.
+
+A node's own chain never forks: the next statement names the last one as ``prev`` and takes the
+next seq, and it is committed before it is returned.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..attest import (
+    AttestationBuilder,
+    AttestationError,
+    DsseEnvelope,
+    Statement,
+    build_statement,
+    cosign,
+    decode_dsse,
+    decode_statement,
+    make_bundle,
+    prove_claim,
+    rebuild_at_statement,
+    split_view,
+)
+from ..attest.bundle import closure_ids
+from ..attest.verify import policies_match
+from ..canonical import canonical_bytes, parse_canonical
+from ..crypto import SigningKey
+from ..memory import View
+from ..memory.receipts import frontier_hash
+from ..store import WriteBatch
+
+if TYPE_CHECKING:
+    from ..admission import Admission
+    from ..store import Store
+
+__all__ = ["AS_OF_VIEWS_MAX", "AttestationService", "Disagreement", "Held", "SplitViewRecord"]
+
+_KNOWN = "attest/known/"
+_OWN = "attest/own/"
+_EVIDENCE = "attest/evidence/"
+AS_OF_VIEWS_MAX = 4
+"""Views rebuilt for ``as_of`` reads kept in memory (each is a whole view at that frontier)."""
+
+
+class Disagreement(Exception):
+    """A witness refuses to co-sign: its replica at the statement's frontier differs."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """An attestation this node holds: its statement and its DSSE JSON (every signature)."""
+
+    statement: Statement
+    dsse: bytes
+    own: bool
+
+    @property
+    def envelope(self) -> DsseEnvelope:
+        return decode_dsse(self.dsse)
+
+    def summary(self) -> dict[str, object]:
+        s = self.statement
+        return {
+            "id": s.id.hex(),
+            "signer": s.signer.hex(),
+            "seq": s.seq,
+            "hlc": s.hlc,
+            "own": self.own,
+            "witnesses": [
+                sig.keyid.hex() for sig in self.envelope.signatures if sig.keyid != s.signer
+            ],
+            "frontier_hash": frontier_hash(s.frontier).hex(),
+            "counts": s.counts.as_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SplitViewRecord:
+    reason: str
+    detail: str
+    first: bytes
+    second: bytes
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "first": self.first.hex(),
+            "second": self.second.hex(),
+        }
+
+
+class AttestationService:
+    def __init__(self, admission: Admission, view: View, store: Store, key: SigningKey) -> None:
+        self.admission, self.view, self.store, self.key = admission, view, store, key
+        self._builder: AttestationBuilder | None = None
+        self.known: dict[bytes, Held] = {}
+        self.own: list[bytes] = []
+        """This node's attestation ids, by seq (index 0 is seq 1)."""
+        self.evidence: dict[tuple[bytes, bytes], SplitViewRecord] = {}
+        self._as_of: OrderedDict[bytes, View] = OrderedDict()
+        self._load()
+
+    def _load(self) -> None:
+        for name, dsse in self.store.iter_meta(_KNOWN):
+            statement = decode_statement(decode_dsse(dsse).payload)
+            if name != _KNOWN + statement.id.hex():
+                raise ValueError(f"{name}: holds attestation {statement.id.hex()}")
+            own = statement.signer == self.key.public_key
+            self.known[statement.id] = Held(statement, dsse, own)
+        for name, value in self.store.iter_meta(_OWN):
+            seq = int(name[len(_OWN) :])
+            if seq != len(self.own) + 1 or value not in self.known:
+                raise ValueError(f"{name}: this node's attestation chain is broken in the store")
+            self.own.append(value)
+        for _, value in self.store.iter_meta(_EVIDENCE):
+            doc = parse_canonical(value, what="split-view evidence", bytes_max=1 << 16)
+            assert isinstance(doc, dict)
+            record = SplitViewRecord(
+                str(doc["reason"]),
+                str(doc["detail"]),
+                bytes.fromhex(str(doc["first"])),
+                bytes.fromhex(str(doc["second"])),
+            )
+            self.evidence[(record.first, record.second)] = record
+
+    def retarget(self, admission: Admission, view: View) -> None:
+        """Follow a rebuilt admission or view (the builder's caches belong to the old ones)."""
+        if admission is not self.admission or view is not self.view:
+            self.admission, self.view, self._builder = admission, view, None
+
+    @property
+    def builder(self) -> AttestationBuilder:
+        if self._builder is None:
+            self._builder = AttestationBuilder(self.admission, self.view)
+        return self._builder
+
+    # -- this node's chain ----------------------------------------------------------------------
+
+    def last_own(self) -> Held | None:
+        return self.known[self.own[-1]] if self.own else None
+
+    def create(self, hlc: int) -> Held:
+        """Attest to everything this node holds now; durable before it returns."""
+        previous = self.last_own()
+        hlc = max(hlc, previous.statement.hlc) if previous is not None else hlc
+        statement, dsse = self.builder.attest(
+            self.key, hlc=hlc, previous=None if previous is None else previous.statement
+        )
+        held = Held(statement, dsse, own=True)
+        self.store.commit(
+            WriteBatch(
+                meta={
+                    _KNOWN + statement.id.hex(): dsse,
+                    f"{_OWN}{statement.seq:020d}": statement.id,
+                }
+            )
+        )
+        self.known[statement.id] = held
+        self.own.append(statement.id)
+        return held
+
+    def add_signatures(self, dsse: bytes) -> Held:
+        """Merge the valid co-signatures of ``dsse`` into the attestation held with its id."""
+        given = decode_dsse(dsse)
+        statement = decode_statement(given.payload)
+        held = self.known.get(statement.id)
+        if held is None:
+            raise KeyError(statement.id.hex())
+        envelope = held.envelope
+        merged = list(envelope.signatures)
+        for signature in given.signatures:
+            if envelope.signature_by(signature.keyid) is None and given.valid(signature):
+                merged.append(signature)
+        if len(merged) == len(envelope.signatures):
+            return held
+        updated = DsseEnvelope(envelope.payload, envelope.payload_type, tuple(merged)).to_json()
+        self.store.commit(WriteBatch(meta={_KNOWN + statement.id.hex(): updated}))
+        held = Held(statement, updated, held.own)
+        self.known[statement.id] = held
+        return held
+
+    # -- attestations of others --------------------------------------------------------------
+
+    def remember(self, statement: Statement, dsse: bytes) -> list[SplitViewRecord]:
+        """Keep a verified attestation of any signer; return the split-view evidence it makes
+        against those of the same signer already held (stored too)."""
+        found: list[SplitViewRecord] = []
+        meta: dict[str, bytes] = {}
+        if statement.id not in self.known:
+            meta[_KNOWN + statement.id.hex()] = dsse
+        for other in sorted(self.known.values(), key=lambda h: (h.statement.seq, h.statement.id)):
+            if other.statement.signer != statement.signer or other.statement.id == statement.id:
+                continue
+            split = split_view(other.dsse, dsse)
+            if split is None:
+                continue
+            pair = (split.earlier.id, split.later.id)
+            record = SplitViewRecord(split.reason, split.detail, *pair)
+            found.append(record)
+            if pair not in self.evidence:
+                meta[f"{_EVIDENCE}{pair[0].hex()}/{pair[1].hex()}"] = canonical_bytes(
+                    record.to_json()
+                )
+        if meta:
+            self.store.commit(WriteBatch(meta=meta))
+        self.known.setdefault(statement.id, Held(statement, dsse, own=False))
+        for record in found:
+            self.evidence.setdefault((record.first, record.second), record)
+        return found
+
+    # -- witnessing ----------------------------------------------------------------------------
+
+    def witness(self, dsse: bytes) -> bytes:
+        """Co-sign ``dsse`` if this replica, at the statement's frontier, gives the same log
+        roots, claims digest and (when the policies match) resolution digest; the co-signed
+        DSSE JSON. ``Disagreement`` if not; the caller has verified the signer's signature."""
+        envelope = decode_dsse(dsse)
+        statement = decode_statement(envelope.payload)
+        if statement.mesh_id != self.admission.mesh_id:
+            raise Disagreement("wrong_mesh", "the statement is about another mesh")
+        mine = self.statement_at(statement)
+        for name in ("logs", "evidence", "top_root", "claims_digest"):
+            if getattr(mine, name) != getattr(statement, name):
+                raise Disagreement(name, f"this replica's {name} differs at that frontier")
+        same_rules, _ = policies_match(statement.policies)
+        if same_rules and mine.resolution_digest != statement.resolution_digest:
+            raise Disagreement("resolution_digest", "this replica resolves the subjects otherwise")
+        if envelope.signature_by(self.key.public_key) is not None:
+            return dsse
+        signed = cosign(envelope, self.key)
+        self.remember(statement, signed)
+        if statement.id in self.known:
+            self.add_signatures(signed)
+        return signed
+
+    def statement_at(self, statement: Statement) -> Statement:
+        """What this replica would state at ``statement``'s frontier (same signer, seq, prev
+        and hlc, so only the replicated facts can differ). ``Disagreement`` if it lacks part
+        of that state."""
+        if statement.frontier == self.admission.frontier() and not self._buffered():
+            return self.builder.statement(
+                signer=statement.signer, seq=statement.seq, prev=statement.prev, hlc=statement.hlc
+            )
+        view = self.view_at(statement)
+        return build_statement(
+            view.admission,
+            view,
+            signer=statement.signer,
+            seq=statement.seq,
+            prev=statement.prev,
+            hlc=statement.hlc,
+        )
+
+    def _buffered(self) -> bool:
+        return any(self.admission.buffered.values())
+
+    # -- bundles, proofs, point-in-time views --------------------------------------------------
+
+    def bundle(self, attestation_id: bytes) -> bytes:
+        held = self._held(attestation_id)
+        return make_bundle(self.admission, held.dsse)
+
+    def prove(self, attestation_id: bytes, claim_id: bytes) -> bytes:
+        held = self._held(attestation_id)
+        builder = self.builder
+        builder.statement(signer=self.key.public_key, seq=1, prev=bytes(32), hlc=0)
+        return prove_claim(builder, held.statement, claim_id).to_bytes()
+
+    def view_at(self, statement: Statement) -> View:
+        """The view of exactly the envelopes of ``statement`` (its frontier and evidence),
+        rebuilt from this node's log; cached for the last few asked."""
+        cached = self._as_of.get(statement.id)
+        if cached is not None:
+            self._as_of.move_to_end(statement.id)
+            return cached
+        try:
+            ids = closure_ids(self.admission, statement)
+        except ValueError as exc:
+            raise Disagreement("not_held", str(exc)) from None
+        records = self.admission.records
+        raws = [records[env_id].envelope.raw for env_id in ids]
+        try:
+            view = rebuild_at_statement(raws, self.admission.genesis, statement, trusted=True)
+        except AttestationError as exc:
+            raise Disagreement(exc.code, exc.detail) from None
+        self._as_of[statement.id] = view
+        while len(self._as_of) > AS_OF_VIEWS_MAX:
+            self._as_of.popitem(last=False)
+        return view
+
+    def _held(self, attestation_id: bytes) -> Held:
+        held = self.known.get(attestation_id)
+        if held is None:
+            raise KeyError(attestation_id.hex())
+        return held
+
+    def find(self, prefix: str) -> Held:
+        """The attestation whose id is, or starts with, the hex ``prefix`` (at least 8 digits);
+        ``KeyError`` if none or several."""
+        prefix = prefix.lower()
+        if len(prefix) < 8:
+            raise KeyError(prefix)
+        matches = [h for i, h in self.known.items() if i.hex().startswith(prefix)]
+        if len(matches) != 1:
+            raise KeyError(prefix)
+        return matches[0]
