@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/memmesh bench transport --json
 	$(BIN)/memmesh bench view --json
 	$(BIN)/memmesh bench convergence --json
+	$(BIN)/memmesh bench attest --json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -375,6 +375,22 @@ def bench_view(
     _emit(result, as_json, "memmesh bench view")
 
 
+@bench_app.command("attest")
+def bench_attest(
+    claims: Annotated[int, typer.Option(help="Claims attested (one per envelope).")] = 100_000,
+    new_claims: Annotated[
+        int, typer.Option(help="Claims written before each incremental attestation.")
+    ] = 1_000,
+    as_json: JsonFlag = False,
+) -> None:
+    """Attestations at scale: a new one after new claims, full offline verification against
+    the signatures it must check, and the size of a claim's inclusion proof."""
+    from .bench.attest import run_attest_bench
+
+    result = run_attest_bench(claims=claims, new_claims=new_claims)
+    _emit(result, as_json, "memmesh bench attest")
+
+
 @app.command()
 def demo(
     data_dir: Annotated[

@@ -322,6 +322,11 @@ class AttestationBuilder:
         """The log's tree as of the last statement (it answers proofs for any earlier size)."""
         return self._trees[log]
 
+    def refresh_trees(self) -> None:
+        """Bring every log tree up to what the admission holds (a statement does it too), so
+        proofs can be made for any statement of this admission, the newest included."""
+        self._update_trees()
+
     def _update_trees(self) -> None:
         for log, ids in self.admission.logs.items():
             tree = self._trees.get(log)

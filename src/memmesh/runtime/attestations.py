@@ -284,7 +284,7 @@ class AttestationService:
     def prove(self, attestation_id: bytes, claim_id: bytes) -> bytes:
         held = self._held(attestation_id)
         builder = self.builder
-        builder.statement(signer=self.key.public_key, seq=1, prev=bytes(32), hlc=0)
+        builder.refresh_trees()
         return prove_claim(builder, held.statement, claim_id).to_bytes()
 
     def view_at(self, statement: Statement) -> View:
