@@ -338,6 +338,15 @@ class StoreApi:
         subject = view.get(*conflict.subject)
         assert subject is not None
         current = subject.conflict == conflict.id
+        detected: int | None = conflict.detected_ms
+        resolved = conflict.resolved_ms
+        if view is not self.node.view:
+            # A view rebuilt for as_of has no times of its own: when this node detected and
+            # settled the conflict is what it recorded living through it (ids are the same).
+            lived = self.node.view.conflicts.get(conflict.id)
+            detected = None if lived is None else lived.detected_ms
+            settled = lived is not None and conflict.decision.status == "resolved"
+            resolved = lived.resolved_ms if settled and lived is not None else None
         return {
             "id": conflict.id.hex(),
             "namespace": list(conflict.subject[0]),
@@ -346,8 +355,8 @@ class StoreApi:
             "decision": conflict.decision.to_json(),
             "open": current and conflict.decision.status != "resolved",
             "current": current,
-            "detected_ms": conflict.detected_ms,
-            "resolved_ms": conflict.resolved_ms,
+            "detected_ms": detected,
+            "resolved_ms": resolved,
             "settled_by": conflict.settled_by or None,
         }
 
