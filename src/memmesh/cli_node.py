@@ -152,6 +152,26 @@ def status(
         f"digest {state['claims_digest'][:16]}  may write: {state['may_write']}  "
         f"evidence {state['evidence']}  loop held max {state['loop_block_ms_max']} ms"
     )
+    sig = state["signals"]
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    console.print(
+        f"[bold]signals[/]  provenance {share(sig['provenance_share'])} of "
+        f"{sig['entries']} entries  |  conflicts {sig['conflicts_detected']} detected, "
+        f"{sig['conflicts_resolved']} resolved, {sig['conflicts_open']} open"
+        f" (p50 {sig['resolution_ms_p50'] if sig['resolution_ms_p50'] is not None else '-'} ms)"
+        f"  |  decisions traceable {share(sig['traceable_share'])} of {sig['decisions']}"
+        f"  |  incidents {share(sig['incidents_per_read'])} of {sig['reads']} reads "
+        f"({sig['stale_reads']} stale, {sig['poisoned_reads']} poisoned)"
+    )
+    health = "ok" if state["may_write"] and state["active_peers"] else "degraded"
+    console.print(
+        f"[bold]health[/]  {health}: {state['active_peers']} active peers, "
+        f"buffered {state['buffered']}, rejected {sum(state['rejected'].values())}, "
+        f"attestations {state['attestations']}"
+    )
     table = Table("peer", "node", "state", "in sync", "frames in", "frames out")
     for p in state["peers"]:
         table.add_row(

@@ -10,12 +10,18 @@ JSON ``{"error": code, "detail": text}`` with a fitting status.
 from __future__ import annotations
 
 import hmac
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .. import __version__
@@ -24,6 +30,7 @@ from ..core import SessionState
 from ..errors import Rejected
 from .attest_api import AttestApi
 from .openapi import openapi_document
+from .signals import RESOLUTION_BUCKETS_S, Histogram
 from .store_api import BadRequest, Conflicting, NotFound, StoreApi, body_of, error
 
 if TYPE_CHECKING:
@@ -182,6 +189,20 @@ class _NodeCollector(Collector):
 
     def __init__(self, node: NodeRuntime) -> None:
         self.node = node
+        self._exclusions: tuple[tuple[int, int], list[tuple[str, int]]] | None = None
+
+    def _excluded(self) -> list[tuple[str, int]]:
+        """Excluded envelopes by reason, recounted only when admission changed."""
+        admission = self.node.core.admission
+        stamp = (admission.generation, len(admission.records))
+        if self._exclusions is None or self._exclusions[0] != stamp:
+            counts = Counter(
+                str(reason)
+                for record in admission.records.values()
+                if (reason := admission.exclusion(record)) is not None
+            )
+            self._exclusions = (stamp, sorted(counts.items()))
+        return self._exclusions[1]
 
     def collect(self) -> Iterator[Metric]:
         node, stats = self.node, self.node.core.stats
@@ -207,6 +228,14 @@ class _NodeCollector(Collector):
         for reason, count in sorted(admission.rejected.items()):
             rejected.add_metric([str(reason)], count)
         yield rejected
+        excluded = CounterMetricFamily(
+            "memmesh_envelopes_excluded",
+            "Envelopes stored but excluded from the live set, by reason",
+            labels=["reason"],
+        )
+        for why, count in self._excluded():
+            excluded.add_metric([why], count)
+        yield excluded
         messages = CounterMetricFamily(
             "memmesh_gossip_messages", "Sync messages", labels=["kind", "direction"]
         )
@@ -259,15 +288,23 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
         value=sum(c.resolved_ms is not None for c in conflicts),
     )
     yield GaugeMetricFamily(
-        "memmesh_conflicts_open",
-        "Current conflicts no policy settles",
-        value=sum(c.decision.status != "resolved" for c in view.open_conflicts()),
+        "memmesh_conflicts_open", "Current conflicts no policy settles", value=node.open_conflicts()
+    )
+    resolution = Histogram.of(
+        RESOLUTION_BUCKETS_S,
+        ((c.resolved_ms - c.detected_ms) / 1000 for c in conflicts if c.resolved_ms is not None),
+    )
+    yield _histogram(
+        "memmesh_conflict_resolution_seconds",
+        "From detecting a conflict here to its settling (by policy or a write)",
+        resolution,
     )
     yield CounterMetricFamily("memmesh_decisions", "Decision claims", value=counts.decisions)
+    known = node.attestations.known
     yield CounterMetricFamily(
         "memmesh_decisions_traceable",
-        "Decision claims citing a receipt or attestation",
-        value=counts.decisions_traceable,
+        "Decision claims citing a receipt or an attestation this node can name",
+        value=node.trace.traceable(lambda ref: ref in known),
     )
     yield CounterMetricFamily("memmesh_reads", "Reads served", value=reads.total)
     incidents = CounterMetricFamily(
@@ -276,3 +313,15 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
     incidents.add_metric(["stale"], reads.stale)
     incidents.add_metric(["poisoned"], reads.poisoned)
     yield incidents
+    yield _histogram(
+        "memmesh_propagation_seconds",
+        "From a peer's envelope being committed by its author to its integration here "
+        "(this node's clock minus the envelope's HLC: clock skew included)",
+        node.propagation,
+    )
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:
+    family = HistogramMetricFamily(name, documentation)
+    family.add_metric([], histogram.cumulative(), sum_value=histogram.total)
+    return family

@@ -63,6 +63,7 @@ from ..memory import Receipt, View, frontier_hash
 from ..store import LmdbStore
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
+from .signals import PROPAGATION_BUCKETS_S, Histogram, Traceability
 from .transport import Connection, TransportLimits
 
 __all__ = ["NodeRuntime", "NodeStats", "WriteRefused", "read_admit_chain", "write_admit_chain"]
@@ -163,6 +164,10 @@ class NodeRuntime:
         self.attestations = AttestationService(
             self.core.admission, self.view, self.store, self.node_key
         )
+        self.trace = Traceability()
+        self.trace.integrated(c for r in self.core.admission.records.values() for c in r.claims)
+        self.trace.recorded.update(value for _, value in self.store.iter_meta("receipt/"))
+        self.propagation = Histogram(PROPAGATION_BUCKETS_S)
         self.reads = ReadCounters()
         self._frontier_hash: tuple[int, bytes] | None = None
         self.conns: dict[str, Connection] = {}
@@ -331,7 +336,15 @@ class NodeRuntime:
             if future_f is not None and not future_f.done():
                 future_f.set_exception(WriteRefused(notice.error, notice.detail))
         elif isinstance(notice, Integrated):
-            self.view.apply(notice.envelope_ids, _now_ms())
+            now = _now_ms()
+            records = self.core.admission.records
+            for env_id in notice.envelope_ids:
+                record = records[env_id]
+                self.trace.integrated(record.claims)
+                if notice.peer:  # from a peer: how long since its author committed it
+                    physical, _ = hlc_unpack(record.envelope.hlc)
+                    self.propagation.observe(max(0, now - physical) / 1000)
+            self.view.apply(notice.envelope_ids, now)
             for claim_id in self.view.newly_excluded:
                 self.reads.poisoned += self.reads.returned.pop(claim_id, 0)
             self.view.newly_excluded.clear()
@@ -496,14 +509,18 @@ class NodeRuntime:
         self.reads.total += 1
         if frontier is not None:
             self.reads.remember(claim_ids)
-            return Receipt.of(frontier, claim_ids, reader or self.agent_key.public_key)
+            receipt = Receipt.of(frontier, claim_ids, reader or self.agent_key.public_key)
+            self.trace.issue(receipt.id)
+            return receipt
         last = self.core.last_in_sync_ms
         has_peers = bool(self.core.sessions) or bool(self.settings.peers)
         too_old = has_peers and (last is None or now - last > self.settings.stale_read_after_ms)
         if self.core.behind() or too_old:
             self.reads.stale += 1
         self.reads.remember(claim_ids)
-        return Receipt.of(self.frontier_hash(), claim_ids, reader or self.agent_key.public_key)
+        receipt = Receipt.of(self.frontier_hash(), claim_ids, reader or self.agent_key.public_key)
+        self.trace.issue(receipt.id)
+        return receipt
 
     def attest(self) -> Held:
         """Attest to everything this node holds now (durable before it returns)."""
@@ -524,6 +541,38 @@ class NodeRuntime:
             if c.agent == agent
         ]
         return max(seqs, default=0)
+
+    def signals(self) -> dict[str, Any]:
+        """The four operating signals (DESIGN §9), as ``memmesh status`` shows them; the same
+        counts as ``/metrics``."""
+        counts, reads = self.view.counts, self.reads
+        conflicts = list(self.view.conflicts.values())
+        settle_ms = sorted(
+            c.resolved_ms - c.detected_ms for c in conflicts if c.resolved_ms is not None
+        )
+        known = self.attestations.known
+        traceable = self.trace.traceable(lambda ref: ref in known)
+        incidents = reads.stale + reads.poisoned
+        return {
+            "entries": counts.entries,
+            "entries_with_provenance": counts.with_provenance,
+            "provenance_share": _share(counts.with_provenance, counts.entries),
+            "conflicts_detected": len(conflicts),
+            "conflicts_resolved": len(settle_ms),
+            "conflicts_open": self.open_conflicts(),
+            "resolution_ms_p50": settle_ms[len(settle_ms) // 2] if settle_ms else None,
+            "decisions": counts.decisions,
+            "decisions_traceable": traceable,
+            "traceable_share": _share(traceable, counts.decisions),
+            "reads": reads.total,
+            "stale_reads": reads.stale,
+            "poisoned_reads": reads.poisoned,
+            "incidents_per_read": _share(incidents, reads.total),
+        }
+
+    def open_conflicts(self) -> int:
+        """Current conflicts no policy settles."""
+        return sum(c.decision.status != "resolved" for c in self.view.open_conflicts())
 
     def state(self) -> dict[str, Any]:
         admission = self.core.admission
@@ -565,11 +614,17 @@ class NodeRuntime:
             "loop_block_ms_max": round(self.stats.loop_block_ms_max, 3),
             "flushes": self.stats.flushes,
             "windowed_flushes": self.stats.windowed_flushes,
+            "signals": self.signals(),
+            "attestations": len(self.attestations.own),
             "passive_view": [
                 {"node": node.hex(), "addresses": record.addresses, "issued": record.issued}
                 for node, record in sorted(self.core.view.records.items())
             ],
         }
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 class _Stopped(Exception):

@@ -208,6 +208,7 @@ class StoreApi:
             answer = {**json.loads(written.text), "id": receipt_id, "recorded": "replicated"}
             return web.json_response(answer, status=201)
         self.node.store.commit(WriteBatch(meta={f"receipt/{receipt_id}": receipt.id}))
+        self.node.trace.recorded.add(receipt.id)
         return web.json_response({"id": receipt_id, "recorded": "local"}, status=201)
 
     # -- reads --------------------------------------------------------------------------------
