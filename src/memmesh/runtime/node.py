@@ -350,7 +350,13 @@ class NodeRuntime:
             self.view.newly_excluded.clear()
         elif isinstance(notice, RejectedEnvelope):
             self.stats.envelopes_rejected += 1  # by reason: the admission counters
-            self.log("envelope rejected", peer=notice.peer, reason=notice.reason.value)
+            self.log(
+                "envelope rejected",
+                peer=notice.peer,
+                envelope=notice.envelope_id.hex() if notice.envelope_id else None,
+                reason=notice.reason.value,
+                detail=notice.detail,
+            )
 
     async def _timer_loop(self) -> None:
         while True:
