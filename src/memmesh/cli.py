@@ -393,15 +393,20 @@ def bench_attest(
 
 @app.command()
 def demo(
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Keep the demo's files here (default: a temp dir).")
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "--data-dir", help="The artefacts folder (default ./memmesh-demo/run-<UTC>)."
+        ),
     ] = None,
 ) -> None:
-    """Show what Memory Mesh does so far, checking each step."""
+    """A customer-success swarm of four nodes: facts with provenance, a conflict made during a
+    partition and settled by policy, a decision citing its receipt, and an attestation verified
+    offline. Checks every step; exits 1 if one does not behave as told."""
     from .demo import DemoFailed, run_demo
 
     try:
-        run_demo(Console(), data_dir)
+        run_demo(Console(), out)
     except DemoFailed as exc:
         Console(stderr=True).print(f"[bold red]demo failed:[/] {exc}")
         raise typer.Exit(1) from exc

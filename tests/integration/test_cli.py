@@ -23,24 +23,31 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_demo_runs_and_checks_itself(tmp_path: Path) -> None:
-    done = run("demo", "--data-dir", str(tmp_path / "demo"))
+def test_demo_tells_the_story_and_its_attestation_verifies_afterwards(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = run("demo", "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
-    for reason in (
-        "bad_signature",
-        "truncated",
-        "wrong_mesh",
-        "too_large",
-        "log_conflict",
-        "foreign_key",
-        "has_deletes",
-        "kept as evidence",
-        "one claims digest",
-        "nothing to send",
+    for step in (
+        "neither knows",
+        "with the same decision",
+        "every agent now reads 2026-12-31",
+        "recorded for every replica",
+        "co-signed",
+        "the swarm is down",
+        "memmesh verify: valid",
+        "demo complete",
     ):
-        assert reason in done.stdout
-    assert "demo complete" in done.stdout
-    assert (tmp_path / "demo" / "store" / "data.mdb").exists()
+        assert step in done.stdout, step
+    for artefact in ("attestation.json", "bundle.bin", "decision.proof", "signals.json",
+                     "README.txt"):  # fmt: skip
+        assert (out / artefact).exists(), artefact
+    signals = json.loads((out / "signals.json").read_text())
+    assert set(signals) == {"intake", "analysis", "escalation", "contract"}
+    assert all(s["conflicts_detected"] == 1 and s["conflicts_open"] == 0 for s in signals.values())
+    # Verified again here, in another process, with no node running.
+    again = run("verify", str(out / "attestation.json"), "--bundle", str(out / "bundle.bin"))
+    assert again.returncode == 0 and again.stdout.startswith("valid"), again.stdout
+    assert not list((out / "swarm").glob("swarm.json"))  # the swarm is down
 
 
 def test_keys_generate_and_pubkey(tmp_path: Path) -> None:
