@@ -503,6 +503,24 @@ def test_one_flush_admits_a_bounded_batch_and_asks_for_another() -> None:
     assert sizes == [16, 32, 40]
 
 
+def test_the_only_node_of_a_mesh_writes_at_once_and_a_second_node_makes_it_ask() -> None:
+    """Nobody else can hold an envelope of a mesh's only node key, so there is no one to ask
+    for its head: it may write at once. Once another node key is a member, a restart asks."""
+    solo = MeshFixture("solo", nodes=1)
+    store = MemoryStore()
+    alone = MeshCore(solo.nodes[0], solo.genesis, store, random.Random(0), start_isolated=False)
+    assert alone.may_write()
+    pair = MeshFixture("pair", nodes=2)
+    first = MeshCore(pair.nodes[0], pair.genesis, MemoryStore(), random.Random(0),
+                     start_isolated=False)  # fmt: skip
+    assert not first.may_write()
+    # The only node admits a second one: from its next start on, it asks before writing.
+    newcomer = seeded_key("solo/newcomer")
+    alone.admission.write_local(solo.nodes[0], [solo.admit(newcomer.public_key, "node")], hlc=1)
+    again = MeshCore(solo.nodes[0], solo.genesis, store, random.Random(1), start_isolated=False)
+    assert not again.may_write()
+
+
 def test_a_restored_copy_holds_its_writes_until_it_has_caught_up_with_its_own_log() -> None:
     """DESIGN §4 rule 6: a node started from an old copy of its data dir must not sign a second
     envelope for a seq it already used; it waits until sync brings its own later envelopes."""

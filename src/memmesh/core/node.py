@@ -218,7 +218,7 @@ class MeshCore:
         self.admission = Admission.open(store, genesis, limits=admission_limits)
         self._given_chain = list(admit_chain)
         self._own_log = LogId(self.node, epoch)
-        self._head_confirmed = start_isolated
+        self._head_confirmed = start_isolated or self._sole_node()
         self._own_seq_known = 0
         """The highest seq of this node's own log that a peer's frontier named."""
         self.sessions: dict[str, Session] = {}
@@ -321,6 +321,15 @@ class MeshCore:
 
     def frontier(self) -> list[tuple[LogId, Head]]:
         return self.admission.frontier()
+
+    def _sole_node(self) -> bool:
+        """No other node key is a member (revoked ones included: they keep their role): nobody
+        else can hold an envelope of this node's log, so there is no one to ask for its head
+        (the first node of a new mesh, which would otherwise never write)."""
+        return all(
+            key == self.node or member.role is not Role.NODE
+            for key, member in self.admission.membership.state.items()
+        )
 
     def may_write(self) -> bool:
         """Whether local writes can be committed now (DESIGN §4 rule 6): a peer has shown this
