@@ -55,8 +55,10 @@ def register(app: typer.Typer) -> None:
 
     register_memory_commands(app)
     from .cli_attest import register as register_attest_commands  # it imports this module
+    from .cli_mcp import register as register_mcp_command  # so does this one
 
     register_attest_commands(app)
+    register_mcp_command(app)
     app.command("status")(status)
 
 
