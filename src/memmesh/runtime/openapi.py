@@ -86,7 +86,7 @@ def openapi_document() -> dict[str, Any]:
                 "Write a claim signed elsewhere (hex of its bytes)",
                 body=_object(("claim",), claim={"type": "string"}),
                 ok="201",
-                errors=("400", "403", "422", "503"),
+                errors=("400", "403", "422", "503", "507"),
             )
         },
         "/v1/store/items": {
@@ -94,7 +94,7 @@ def openapi_document() -> dict[str, Any]:
                 "Write a value (supersedes what this node holds of the subject)",
                 body=item,
                 ok="201",
-                errors=("400", "403", "422", "503"),
+                errors=("400", "403", "422", "503", "507"),
             ),
             "get": _op(
                 "Read one subject (key) or a namespace, with a receipt; as_of an attestation",

@@ -37,6 +37,10 @@ _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
 
+_WRITE_REFUSAL_STATUS = {"NotAMember": 403, "StorageFull": 507}
+"""A refused write's HTTP status by its reason; 503 (try again later) for the others."""
+
+
 class BadRequest(Exception):
     """A request the API refuses before doing anything: 400 with ``bad_request``."""
 
@@ -176,7 +180,7 @@ class StoreApi:
         try:
             ack = await self.node.write(claims)
         except WriteRefused as exc:
-            status = 403 if exc.reason == "NotAMember" else 503
+            status = _WRITE_REFUSAL_STATUS.get(exc.reason, 503)
             return error(status, exc.reason, exc.detail)
         return web.json_response(
             {
