@@ -198,6 +198,13 @@ class NodeSettings(BaseSettings):
             "a comma-separated string is accepted (the environment's form)."
         ),
     )
+    scrub_on_start: bool = Field(
+        default=True,
+        description=(
+            "Check every record's checksum and every envelope's hash and signature before "
+            "opening the store, in a child process; quarantine what is damaged."
+        ),
+    )
     start_isolated: bool = Field(
         default=False,
         description=(

@@ -56,11 +56,12 @@ from ..core import (
     WriteFailed,
 )
 from ..crypto import SigningKey, read_key_file
-from ..errors import LocalError
+from ..errors import CorruptRecord, LocalError
 from ..hlc import hlc_unpack
 from ..membership import Genesis, decode_genesis
 from ..memory import Receipt, View, frontier_hash
 from ..store import LmdbStore
+from ..store.scrub import ScrubReport, quarantine_store, scrub_before_open
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
 from .signals import PROPAGATION_BUCKETS_S, Histogram, Traceability
@@ -142,23 +143,21 @@ class NodeRuntime:
         self.genesis: Genesis = decode_genesis(settings.genesis_path.read_bytes())
         chain_file = settings.admit_chain_path
         chain = read_admit_chain(chain_file) if chain_file.exists() else []
-        self.store = LmdbStore(
-            data_dir / "store", map_size_max_bytes=settings.lmdb_map_size_bytes_max
-        )
+        self.scrub: ScrubReport | None = None
+        quarantined: Path | None = None
+        if settings.scrub_on_start:  # before the store is opened: damage must not reach it
+            self.scrub, quarantined = scrub_before_open(data_dir / "store", data_dir / "quarantine")
         try:
-            self.core = MeshCore(
-                self.node_key,
-                self.genesis,
-                self.store,
-                random.Random(os.urandom(16)),
-                limits=settings.sync_limits(),
-                admission_limits=settings.admission_limits(),
-                admit_chain=chain,
-                start_isolated=settings.start_isolated,
-            )
-        except BaseException:
-            self.store.close()
-            raise
+            self.store, self.core = self._open(settings, chain)
+        except (AssertionError, CorruptRecord) as exc:
+            if not settings.scrub_on_start:
+                raise
+            # The scrub passed but the store still does not replay: damage it could not see.
+            # Set the whole store aside and start empty; sync fetches everything again.
+            why = f"the store did not replay after the scrub: {type(exc).__name__}: {exc}"
+            quarantined = quarantine_store(data_dir / "store", data_dir / "quarantine", why)
+            self.scrub = ScrubReport(structural=why)
+            self.store, self.core = self._open(settings, chain)
         self.stats = NodeStats()
         self.view = View.build(self.core.admission, _now_ms())
         self.attestations = AttestationService(
@@ -190,6 +189,36 @@ class NodeRuntime:
         self._client: aiohttp.ClientSession | None = None
         self._runners: list[web.AppRunner] = []
         self.log = _logger(settings, self.node_key.public_key.hex()[:16])
+        if self.scrub is not None and not self.scrub.clean:
+            self.log(
+                "store damage quarantined",
+                records=self.scrub.records,
+                damaged={db: len(keys) for db, keys in self.scrub.damaged.items()},
+                cut=self.scrub.cut,
+                structural=self.scrub.structural,
+                quarantine=str(quarantined),
+            )
+
+    def _open(self, settings: NodeSettings, chain: list[bytes]) -> tuple[LmdbStore, MeshCore]:
+        """The store and the core over it (the store is closed again if the core fails)."""
+        store = LmdbStore(
+            Path(settings.data_dir) / "store", map_size_max_bytes=settings.lmdb_map_size_bytes_max
+        )
+        try:
+            core = MeshCore(
+                self.node_key,
+                self.genesis,
+                store,
+                random.Random(os.urandom(16)),
+                limits=settings.sync_limits(),
+                admission_limits=settings.admission_limits(),
+                admit_chain=chain,
+                start_isolated=settings.start_isolated,
+            )
+        except BaseException:
+            store.close()
+            raise
+        return store, core
 
     # -- lifecycle ------------------------------------------------------------------------------
 
