@@ -331,3 +331,21 @@ def test_a_registered_type_is_checked_on_write(
         check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode != 0 and "built in" in refused.stderr
+
+
+def test_a_deleted_subject_is_gone_from_namespaces_and_cannot_be_deleted_twice(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    nodes, _ = pair
+    api = nodes[0]["api"]
+    call(api, "/v1/store/items", "PUT", {"namespace": "tmp.a", "key": "k", "value": 1})
+    call(api, "/v1/store/items", "PUT", {"namespace": "tmp.b", "key": "k", "value": 2})
+    listed = call(api, "/v1/store/namespaces", "POST", {"prefix": ["tmp"]})["namespaces"]
+    assert listed == [["tmp", "a"], ["tmp", "b"]]
+    call(api, "/v1/store/items", "DELETE", {"namespace": "tmp.a", "key": "k"})
+    listed = call(api, "/v1/store/namespaces", "POST", {"prefix": ["tmp"]})["namespaces"]
+    assert listed == [["tmp", "b"]]
+    again = status_of(api, "/v1/store/items", "DELETE", {"namespace": "tmp.a", "key": "k"})
+    assert again[0] == 404 and again[1]["error"] == "not_found"
+    history = call(api, "/v1/store/items/history?namespace=tmp.a&key=k")["entries"]
+    assert [e["type"] for e in history].count("retraction") == 1  # no second tombstone

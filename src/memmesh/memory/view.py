@@ -35,6 +35,7 @@ from .types import (
     POLICY,
     POLICY_NAMESPACE,
     RESOLUTION,
+    RETRACTION,
     SCHEMA,
     SYSTEM_PREFIX,
     TYPES_NAMESPACE,
@@ -107,6 +108,17 @@ class Subject:
         if winner is not None:
             entry = self.entries.get(winner)
         return entry
+
+    @property
+    def present(self) -> bool:
+        """Something to show: a value that is not a retraction, or a conflict (whose candidates
+        may include one). A subject whose shown claim is a retraction is deleted."""
+        if not self.live:
+            return False
+        if self.conflict is not None:
+            return True
+        entry = self.value_entry()
+        return entry is not None and entry.claim.type != RETRACTION
 
 
 @dataclass(slots=True)
@@ -347,15 +359,15 @@ class View:
         return self.subjects.get((namespace, key))
 
     def list_namespaces(self, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-        """Namespaces with at least one subject that has a value or a conflict, system ones
-        excluded unless the prefix asks for them."""
+        """Namespaces with at least one subject that has a value or a conflict (deleted ones
+        do not count), system ones excluded unless the prefix asks for them."""
         out = []
         for namespace in sorted(self.namespaces):
             if namespace[: len(prefix)] != prefix:
                 continue
             if namespace and namespace[0] == SYSTEM_PREFIX and prefix[:1] != (SYSTEM_PREFIX,):
                 continue
-            if any(self.subjects[(namespace, k)].live for k in self.namespaces[namespace]):
+            if any(self.subjects[(namespace, k)].present for k in self.namespaces[namespace]):
                 out.append(namespace)
         return out
 

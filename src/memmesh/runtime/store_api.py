@@ -135,7 +135,7 @@ class StoreApi:
         if not isinstance(key, str) or not key:
             raise BadRequest("key is a non-empty string")
         subject = self.node.view.get(namespace, key)
-        if subject is None or not subject.live:
+        if subject is None or not subject.present:  # absent, or already deleted
             return error(404, "not_found", f"nothing live at {'.'.join(namespace)}:{key}")
         fields = {"supersedes": list(subject.live)}
         return await self._write(namespace, key, None, RETRACTION, fields)
