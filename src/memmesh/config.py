@@ -288,6 +288,15 @@ class NodeSettings(BaseSettings):
     announced_ids_max: Int = Field(
         default=1 << 16, ge=1, description="Announced envelope ids waiting for their push."
     )
+    invalid_envelopes_max: Int = Field(
+        default=32,
+        ge=1,
+        description="Invalid envelopes a peer may send before it is disconnected and banned.",
+    )
+    ban_initial_ms: Int = Field(
+        default=10_000, ge=1, description="How long a first ban lasts (it doubles each time)."
+    )
+    ban_max_ms: Int = Field(default=600_000, ge=1, description="The longest ban.")
     shuffle_interval_ms: Int = Field(
         default=10_000, ge=1, description="How often peer records are swapped with a peer."
     )
@@ -446,6 +455,9 @@ class NodeSettings(BaseSettings):
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
             announced_ids_max=self.announced_ids_max,
+            invalid_envelopes_max=self.invalid_envelopes_max,
+            ban_initial_ms=self.ban_initial_ms,
+            ban_max_ms=self.ban_max_ms,
         )
 
     def admission_limits(self) -> AdmissionLimits:

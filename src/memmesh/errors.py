@@ -86,6 +86,8 @@ class Reason(enum.StrEnum):
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     FRONTIER_TOO_LARGE = "frontier_too_large"
     SHUTDOWN = "shutdown"
+    TOO_MANY_INVALID = "too_many_invalid"
+    BANNED = "banned"
 
 
 class MemmeshError(Exception):

@@ -10,7 +10,17 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from memmesh.admission import Admission
-from memmesh.core import Disconnect, Flush, MeshCore, PeerConnected, Received, Send, Timer
+from memmesh.core import (
+    Disconnect,
+    Flush,
+    MeshCore,
+    PeerConnected,
+    PeerGone,
+    Received,
+    Send,
+    SyncLimits,
+    Timer,
+)
 from memmesh.core.messages import (
     Auth,
     Bye,
@@ -139,3 +149,44 @@ def test_any_frames_from_a_peer(steps: list[bytes | str], greet: bool, seed: int
     held = {c.id for r in core.admission.records.values() for c in r.claims}
     assert held <= {c.id for e in ENVELOPES for c in SOURCE.records[e.id].claims}
     assert len(core.admission.replica.keys()) == len(held)
+
+
+def _bye_reason(effects: list[object]) -> str | None:
+    for effect in effects:
+        if isinstance(effect, Send) and effect.kind == "Bye":
+            message = decode_message(effect.data, frame_bytes_max=1 << 21)
+            assert isinstance(message, Bye)
+            return message.reason
+    return None
+
+
+def test_a_peer_sending_invalid_envelopes_is_disconnected_and_banned_for_a_while() -> None:
+    """Invalid envelopes (a flipped signature byte) past ``invalid_envelopes_max``: the session
+    ends with ``too_many_invalid``; the peer's key is refused (``banned``) until the ban runs
+    out, then accepted again; a second ban lasts twice as long."""
+    limits = SyncLimits(invalid_envelopes_max=3, ban_initial_ms=10_000)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    forged = [e.raw[:-1] + bytes([e.raw[-1] ^ 1]) for e in ENVELOPES]
+    script = PeerScript(MESH.nodes[1], MESH.mesh_id)
+    script.open(core, "p", 0)
+    reasons = []
+    for i in range(4):  # three are tolerated (a relay may pass on what it cannot check)
+        core.handle(Received("p", encode_message(Envelopes(0, [forged[i]], False))), 1 + i)
+        reasons.append(_bye_reason(core.handle(Flush(), 1 + i)))
+    assert reasons == [None, None, None, "too_many_invalid"]
+    assert core.stats.bans == 1 and not core.admission.records
+    core.handle(PeerGone("p", None), 10)
+    assert _bye_reason(script.open(core, "p2", 5_000)) == "banned"
+    core.handle(PeerGone("p2", None), 5_001)
+    effects = script.open(core, "p3", 10_005)  # the ban has run out
+    assert _bye_reason(effects) is None and core.sessions["p3"].state.value == "active"
+    for i in range(4):  # again: banned for twice as long
+        core.handle(Received("p3", encode_message(Envelopes(0, [forged[i]], False))), 10_010 + i)
+        core.handle(Flush(), 10_010 + i)
+    core.handle(PeerGone("p3", None), 10_020)
+    assert _bye_reason(script.open(core, "p4", 10_020 + 15_000)) == "banned"
+    core.handle(PeerGone("p4", None), 25_030)
+    assert _bye_reason(script.open(core, "p5", 10_020 + 20_001)) is None
+    # Honest traffic from another member is untouched.
+    other = PeerScript(MESH.nodes[2], MESH.mesh_id)
+    assert _bye_reason(other.open(core, "q", 30_100)) is None

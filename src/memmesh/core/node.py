@@ -100,6 +100,9 @@ from .sessions import FetchIds, FetchRange, InFlight, Rng, Session, SessionState
 
 __all__ = ["MeshCore", "SyncStats"]
 
+_NOT_THE_SENDERS_FAULT = frozenset({Reason.CAUSAL_BUFFER_FULL, Reason.PENDING_BUFFER_FULL})
+"""Rejections for lack of room here: they do not count against the peer that sent them."""
+
 _FINAL_REFUSALS = frozenset(
     r.value
     for r in (
@@ -139,6 +142,8 @@ class SyncStats:
     pushes: int = 0
     """Push messages sent (one per eager link per flush that made something new)."""
     prunes: int = 0
+    bans: int = 0
+    """Peers disconnected and banned for sending too many invalid envelopes."""
     grafts: int = 0
     shuffles: int = 0
     """Shuffles this node started (periodic ones; a new session's records are not counted)."""
@@ -242,6 +247,9 @@ class MeshCore:
         """Ids a peer announced (``IHave``) that we lack: when to give up waiting for their
         push, and the announcing peer, whose link is then grafted and asked."""
         self._not_before: dict[bytes, int] = {}
+        self._bans: dict[bytes, tuple[int, int]] = {}
+        """Node key -> (banned until, bans so far): peers that sent too many invalid
+        envelopes. Refused at the handshake and not dialled until then."""
         """Nodes whose full view just turned us away: not dialled again before then, so a node
         pushed out by a priority join does not bounce straight back (and push out another)."""
         self.last_in_sync_ms: int | None = None
@@ -485,21 +493,8 @@ class MeshCore:
         dialling = self._dialling.get(session.peer)
         if dialling is not None:
             dialling.node = session.node  # so it is not redialled while another session stands
-        duplicate = next(
-            (
-                s
-                for s in self.sessions.values()
-                if s is not session and s.node == session.node and s.state is SessionState.ACTIVE
-            ),
-            None,
-        )
-        if duplicate is not None:
-            # Both ends keep the connection dialled by the smaller node key, so they agree.
-            keep_outbound = self.node < session.node
-            loser = session if session.outbound != keep_outbound else duplicate
-            self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
-            if loser is session:
-                return None
+        if self._refuse_banned(session) or self._refuse_duplicate(session):
+            return None
         if not self._make_room(session):
             return None
         session.state = SessionState.ACTIVE
@@ -524,6 +519,34 @@ class MeshCore:
                 self.stats.rotations += 1
                 self._evict(session, "rotated out of the active view")
         return None
+
+    def _refuse_duplicate(self, session: Session) -> bool:
+        """Two sessions with one node: both ends keep the connection dialled by the smaller
+        node key, so they agree; True when that drops this one."""
+        assert session.node is not None
+        duplicate = next(
+            (
+                s
+                for s in self.sessions.values()
+                if s is not session and s.node == session.node and s.state is SessionState.ACTIVE
+            ),
+            None,
+        )
+        if duplicate is None:
+            return False
+        keep_outbound = self.node < session.node
+        loser = session if session.outbound != keep_outbound else duplicate
+        self._fail(loser, Reason.DUPLICATE_SESSION, "one session per pair of nodes")
+        return loser is session
+
+    def _refuse_banned(self, session: Session) -> bool:
+        """Refuse (``banned``) an authenticated peer whose ban has not run out."""
+        assert session.node is not None
+        ban = self._bans.get(session.node)
+        if ban is None or ban[0] <= self._now:
+            return False
+        self._fail(session, Reason.BANNED, f"banned for {(ban[0] - self._now) / 1000:.0f} s more")
+        return True
 
     def _make_room(self, session: Session) -> bool:
         """Whether ``session`` fits in the active view: below the maximum, or by dropping a link
@@ -1059,6 +1082,7 @@ class MeshCore:
             return []
         self.stats.commits += 1
         new: list[tuple[str, bytes]] = []
+        invalid: list[str] = []
         missing_by_peer: dict[str, set[bytes]] = {}
         for (peer, _, pushed), outcome in zip(staged, outcomes, strict=True):
             if outcome.status is Status.DUPLICATE:
@@ -1068,6 +1092,8 @@ class MeshCore:
             elif outcome.status is Status.REJECTED:
                 assert outcome.reason is not None
                 self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
+                if outcome.reason not in _NOT_THE_SENDERS_FAULT:
+                    invalid.append(peer)
                 self._notify(
                     RejectedEnvelope(peer, outcome.envelope_id, outcome.reason, outcome.detail)
                 )
@@ -1081,18 +1107,9 @@ class MeshCore:
                     self.clock.observe(env.hlc, self._now)
                     new.append((peer, env_id))
                 self._notify(Integrated(peer, outcome.admitted))
-        for peer in sorted(missing_by_peer):
-            session = self.sessions.get(peer)
-            if session is None or session.state is not SessionState.ACTIVE:
-                continue
-            ids = sorted(
-                i
-                for i in missing_by_peer[peer]
-                if i not in self.admission.records and i not in self._fetching_ids
-            )
-            for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
-                self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
-            self._pump(session)
+        for peer in invalid:
+            self._count_invalid(peer)
+        self._ask_missing(missing_by_peer)
         return new
 
     def _local_groups(self, writes: list[LocalWrite]) -> Iterable[list[LocalWrite]]:
@@ -1126,6 +1143,41 @@ class MeshCore:
             )
         self._notify(Integrated("", (env.id,)))
         return [("", env.id)]
+
+    def _ask_missing(self, missing_by_peer: dict[str, set[bytes]]) -> None:
+        """Ask each peer for the deps its envelopes are waiting on."""
+        for peer in sorted(missing_by_peer):
+            session = self.sessions.get(peer)
+            if session is None or session.state is not SessionState.ACTIVE:
+                continue
+            ids = sorted(
+                i
+                for i in missing_by_peer[peer]
+                if i not in self.admission.records and i not in self._fetching_ids
+            )
+            for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+                self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
+            self._pump(session)
+
+    def _count_invalid(self, peer: str) -> None:
+        """One more rejected envelope from ``peer``; past the limit, disconnect and ban it."""
+        session = self.sessions.get(peer)
+        if session is None or session.state is not SessionState.ACTIVE or session.node is None:
+            return
+        session.invalid += 1
+        if session.invalid <= self.limits.invalid_envelopes_max:
+            return
+        _, bans = self._bans.get(session.node, (0, 0))
+        length = min(self.limits.ban_initial_ms << min(bans, 30), self.limits.ban_max_ms)
+        until = self._now + length
+        self._bans[session.node] = (until, bans + 1)
+        self._not_before[session.node] = max(self._not_before.get(session.node, 0), until)
+        self.stats.bans += 1
+        self._fail(
+            session,
+            Reason.TOO_MANY_INVALID,
+            f"{session.invalid} invalid envelopes; banned for {length // 1000} s",
+        )
 
     def _prune(self, peer: str) -> None:
         """A push we already had: this link duplicates another path of the tree."""

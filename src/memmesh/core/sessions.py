@@ -86,6 +86,14 @@ class SyncLimits:
     announced_ids_max: int = 1 << 16
     """Announced ids waiting for their push, at most; past it new announcements are ignored
     (anti-entropy still finds the envelopes)."""
+    invalid_envelopes_max: int = 32
+    """Envelopes a peer may send that this node rejects (for their own bytes, not for lack of
+    room here) before it is disconnected with ``too_many_invalid`` and banned: an honest peer
+    only relays what it admitted, and admission is the same everywhere."""
+    ban_initial_ms: int = 10_000
+    """How long such a peer's node key is refused (``banned``) and not dialled, doubling with
+    each ban up to ``ban_max_ms``."""
+    ban_max_ms: int = 600_000
     view_rotation_interval_ms: int = 60_000
     """How often a node with a full view dials one more known peer and then drops one of its
     lazy links (0: never). Slow rewiring keeps the overlay random and merges groups of full
@@ -110,6 +118,9 @@ class SyncLimits:
             "shuffle_records_max",
             "ihave_wait_ms",
             "announced_ids_max",
+            "invalid_envelopes_max",
+            "ban_initial_ms",
+            "ban_max_ms",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
@@ -171,6 +182,8 @@ class Session:
     eager: bool = True
     """New envelopes are pushed to this peer at once (a link of the push tree); False once
     either side pruned the link, until a graft."""
+    invalid: int = 0
+    """Envelopes from this peer that admission rejected for their own bytes."""
     activated: bool = False
     """The session reached ``ACTIVE`` (so closing it may leave a hole in the push tree)."""
 
