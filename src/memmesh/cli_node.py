@@ -59,6 +59,9 @@ def register(app: typer.Typer) -> None:
 
     register_attest_commands(app)
     register_mcp_command(app)
+    from .cli_evidence import evidence_app  # it imports this module too
+
+    app.add_typer(evidence_app, name="evidence")
     app.command("status")(status)
 
 

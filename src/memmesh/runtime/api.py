@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from .. import __version__
 from ..claims import decode_claim
 from ..core import SessionState
+from ..envelope import decode_envelope
 from ..errors import Rejected
 from .attest_api import AttestApi
 from .openapi import openapi_document
@@ -70,6 +71,8 @@ def build_api(node: NodeRuntime) -> web.Application:
     app.router.add_post("/v1/peers", api.add_peer)
     app.router.add_delete("/v1/peers", api.remove_peer)
     app.router.add_get("/v1/members", api.members)
+    app.router.add_get("/v1/evidence", api.evidence)
+    app.router.add_get("/v1/evidence/{id}", api.evidence_one)
     app.router.add_get("/v1/members/{key}/chain", api.member_chain)
     app.router.add_get("/v1/agents/{key}", api.agent)
     app.router.add_post("/v1/claims", api.post_claim)
@@ -78,6 +81,21 @@ def build_api(node: NodeRuntime) -> web.Application:
     api.store.add_routes(app)
     AttestApi(node).add_routes(app)
     return app
+
+
+def _evidence_json(key: bytes, pair: tuple[bytes, bytes], raw: bool) -> dict[str, Any]:
+    first, second = (decode_envelope(e) for e in pair)
+    out: dict[str, Any] = {
+        "id": key.hex(),
+        "kind": "equivocation",
+        "author": first.author.hex(),
+        "epoch": first.epoch,
+        "seq": first.seq,
+        "envelopes": [first.id.hex(), second.id.hex()],
+    }
+    if raw:
+        out["first"], out["second"] = pair[0].hex(), pair[1].hex()
+    return out
 
 
 def _hex_key(text: str) -> bytes:
@@ -134,6 +152,24 @@ class _Api:
             raise BadRequest("name the peer's url")
         self.node.remove_peer(url)
         return web.json_response({"removed": url})
+
+    async def evidence(self, request: web.Request) -> web.Response:
+        """Equivocation evidence held: each pair of envelopes one author signed for one seq."""
+        return web.json_response(
+            {"evidence": [_evidence_json(k, pair, False) for k, pair in self._evidence_pairs()]}
+        )
+
+    async def evidence_one(self, request: web.Request) -> web.Response:
+        wanted = request.match_info["id"].lower()
+        for key, pair in self._evidence_pairs():
+            if key.hex() == wanted:
+                body = _evidence_json(key, pair, True)
+                body["mesh"] = self.node.genesis.mesh_id.hex()
+                return web.json_response(body)
+        raise NotFound(f"no evidence {wanted} here")
+
+    def _evidence_pairs(self) -> list[tuple[bytes, tuple[bytes, bytes]]]:
+        return sorted(self.node.core.admission.evidence.items())
 
     async def members(self, request: web.Request) -> web.Response:
         membership = self.node.core.admission.membership

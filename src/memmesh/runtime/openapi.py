@@ -79,6 +79,12 @@ def openapi_document() -> dict[str, Any]:
             "delete": _op("Forget a peer", params=["url"]),
         },
         "/v1/members": {"get": _op("Membership", errors=())},
+        "/v1/evidence": {"get": _op("Equivocation evidence held", errors=())},
+        "/v1/evidence/{id}": {
+            "get": _op(
+                "One piece of evidence, with both envelopes", params=["path:id"], errors=("404",)
+            )
+        },
         "/v1/members/{key}/chain": {"get": _op("Admit chain of a key", params=["path:key"])},
         "/v1/agents/{key}": {"get": _op("Highest claim seq of an agent", params=["path:key"])},
         "/v1/claims": {
