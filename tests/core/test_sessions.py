@@ -8,6 +8,7 @@ import random
 import pytest
 
 from memmesh.admission import Admission
+from memmesh.claims import make_claim
 from memmesh.core import (
     CancelWrite,
     Dial,
@@ -41,6 +42,7 @@ from memmesh.core.messages import (
     encode_message,
 )
 from memmesh.errors import Reason
+from memmesh.hlc import hlc_pack, hlc_unpack
 from memmesh.store import MemoryStore
 from memmesh.store.memory import MemoryDisk
 from memmesh.testing import FakeNetwork, MeshFixture, PeerScript, seeded_key
@@ -657,3 +659,31 @@ def test_a_session_ends_when_its_peer_is_revoked() -> None:
     net.tick(120_000)
     net.settle()
     assert not net.connected("n0", "n1")  # a final refusal: not redialled
+
+
+def test_a_node_hours_off_changes_no_validity_decision_and_drags_no_clock() -> None:
+    """Envelopes and claims dated three hours ahead or behind are admitted exactly like the
+    others (validity never reads a clock); an honest node's HLC moves at most its drift bound
+    past its own physical time, so its next writes are dated by its own clock."""
+    mesh = MeshFixture("skew", nodes=2)
+    hours = 3 * 3600 * 1000
+    now = 1_700_000_000_000
+    for offset in (hours, -hours):
+        author = Admission(MemoryStore(), mesh.genesis)
+        claim = make_claim(
+            mesh.writers[0], mesh_id=mesh.mesh_id, aseq=1, hlc=(now + offset, 0),
+            namespace=("t",), key="k", type="fact", value=offset,
+        )  # fmt: skip
+        env = author.write_local(mesh.nodes[1], [claim], hlc=hlc_pack(now + offset, 0))
+        honest = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+        script = PeerScript(mesh.nodes[1], mesh.mesh_id)
+        script.open(honest, "p", now)
+        honest.handle(Received("p", encode_message(Envelopes(0, [env.raw], False))), now)
+        honest.handle(Flush(), now)
+        assert env.id in honest.admission.records
+        assert [c.id for c in honest.admission.live_claims()] == [claim.id]
+        physical, _ = hlc_unpack(honest.clock.last)
+        assert physical <= now + 60_000  # the drift bound, not three hours
+        # Its next write: past the bound only by the logical counter's carry (one ms per 65,536
+        # events), never by the remote node's hours.
+        assert hlc_unpack(honest.clock.tick(now + 1))[0] <= now + 60_001
