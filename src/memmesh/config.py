@@ -230,6 +230,14 @@ class NodeSettings(BaseSettings):
     handshake_timeout_ms: Int = Field(
         default=5_000, ge=1, description="Time a peer has to complete the handshake."
     )
+    inbound_connections_max: Int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Inbound gossip connections held at once, handshaking or active; past it a new "
+            "one is answered 503 before any websocket is set up."
+        ),
+    )
     heartbeat_interval_ms: Int = Field(
         default=5_000, ge=1, description="Idle time after which a session sends a heartbeat."
     )

@@ -298,6 +298,16 @@ class _NodeCollector(Collector):
         )
         yield from _memory_metrics(node)
         yield CounterMetricFamily(
+            "memmesh_inbound_refused",
+            "Inbound connections answered 503: inbound_connections_max were open",
+            value=node.stats.inbound_refused,
+        )
+        yield CounterMetricFamily(
+            "memmesh_peers_banned",
+            "Peers disconnected and banned for sending too many invalid envelopes",
+            value=stats.bans,
+        )
+        yield CounterMetricFamily(
             "memmesh_send_queue_overflows",
             "Peers disconnected because they did not read",
             value=node.stats.send_queue_overflows,

@@ -130,6 +130,8 @@ class NodeStats:
     send_queue_overflows: int = 0
     dial_failures: int = 0
     envelopes_rejected: int = 0
+    inbound_refused: int = 0
+    """Inbound connections answered 503: ``inbound_connections_max`` were open."""
 
 
 class NodeRuntime:
@@ -178,6 +180,8 @@ class NodeRuntime:
         )
         self.gossip_url: str | None = None
         self.api_url: str | None = None
+        self._inbound = 0
+        """Inbound gossip connections open now (handshaking or active)."""
         self._writes: dict[int, asyncio.Future[WriteAcked]] = {}
         self._tokens = 0
         self._agent_seq = self.last_agent_seq(self.agent_key.public_key)
@@ -419,6 +423,18 @@ class NodeRuntime:
     # -- connections --------------------------------------------------------------------------
 
     async def _accept(self, request: web.Request) -> web.StreamResponse:
+        if self._inbound >= self.settings.inbound_connections_max:
+            # Before any websocket exists: idle or hostile connections cost a refusal each,
+            # not a socket held until the handshake deadline.
+            self.stats.inbound_refused += 1
+            return web.Response(status=503, text="too many inbound connections\n")
+        self._inbound += 1
+        try:
+            return await self._accept_ws(request)
+        finally:
+            self._inbound -= 1
+
+    async def _accept_ws(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(
             max_msg_size=self.transport.frame_bytes_max,
             compress=False,
