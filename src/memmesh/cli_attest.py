@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .cli_node import ApiError, DataDir, JsonFlag, Token, _base, _call
+from .cli_node import ApiError, DataDir, JsonFlag, NodeUrl, Token, _base, _call, _fetch
 
 if TYPE_CHECKING:
     from .admission import Admission
@@ -28,10 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-NodeUrl = Annotated[
-    str | None,
-    typer.Option("--node", "--api", help="A running node's API URL (default: from --data-dir)."),
-]
 Offline = Annotated[
     bool,
     typer.Option("--offline", help="Read the stopped node's store in --data-dir, not its API."),
@@ -53,23 +47,6 @@ def _write(path: Path, data: bytes) -> None:
     from .files import write_file_atomically
 
     write_file_atomically(path, data)
-
-
-def _fetch(base: str, path: str, token: str | None, body: dict[str, Any] | None = None) -> bytes:
-    data = None if body is None else json.dumps(body).encode()
-    method = "GET" if body is None else "POST"
-    request = urllib.request.Request(base + path, data=data, method=method)  # noqa: S310
-    request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
-            return bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:500]
-        raise ApiError(f"{path}: HTTP {exc.code}: {detail}") from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise ApiError(f"cannot reach the node at {base}: {exc}") from None
 
 
 def _statement_of(path: Path) -> tuple[bytes, Statement]:
@@ -165,7 +142,7 @@ def export(
             with _Offline(data_dir) as stopped:
                 data = stopped.admission.replica.doc.get_update()
         else:
-            data = _fetch(_base(node, data_dir), "/v1/export?format=yjs", token)
+            data = _fetch(_base(node, data_dir), "GET", "/v1/export?format=yjs", token=token)
         _write(output, data)
         sys.stdout.write(f"{len(data)} bytes of Yjs v1 update -> {output}\n")
         return
@@ -185,13 +162,13 @@ def export(
         base = _base(node, data_dir)
         path = f"/v1/attestations/{statement.id.hex()}/bundle"
         try:
-            data = _fetch(base, path, token)
+            data = _fetch(base, "GET", path, token=token, timeout_s=120)
         except ApiError as exc:
             if "HTTP 404" not in str(exc):
                 raise
             # Another signer's attestation: show it to the node first, then ask again.
             _call(base, "POST", "/v1/attestations/verify", {"dsse": json.loads(dsse)}, token)
-            data = _fetch(base, path, token)
+            data = _fetch(base, "GET", path, token=token, timeout_s=120)
     _write(output, data)
     sys.stdout.write(f"bundle of {statement.id.hex()}: {len(data)} bytes -> {output}\n")
 
@@ -227,7 +204,7 @@ def prove(
     else:
         base = _base(node, data_dir)
         path = f"/v1/attestations/{statement.id.hex()}/proof?claim={claim_id.hex()}"
-        data = _fetch(base, path, token)
+        data = _fetch(base, "GET", path, token=token)
     _write(output, data)
     sys.stdout.write(f"proof of {claim_id.hex()}: {len(data)} bytes -> {output}\n")
 

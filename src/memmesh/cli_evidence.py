@@ -16,16 +16,11 @@ from typing import Annotated
 
 import typer
 
-from .cli_node import DataDir, JsonFlag, Token, _base, _call, _print
+from .cli_node import DataDir, JsonFlag, NodeUrl, Token, _base, _call, _print
 
 __all__ = ["evidence_app"]
 
 evidence_app = typer.Typer(help="Equivocation evidence: list, show, verify.", no_args_is_help=True)
-
-NodeUrl = Annotated[
-    str | None,
-    typer.Option("--node", "--api", help="A running node's API URL (default: from --data-dir)."),
-]
 
 
 @evidence_app.command("list")

@@ -12,19 +12,13 @@ with the token this process holds, to every local process, unauthenticated. The 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
 
 import typer
 
-from .cli_node import DataDir, Token, _base
+from .cli_node import DataDir, NodeUrl, Token, _base
 from .errors import MemmeshError
 
 __all__ = ["main", "mcp", "register"]
-
-NodeUrl = Annotated[
-    str | None,
-    typer.Option("--node", "--api", help="The node's API URL (default: from --data-dir)."),
-]
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,10 @@ ApiUrl = Annotated[
     str | None, typer.Option("--api", help="The node's API URL (default: from --data-dir).")
 ]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The node's data dir.")]
+NodeUrl = Annotated[
+    str | None,
+    typer.Option("--node", "--api", help="A running node's API URL (default: from --data-dir)."),
+]
 Token = Annotated[
     str | None, typer.Option("--token", envvar="MEMMESH_API_TOKEN", help="API bearer token.")
 ]
@@ -120,14 +124,27 @@ def _base(api: str | None, data_dir: Path | None) -> str:
 def _call(
     base: str, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
 ) -> Any:
+    return json.loads(_fetch(base, method, path, body, token) or b"{}")
+
+
+def _fetch(
+    base: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    token: str | None = None,
+    *,
+    timeout_s: float = 30.0,
+) -> bytes:
+    """The raw answer of one API call; ``ApiError`` with the node's reason if it refuses."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method)  # noqa: S310
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read() or b"{}")
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return bytes(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
         raise ApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
