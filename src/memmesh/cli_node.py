@@ -66,6 +66,9 @@ def register(app: typer.Typer) -> None:
     from .cli_evidence import evidence_app  # it imports this module too
 
     app.add_typer(evidence_app, name="evidence")
+    from .cli_fuzz import register as register_fuzz_command
+
+    register_fuzz_command(app)
     app.command("status")(status)
 
 

@@ -345,7 +345,7 @@ class NodeSettings(BaseSettings):
     @field_validator(*_PATH_FIELDS)
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+        return None if value is None else _expanduser(value)
 
     @field_validator("peers", mode="before")
     @classmethod
@@ -476,6 +476,17 @@ class NodeSettings(BaseSettings):
         )
 
 
+def _expanduser(path: Path) -> Path:
+    """``path.expanduser()``; a ValueError, not pathlib's RuntimeError, for a ``~user`` that names
+    no user (or a ``~`` without a home directory)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(
+            f"cannot expand {path.parts[0]!r}: no such user's home directory"
+        ) from None
+
+
 def _check_ws_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -573,13 +584,27 @@ def _unknown(name: str, *, prefix: bool) -> str:
 def _config_path(state: Mapping[str, Any]) -> tuple[Path, bool] | None:
     """The TOML file to read and whether it was named explicitly, or None for no file."""
     named = state.get("config_file")
-    if isinstance(named, str | os.PathLike):
-        return Path(named).expanduser(), True
-    data_dir = state.get("data_dir", DEFAULT_DATA_DIR)
-    if not isinstance(data_dir, str | os.PathLike):
-        return None  # validation names the bad data_dir
-    path = Path(data_dir).expanduser() / CONFIG_FILE_NAME
+    try:
+        if isinstance(named, str | os.PathLike):
+            return _expanduser(Path(named)), True
+        data_dir = state.get("data_dir", DEFAULT_DATA_DIR)
+        if not isinstance(data_dir, str | os.PathLike):
+            return None  # validation names the bad data_dir
+        path = _expanduser(Path(data_dir)) / CONFIG_FILE_NAME
+    except ValueError:
+        return None  # validation names the path that does not expand
     return (path, False) if path.is_file() else None
+
+
+def _parse_toml(data: bytes, source: str) -> dict[str, Any]:
+    if len(data) > _CONFIG_FILE_BYTES_MAX:
+        raise ConfigError([ConfigProblem(None, source, "too large to be a config file")])
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem(None, source, "not UTF-8 text")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigProblem(None, source, f"not valid TOML: {exc}")]) from None
 
 
 def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
@@ -591,14 +616,7 @@ def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
         raise ConfigError([ConfigProblem(None, source, "no such file")]) from None
     except OSError as exc:
         raise ConfigError([ConfigProblem(None, source, f"cannot read: {exc.strerror}")]) from None
-    if len(data) > _CONFIG_FILE_BYTES_MAX:
-        raise ConfigError([ConfigProblem(None, source, "too large to be a config file")])
-    try:
-        table = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigProblem(None, source, "not UTF-8 text")]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([ConfigProblem(None, source, f"not valid TOML: {exc}")]) from None
+    table = _parse_toml(data, source)
     problems: list[ConfigProblem] = []
     values: dict[str, Any] = {}
     for key, value in table.items():
@@ -616,7 +634,10 @@ def _read_config_file(path: Path, explicit: bool) -> dict[str, Any]:
         elif key not in NodeSettings.model_fields:
             problems.append(ConfigProblem(None, source, _unknown(key, prefix=False)))
         elif key in _PATH_FIELDS and isinstance(value, str):
-            values[key] = path.parent / Path(value).expanduser()  # an absolute one replaces
+            try:
+                values[key] = path.parent / _expanduser(Path(value))  # an absolute one replaces
+            except ValueError as exc:
+                problems.append(ConfigProblem(key, source, str(exc)))
         else:
             values[key] = value
     if problems:

@@ -12,6 +12,12 @@ from a mutation engine driven by one ``random.Random(seed)``: byte-level mutatio
 *structured* ones that re-sign what they mutate (the fixture's keys are deterministic), so
 inputs get past the signature checks and reach the decoders behind them.
 
+Decoders that raise their own typed errors (the attestation formats' ``AttestationError`` codes,
+``KeyFileError``, ``ConfigError``) are wrapped: their target maps each refusal to the closest
+:class:`~memmesh.errors.Reason` and counts the decoder's own code in ``notes`` (``code:<code>``).
+Key files, the config file and the admit chain are read from a path: each input is written to one
+temporary file first.
+
 Run one target in this process with :func:`run`, or in a child process under an address-space
 limit with :func:`run_isolated`, which also reports the input a dying child was executing::
 
@@ -21,7 +27,10 @@ limit with :func:`run_isolated`, which also reports the input a dying child was 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import contextlib
+import datetime
 import hashlib
 import importlib
 import importlib.util
@@ -31,12 +40,15 @@ import os
 import random
 import resource
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import traceback
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +60,32 @@ import msgspec
 import pycrdt
 
 from .admission import Admission, Outcome, Status
+from .attest import (
+    AttestationBuilder,
+    AttestationError,
+    BundleError,
+    ConsistencyError,
+    DsseError,
+    ProofError,
+    Report,
+    Statement,
+    StatementError,
+    check_consistency,
+    cosign,
+    decode_bundle,
+    decode_consistency,
+    decode_dsse,
+    decode_proof,
+    decode_statement,
+    make_bundle,
+    prove_claim,
+    prove_consistency,
+    verify_attestation,
+    verify_proof,
+)
+from .attest.bundle import Bundle, encode_bundle
+from .attest.dsse import DsseEnvelope, DsseSignature, sign_payload
+from .attest.proof import PATH_MAX, ClaimProof, LogConsistency, StatementConsistency
 from .canonical import JsonValue, canonical_bytes, parse_canonical
 from .claims import CLAIM_ID_TAG, CLAIM_SIGNATURE_DOMAIN, Claim, decode_claim, make_claim
 from .core.handshake import Transcript
@@ -70,7 +108,7 @@ from .core.messages import (
     encode_message,
 )
 from .core.peers import sign_record
-from .crypto import SIGNATURE_BYTES, SigningKey
+from .crypto import SEED_BYTES, SIGNATURE_BYTES, SigningKey, read_key_file
 from .envelope import (
     SIGNATURE_DOMAIN,
     Envelope,
@@ -79,7 +117,7 @@ from .envelope import (
     open_envelope,
     seal,
 )
-from .errors import Reason, Rejected
+from .errors import KeyFileError, Reason, Rejected
 from .ids import ZERO_ID, tagged_hash
 from .membership import (
     GENESIS_DOMAIN,
@@ -89,10 +127,11 @@ from .membership import (
     make_genesis,
     parse_op,
 )
-from .merkle import merkle_root
+from .memory.view import View
+from .merkle import MerkleTree, merkle_root
 from .store import MemoryStore
 from .testing import MeshFixture, seeded_key
-from .wire import pack_u32, pack_u64, unpack_u32, unpack_u64
+from .wire import Reader, pack_u32, pack_u64, unpack_u32, unpack_u64
 from .ydecode import ROOT_NAME, client_id, decode_update, encode_update, item_key
 
 __all__ = [
@@ -1490,6 +1529,978 @@ def _messages_target(corpus_dir: Path | None) -> FuzzTarget:
     return FuzzTarget(check=check, seeds=seeds, structured=_messages_structured)
 
 
+# -- attestations: a small attested mesh ---------------------------------------------------------
+
+_ATTEST_REASONS: dict[str, Reason] = {
+    # framing, shared with the other decoders
+    "too_large": Reason.TOO_LARGE,
+    "truncated": Reason.TRUNCATED,
+    "trailing_bytes": Reason.TRAILING_BYTES,
+    "count_exceeds_limit": Reason.COUNT_EXCEEDS_LIMIT,
+    "length_exceeds_limit": Reason.LENGTH_EXCEEDS_LIMIT,
+    "bad_version": Reason.BAD_VERSION,
+    "bad_magic": Reason.BAD_VERSION,
+    # JSON documents of the wrong shape
+    "bad_json": Reason.BAD_JSON,
+    "wrong_type": Reason.BAD_JSON,
+    "missing_field": Reason.BAD_JSON,
+    "unknown_field": Reason.BAD_JSON,
+    "bad_value": Reason.BAD_JSON,
+    "not_canonical": Reason.NOT_CANONICAL,
+    "not_sorted": Reason.NOT_CANONICAL,
+    "bad_base64": Reason.NOT_CANONICAL,
+    "duplicate_keyid": Reason.BAD_SIGNATURE,
+    # claim proofs: what the proof does not establish
+    "wrong_mesh": Reason.WRONG_MESH,
+    "bad_index": Reason.COUNT_EXCEEDS_LIMIT,
+    "claims_root": Reason.BAD_CLAIMS_ROOT,
+    "unknown_log": Reason.WRONG_CLIENT,
+    "beyond_frontier": Reason.BAD_SEQ,
+    "log_root": Reason.BAD_SIGNATURE,
+    "top_root": Reason.BAD_SIGNATURE,
+    "other_claim": Reason.CLAIM_ID_MISMATCH,
+}
+"""An attestation decoder's code -> the closest :class:`Reason` (``docs/operations.md``,
+"Fuzzing"). A code that is a Reason value maps to it; any other is ``BAD_MESSAGE``, noted as
+``unmapped:<code>``."""
+_REASON_VALUES = frozenset(r.value for r in Reason)
+_WRAPPED_CODES = frozenset({"bad_envelope", "bad_payload"})
+"""Proof codes whose detail starts with the inner decoder's reason (``truncated: ...``)."""
+
+
+def _attest_rejection(exc: AttestationError, notes: Counter[str], stage: str = "code") -> Rejected:
+    """``exc`` as a :class:`Rejected`, its own code counted in ``notes`` (``<stage>:<code>``)."""
+    notes[f"{stage}:{exc.code}"] += 1
+    reason = _ATTEST_REASONS.get(exc.code)
+    if reason is None and exc.code in _WRAPPED_CODES:
+        inner = exc.detail.split(":", 1)[0]
+        reason = Reason(inner) if inner in _REASON_VALUES else Reason.TRUNCATED
+        notes[f"{exc.code}:{reason.value}"] += 1
+    if reason is None and exc.code in _REASON_VALUES:
+        reason = Reason(exc.code)
+    if reason is None:  # a code this table does not know yet: still a refusal
+        notes[f"unmapped:{exc.code}"] += 1
+        reason = Reason.BAD_MESSAGE
+    return Rejected(reason, f"{exc.code}: {exc.detail}"[:500])
+
+
+@dataclass(frozen=True, slots=True)
+class _AttestMaterial:
+    builder: AttestationBuilder
+    statements: list[Statement]
+    """Three statements of one signer, each extending the last; the targets check against the
+    last two (``older`` and ``newer``)."""
+    dsse: list[bytes]
+    bundles: list[bytes]
+    proofs: list[bytes]
+    """A proof of every attested claim against ``newer``, then a few against ``older``."""
+    consistency: list[bytes]
+
+    @property
+    def older(self) -> Statement:
+        return self.statements[1]
+
+    @property
+    def newer(self) -> Statement:
+        return self.statements[2]
+
+
+@cache
+def _attest_material() -> _AttestMaterial:
+    """The material's envelopes admitted in three steps, a signed statement after each."""
+    mat = _material()
+    fx = mat.fixture
+    admission = Admission(MemoryStore(), fx.genesis)
+    view = View(admission)
+    builder = AttestationBuilder(admission, view)
+    signer = fx.nodes[0]
+    statements: list[Statement] = []
+    dsse: list[bytes] = []
+    bundles: list[bytes] = []
+    for envelopes in (mat.envelopes[:1], mat.envelopes[1:3], mat.envelopes[3:]):
+        for env in envelopes:
+            outcome = admission.receive(env.raw)
+            assert outcome.status is Status.INTEGRATED, outcome
+            view.apply(outcome.admitted, 0)
+        previous = statements[-1] if statements else None
+        statement, signed = builder.attest(
+            signer, hlc=(len(statements) + 1) << 16, previous=previous
+        )
+        statements.append(statement)
+        dsse.append(signed)
+        bundles.append(make_bundle(admission, signed))
+    newer, older = statements[2], statements[1]
+    dsse.append(cosign(dsse[-1], fx.nodes[1]))
+    dsse.append(cosign(dsse[-1], fx.admin))
+    pretty = json.loads(dsse[1])
+    dsse.append(json.dumps(pretty, indent=2).encode())  # whitespace is tolerated
+    dsse.append(sign_payload(newer.to_bytes(), fx.nodes[1]).to_json())  # not the signer's
+    bundles.append(make_bundle(admission, dsse[3]))  # co-signed
+    proofs = [prove_claim(builder, newer, c.id).to_bytes() for c in mat.claims]
+    attested_before = {c.id for r in _records_upto(admission, older) for c in r}
+    proofs += [
+        prove_claim(builder, older, c.id).to_bytes() for c in mat.claims if c.id in attested_before
+    ][:3]
+    consistency = [
+        prove_consistency(builder, older, newer).to_bytes(),
+        prove_consistency(builder, statements[0], newer).to_bytes(),
+        prove_consistency(builder, statements[0], older).to_bytes(),
+    ]
+    return _AttestMaterial(builder, statements, dsse, bundles, proofs, consistency)
+
+
+def _records_upto(admission: Admission, statement: Statement) -> list[list[Claim]]:
+    """The claims of each envelope on the statement's logs, up to its heads."""
+    out: list[list[Claim]] = []
+    for entry in statement.logs:
+        for env_id in admission.logs[entry.log][: entry.size]:
+            out.append(list(admission.records[env_id].claims))
+    return out
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def _is_hex64(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX_DIGITS
+
+
+def _same_type(value: JsonValue, rng: random.Random) -> JsonValue:
+    """Another value of ``value``'s JSON type, often still within the format's ranges."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return rng.choice(
+            (
+                value + 1,
+                max(0, value - 1),
+                0,
+                1,
+                2,
+                2**16 - 1,
+                2**16,
+                2**32,
+                2**48 - 1,
+                2**48,
+                2**53,
+            )
+        )
+    if _is_hex64(value):
+        keys = sorted(_material().keys)
+        return rng.choice((rng.randbytes(32).hex(), ZERO_ID.hex(), rng.choice(keys).hex()))
+    if isinstance(value, str):
+        return rng.choice(("", "a", "lww", "z.rule-1", "Upper", "x" * 65, value + "_"))
+    if isinstance(value, list) and value:
+        items = list(value)
+        i = rng.randrange(len(items))
+        op = rng.randrange(4)
+        if op == 0:
+            del items[i]
+        elif op == 1:
+            items.insert(i, items[i])
+        elif op == 2:
+            items.reverse()
+        else:
+            items[i] = _same_type_edit(items[i], rng)
+        return items
+    return value
+
+
+def _same_type_edit(value: JsonValue, rng: random.Random) -> JsonValue:
+    """``value`` with one leaf (or one list) somewhere inside it replaced by a value of the
+    same type: the document keeps its shape, so edits often still decode, and reach the checks
+    between fields (sorted logs, ranges) when they do not."""
+    if isinstance(value, dict) and value:
+        out = dict(value)
+        name = rng.choice(sorted(out))
+        out[name] = _same_type_edit(out[name], rng)
+        return out
+    if isinstance(value, list) and value and rng.random() < 0.6:
+        items = list(value)
+        i = rng.randrange(len(items))
+        items[i] = _same_type_edit(items[i], rng)
+        return items
+    return _same_type(value, rng)
+
+
+@cache
+def _statement_pool() -> list[JsonValue]:
+    newer = _attest_material().newer.to_json()
+    logs = newer["logs"]
+    assert isinstance(logs, list)
+    return [
+        *_json_pool(),
+        *logs,
+        [1, 0],
+        [2**48 - 1, 2**16 - 1],
+        [2**48, 0],
+        [0, 2**16],
+        {"name": "lww", "version": 1},
+        {"name": "Bad Name", "version": 0},
+        {"name": "a", "version": -1},
+        [{"name": "a", "version": 1}, {"name": "a", "version": 1}],
+        {"envelopes": 1, "claims": 1, "live_claims": 1, "subjects": 1, "conflicts_open": 0},
+    ]
+
+
+def _edit_statement_json(doc: JsonValue, rng: random.Random) -> JsonValue:
+    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+        if rng.random() < 0.6:
+            doc = _same_type_edit(doc, rng)
+        else:
+            doc = _mutate_json(doc, rng, _statement_pool())
+    return doc
+
+
+def _statement_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """Edit a statement's canonical JSON (mostly keeping each value's type) and encode it again."""
+    try:
+        doc = parse_canonical(data, what="fuzz statement", bytes_max=INPUT_BYTES_MAX)
+    except Rejected:
+        return None
+    try:
+        return canonical_bytes(_edit_statement_json(doc, rng))
+    except ValueError:
+        return None
+
+
+def _statement_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``decode_statement``; what it accepts must encode to exactly the same bytes."""
+    am = _attest_material()
+    notes: Counter[str] = Counter()
+    seeds = [s.to_bytes() for s in am.statements]
+    seeds += _corpus_inputs("statement", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            statement = decode_statement(data)
+        except StatementError as exc:
+            raise _attest_rejection(exc, notes) from None
+        if statement.to_bytes() != data:
+            raise AssertionError("an accepted statement does not encode to the same bytes")
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_statement_structured, notes=notes)
+
+
+def _statement_signer(payload: bytes) -> SigningKey:
+    """The key of the statement's signer, if the harness holds it (else node 0's)."""
+    return _signer_for(payload, "signer", _material().fixture.nodes[0])
+
+
+def _dsse_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """Edit the signed statement and sign it again, edit the signature list, or edit the
+    envelope's own JSON."""
+    try:
+        env = decode_dsse(data)
+    except DsseError:
+        return None
+    mat = _material()
+    roll = rng.random()
+    if roll < 0.55:  # the statement, re-signed by the key it names
+        edited = _statement_structured(env.payload, rng, mutator) if rng.random() < 0.9 else None
+        payload = mutator.mutate(env.payload) if edited is None else edited
+        signer = _statement_signer(payload) if rng.random() < 0.95 else mat.outsider
+        payload_type = env.payload_type if rng.random() < 0.95 else rng.choice(("x", "é" * 200))
+        out = sign_payload(payload, signer, payload_type)
+        if rng.random() < 0.2:
+            with contextlib.suppress(ValueError):
+                return cosign(out, mat.keys[rng.choice(sorted(mat.keys))])
+        return out.to_json()
+    if roll < 0.8:  # the signature list
+        sigs = list(env.signatures)
+        op = rng.randrange(7)
+        if op == 0:
+            with contextlib.suppress(ValueError):
+                return cosign(env, mat.keys[rng.choice(sorted(mat.keys))])
+        elif op == 1 and len(sigs) > 1:
+            del sigs[rng.randrange(len(sigs))]
+        elif op == 2:
+            sigs.insert(0, rng.choice(sigs))
+        elif op == 3:
+            sigs.reverse()
+        elif op == 4:
+            i = rng.randrange(len(sigs))
+            sigs[i] = DsseSignature(sigs[i].keyid, rng.randbytes(SIGNATURE_BYTES))
+        elif op == 5:
+            sigs = [
+                DsseSignature(rng.randbytes(32), rng.randbytes(SIGNATURE_BYTES))
+                for _ in range(rng.choice((0, 64, 65)))
+            ]
+        else:
+            sigs = []
+        return DsseEnvelope(env.payload, env.payload_type, tuple(sigs)).to_json()
+    doc = json.loads(data)  # the envelope's JSON, edited anywhere
+    edited_doc = _mutate_json(doc, rng, _json_pool())
+    try:
+        return (
+            canonical_bytes(edited_doc) if rng.random() < 0.7 else json.dumps(edited_doc).encode()
+        )
+    except ValueError:
+        return None
+
+
+def _dsse_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``decode_dsse``, then ``decode_statement`` of its payload, then the signature of the
+    statement's signer (``BAD_SIGNATURE`` when it is missing or invalid). Every signature is
+    checked (``valid`` must answer, never raise), and ``verify_attestation`` (no bundle) must
+    return a report for any input."""
+    am = _attest_material()
+    notes: Counter[str] = Counter()
+    seeds = list(am.dsse) + _corpus_inputs("dsse", corpus_dir)
+
+    def check(data: bytes) -> None:
+        report = verify_attestation(data, bundle=None, pubkey=None)
+        if not isinstance(report, Report):
+            raise TypeError(f"verify_attestation returned {type(report).__name__}")
+        notes[f"verdict:{report.verdict.value}"] += 1
+        try:
+            env = decode_dsse(data)
+        except DsseError as exc:
+            raise _attest_rejection(exc, notes) from None
+        valid = [env.valid(s) for s in env.signatures]
+        try:
+            statement = decode_statement(env.payload)
+        except StatementError as exc:
+            raise _attest_rejection(exc, notes, "statement") from None
+        mine = env.signature_by(statement.signer)
+        if mine is None or not valid[env.signatures.index(mine)]:
+            notes["code:signer_signature"] += 1
+            raise Rejected(Reason.BAD_SIGNATURE, "no valid signature by the statement's signer")
+        for code in report.codes[:3]:  # what the verifier checks beyond the decoders
+            notes["accepted_but:" + code.split(":", 1)[0]] += 1
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_dsse_structured, notes=notes)
+
+
+def _patch_u32(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + pack_u32(_clamp(value, 32)) + data[at + 4 :]
+
+
+def _bundle_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """Edit a bundle's envelope list, its DSSE or its genesis and frame it again; sometimes
+    with a lying length, count, version or magic."""
+    try:
+        bundle = decode_bundle(data)
+    except BundleError:
+        return None
+    mat = _material()
+    dsse, genesis, envs = bundle.dsse, bundle.genesis, list(bundle.envelopes)
+    op = rng.randrange(10)
+    if op == 0 and envs:
+        del envs[rng.randrange(len(envs))]
+    elif op == 1 and envs:
+        envs.insert(rng.randrange(len(envs) + 1), rng.choice(envs))
+    elif op == 2:
+        rng.shuffle(envs)
+    elif op == 3:
+        envs.insert(rng.randrange(len(envs) + 1), rng.choice(mat.envelopes).raw)
+    elif op == 4 and envs:
+        i = rng.randrange(len(envs))
+        mutated = _envelope_structured(envs[i], rng, mutator)
+        envs[i] = mutator.mutate(envs[i]) if mutated is None else mutated
+    elif op == 5:
+        mutated = _dsse_structured(dsse, rng, mutator) if rng.random() < 0.8 else None
+        dsse = rng.choice(_attest_material().dsse) if mutated is None else mutated
+    elif op == 6:
+        mutated = _genesis_structured(genesis, rng, mutator)
+        genesis = mutator.mutate(genesis) if mutated is None else mutated
+    elif op == 7:
+        envs = envs[: rng.randrange(len(envs) + 1)]
+    out = encode_bundle(Bundle(dsse, genesis, tuple(envs)))
+    if op == 8:  # a lying frame
+        count_at = 9 + 4 + len(dsse) + 4 + len(genesis)
+        fields = (9, 9 + 4 + len(dsse), count_at, count_at + 4)
+        at = rng.choice((8, *(f for f in fields if f + 4 <= len(out))))
+        if at == 8:
+            return out[:8] + bytes([rng.choice((0, 2, 255))]) + out[9:]
+        value = unpack_u32(out[at : at + 4])
+        lie = rng.choice((value + 1, max(0, value - 1), 0, 1 << 22, (1 << 22) + 1, _U32_MAX))
+        return _patch_u32(out, at, lie)
+    if op == 9:
+        return rng.choice((b"MMBUNDLF", b"mmbundle", b"")) + out[8:]
+    return out
+
+
+def _bundle_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``decode_bundle``; a bundle it accepts goes to ``verify_attestation`` with its own DSSE,
+    which must answer with a report (its verdict is counted in ``notes``), never raise."""
+    am = _attest_material()
+    notes: Counter[str] = Counter()
+    seeds = list(am.bundles) + _corpus_inputs("bundle", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            bundle = decode_bundle(data)
+        except BundleError as exc:
+            raise _attest_rejection(exc, notes) from None
+        report = verify_attestation(bundle.dsse, bundle=data, pubkey=None)
+        if not isinstance(report, Report):
+            raise TypeError(f"verify_attestation returned {type(report).__name__}")
+        notes[f"verdict:{report.verdict.value}"] += 1
+        for code in report.codes[:3]:
+            notes["verify:" + code.split(":", 1)[0]] += 1
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_bundle_structured, notes=notes)
+
+
+def _edit_path(path: list[bytes], rng: random.Random) -> None:
+    """Drop, add, replace or reorder the hashes of a Merkle path, or empty it."""
+    choice = rng.randrange(5)
+    if choice == 0 and path:
+        path.pop()
+    elif choice == 1 and len(path) < PATH_MAX:
+        path.append(rng.randbytes(32))
+    elif choice == 2 and path:
+        path[rng.randrange(len(path))] = rng.randbytes(32)
+    elif choice == 3:
+        path.reverse()
+    else:
+        path.clear()
+
+
+def _reindexed(body: bytes, rng: random.Random) -> tuple[int, list[bytes]] | None:
+    """Another claim of the envelope ``body``, with its claims path (or an index past the end)."""
+    try:
+        env = decode_envelope(body + bytes(SIGNATURE_BYTES))
+        items = decode_update(
+            env.payload, client=client_id(env.author, env.epoch), start_clock=None
+        )
+    except Rejected:
+        return None
+    if not items:
+        return None
+    index = rng.randrange(len(items) + (1 if rng.random() < 0.1 else 0))
+    if index == len(items):
+        return index, []
+    return index, MerkleTree(item.claim_id for item in items).inclusion_proof(index)
+
+
+def _edited_body(body: bytes, rng: random.Random, mutator: Mutator) -> bytes:
+    """The envelope body edited by the envelope mutations (its signature is not carried)."""
+    key = _material().keys.get(body[34:66])
+    mutated = None
+    if key is not None:
+        mutated = _envelope_structured(body + key.sign(SIGNATURE_DOMAIN, body), rng, mutator)
+    return mutator.mutate(body) if mutated is None else mutated[:-SIGNATURE_BYTES]
+
+
+def _lying_proof(out: bytes, body_len: int, rng: random.Random) -> bytes:
+    choice = rng.randrange(4)
+    if choice == 0:
+        return out[:4] + bytes([rng.choice((0, 2, 255))]) + out[5:]
+    if choice == 1:
+        lie = rng.choice((body_len + 1, max(0, body_len - 1), (1 << 20) + 1, _U32_MAX))
+        return _patch_u32(out, 9, lie)
+    if choice == 2:  # a claims path of 65 hashes
+        return out[: 13 + body_len] + bytes([PATH_MAX + 1]) + rng.randbytes(32) * 65
+    return out + rng.choice((b"\x00", rng.randbytes(32)))
+
+
+def _proof_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """Point the proof at another claim of its envelope (claims path recomputed: often valid),
+    take a fresh proof, edit a path or the index, re-seal an edited envelope body, or lie in
+    the framing."""
+    try:
+        proof = decode_proof(data)
+    except ProofError:
+        return None
+    am = _attest_material()
+    index, body = proof.claim_index, proof.body
+    paths = [list(proof.claims_path), list(proof.log_path), list(proof.top_path)]
+    op = rng.randrange(9)
+    if op in (0, 1):
+        moved = _reindexed(body, rng)
+        if moved is not None:
+            index, paths[0] = moved
+    elif op == 2:
+        return rng.choice(am.proofs)
+    elif op == 3:
+        index = _clamp(rng.choice((index + 1, index - 1, 0, _U32_MAX)), 32)
+    elif op == 4:
+        _edit_path(paths[rng.randrange(3)], rng)
+    elif op == 5:
+        i, j = rng.randrange(3), rng.randrange(3)
+        paths[i], paths[j] = paths[j], paths[i]
+    elif op == 6:
+        body = _edited_body(body, rng, mutator)
+    elif op == 7:
+        body = decode_proof(rng.choice(am.proofs)).body
+    out = ClaimProof(index, body, *(tuple(p[:PATH_MAX]) for p in paths)).to_bytes()
+    return _lying_proof(out, len(body), rng) if op == 8 else out
+
+
+def _proof_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``verify_proof(newer, data)`` (``decode_proof`` first); an accepted proof must name the
+    claim whose bytes it returns."""
+    am = _attest_material()
+    newer = am.newer
+    notes: Counter[str] = Counter()
+    seeds = list(am.proofs) + _corpus_inputs("proof", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            proven = verify_proof(newer, data)
+        except ProofError as exc:
+            raise _attest_rejection(exc, notes) from None
+        if _claim_id(proven.claim) != proven.claim_id:
+            raise AssertionError("a verified proof returned a claim under another id")
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_proof_structured, notes=notes)
+
+
+def _lying_consistency(out: bytes, logs: int, rng: random.Random) -> bytes:
+    choice = rng.randrange(4)
+    if choice == 0:
+        return out[:4] + bytes([rng.choice((0, 2, 255))]) + out[5:]
+    if choice == 1:
+        return _patch_u32(out, 5, rng.choice((logs + 1, max(0, logs - 1), 10_001, _U32_MAX)))
+    if choice == 2:  # one more log, last in order, with a path of 65 hashes
+        extra = b"\xff" * 32 + pack_u32(_U32_MAX) + bytes([PATH_MAX + 1]) + bytes(32 * 65)
+        return _patch_u32(out, 5, logs + 1) + extra
+    return out + rng.choice((b"\x00", rng.randbytes(37)))
+
+
+def _consistency_structured(data: bytes, rng: random.Random, _mutator: Mutator) -> bytes | None:
+    """Edit the per-log proofs: add a log (ignored when sorted in: accepted), drop, duplicate
+    or reorder logs, edit a path or an epoch, or lie in the framing."""
+    try:
+        parsed = decode_consistency(data)
+    except ConsistencyError:
+        return None
+    logs = list(parsed.logs)
+    op = rng.randrange(8)
+    if op == 0:
+        author = rng.choice((rng.randbytes(32), *(lc.author for lc in logs)))
+        logs.append(LogConsistency(author, rng.choice((0, 1, 2, _U32_MAX)), ()))
+        if rng.random() < 0.8:
+            logs.sort(key=lambda lc: lc.log)
+    elif op == 1 and logs:
+        del logs[rng.randrange(len(logs))]
+    elif op == 2 and logs:
+        i = rng.randrange(len(logs))
+        logs.insert(i, logs[i])
+    elif op == 3:
+        logs.reverse()
+    elif op in (4, 5) and logs:
+        i = rng.randrange(len(logs))
+        path = list(logs[i].path)
+        if rng.random() < 0.2:
+            path = [*path, *path][:PATH_MAX]
+        else:
+            _edit_path(path, rng)
+        logs[i] = LogConsistency(logs[i].author, logs[i].epoch, tuple(path))
+    elif op == 6 and logs:
+        i = rng.randrange(len(logs))
+        logs[i] = LogConsistency(logs[i].author, rng.choice((0, 2, _U32_MAX)), logs[i].path)
+    out = StatementConsistency(tuple(logs)).to_bytes()
+    return _lying_consistency(out, len(logs), rng) if op == 7 else out
+
+
+def _consistency_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``decode_consistency``; what it accepts must encode to the same bytes and go through
+    ``check_consistency`` for each pair of the three statements (older first). Accepted when it
+    proves some pair consistent; else a rejection (``BAD_PREV``: no older log is shown to be a
+    prefix of the newer one) noted with the first failure of the last pair."""
+    am = _attest_material()
+    s0, s1, s2 = am.statements
+    pairs = ((s1, s2), (s0, s2), (s0, s1))
+    notes: Counter[str] = Counter()
+    seeds = list(am.consistency) + _corpus_inputs("consistency", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            parsed = decode_consistency(data)
+        except ConsistencyError as exc:
+            raise _attest_rejection(exc, notes) from None
+        if parsed.to_bytes() != data:
+            raise AssertionError("an accepted consistency proof does not encode to the same bytes")
+        failures = [check_consistency(older, newer, parsed) for older, newer in pairs]
+        if all(failures):
+            first = failures[0][0]
+            notes["check:" + first.code.split(":", 1)[0]] += 1
+            raise Rejected(Reason.BAD_PREV, f"{first.code}: {first.detail}"[:500])
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_consistency_structured, notes=notes)
+
+
+# -- files read from a path: key files, the config file, the admit chain ------------------------
+
+
+class _InputFile:
+    """One file in a private temporary directory, rewritten (mode 0600) for each input."""
+
+    def __init__(self, name: str) -> None:
+        folder = tempfile.mkdtemp(prefix="memmesh-fuzz-")
+        # Removed with the target (or at exit); not a TemporaryDirectory, whose implicit
+        # cleanup warns (ResourceWarning, an error under ``-W error``).
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+        self.path = Path(folder) / name
+
+    def write(self, data: bytes) -> Path:
+        # Written over, then cut to length: O_TRUNC of a file that holds data costs about a
+        # millisecond on ext4 (it waits for the old blocks), ftruncate after the write does not.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+        return self.path
+
+
+def _key_file_code(message: str) -> tuple[str, Reason]:
+    """``read_key_file``'s refusal, by its message (``KeyFileError`` carries no code)."""
+    if "too large to be a key file" in message:
+        return "too_large", Reason.TOO_LARGE
+    if "exactly one line" in message:
+        return "not_one_line", Reason.TRAILING_BYTES
+    if "not valid base64" in message:
+        return "bad_base64", Reason.NOT_CANONICAL
+    if "an Ed25519 seed is" in message:
+        held = int(message.rsplit(" holds ", 1)[1].split(" ", 1)[0])
+        if held < SEED_BYTES:
+            return "short_seed", Reason.TRUNCATED
+        return "long_seed", Reason.LENGTH_EXCEEDS_LIMIT
+    return "other", Reason.BAD_MESSAGE
+
+
+def _key_line(seed: bytes) -> bytes:
+    return base64.b64encode(seed) + b"\n"
+
+
+def _key_file_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """A new seed, or the line with its end, padding, alphabet or length changed."""
+    body = data[:-1] if data.endswith(b"\n") else data
+    try:
+        seed = binascii.a2b_base64(body, strict_mode=True)
+    except binascii.Error:
+        return None
+    op = rng.randrange(10)
+    if op == 0:
+        return _key_line(rng.randbytes(SEED_BYTES))
+    if op == 1:
+        return body
+    if op == 2:
+        return body + rng.choice((b"\r\n", b"\n\n", b" \n", b"\n ", b"\r", b"\x00"))
+    if op == 3:
+        return rng.choice((b" ", b"\t", b"\n", b"\xef\xbb\xbf")) + body + b"\n"
+    if op == 4:
+        return _key_line(seed[: rng.randrange(len(seed))] if seed else b"")
+    if op == 5:
+        return _key_line(seed + rng.randbytes(rng.choice((1, 2, 3, 150, 160))))
+    if op == 6:
+        return base64.urlsafe_b64encode(seed) + b"\n"
+    if op == 7:
+        return body.rstrip(b"=") + b"\n"
+    if op == 8:
+        return body + b"=\n"
+    at = rng.randrange(len(body) + 1)
+    return body[:at] + rng.choice((b"\n", b"=", b"*", b"-", b"_", b" ")) + body[at:] + b"\n"
+
+
+def _key_file_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``read_key_file`` of a 0600 file holding the input; a key it reads must have the seed the
+    file's base64 holds."""
+    notes: Counter[str] = Counter()
+    file = _InputFile("node.key")
+    seeds = [_key_line(k.seed) for k in _material().keys.values()][:4]
+    seeds += [_key_line(bytes(32)), _key_line(b"\xff" * 32)[:-1]]
+    seeds += _corpus_inputs("key_file", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            key = read_key_file(file.write(data))
+        except KeyFileError as exc:
+            code, reason = _key_file_code(str(exc))
+            notes[f"code:{code}"] += 1
+            raise Rejected(reason, code) from None
+        if _key_line(key.seed) != data and _key_line(key.seed)[:-1] != data:
+            notes["accepted_not_canonical"] += 1  # e.g. nonzero bits after the last digit
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_key_file_structured, notes=notes)
+
+
+_CONFIG_NUMERIC_BOUNDS = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+)
+_CONFIG_LENGTH_BOUNDS = frozenset({"string_too_short", "string_too_long", "too_short", "too_long"})
+_CONFIG_FILE_PROBLEMS = (
+    ("too large to be a config file", "too_large", Reason.TOO_LARGE),
+    ("not UTF-8 text", "not_utf8", Reason.BAD_JSON),
+    ("not valid TOML", "not_toml", Reason.BAD_JSON),
+    ("cannot name another one", "config_file", Reason.BAD_JSON),
+    ("is not a memmesh setting", "unknown_setting", Reason.BAD_JSON),
+    ("home directory", "no_home", Reason.BAD_JSON),
+)
+
+
+def _config_codes(exc: Exception) -> list[tuple[str, Reason]]:
+    """Codes and reasons of a ``ConfigError``: pydantic's error types when it came from
+    validation (its context), else the file-level problem its message names."""
+    from pydantic import ValidationError  # noqa: PLC0415 - only the config target needs it
+
+    context = exc.__context__
+    if isinstance(context, ValidationError):
+        out: list[tuple[str, Reason]] = []
+        for error in context.errors():
+            kind = str(error["type"])
+            if kind in _CONFIG_NUMERIC_BOUNDS or kind == "cross_field":
+                out.append((kind, Reason.COUNT_EXCEEDS_LIMIT))
+            elif kind in _CONFIG_LENGTH_BOUNDS:
+                out.append((kind, Reason.LENGTH_EXCEEDS_LIMIT))
+            else:
+                out.append((kind, Reason.BAD_JSON))
+        if out:
+            return out
+    message = str(exc)
+    found = [(code, reason) for text, code, reason in _CONFIG_FILE_PROBLEMS if text in message]
+    return found or [("other", Reason.BAD_JSON)]
+
+
+_TOML_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if value == value else "nan"  # noqa: PLR0124 - NaN
+    if isinstance(value, str):
+        out = ['"']
+        for ch in value:
+            if ch in '"\\':
+                out.append("\\" + ch)
+            elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+                out.append(f"\\u{ord(ch):04X}")
+            else:
+                out.append(ch)
+        return "".join(out) + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    raise ValueError(f"no TOML for {type(value).__name__}")
+
+
+def _toml_key(key: str) -> str:
+    return key if key and set(key) <= _TOML_BARE_KEY else _toml_value(key)
+
+
+def _render_toml(table: dict[str, object]) -> bytes:
+    return "".join(f"{_toml_key(k)} = {_toml_value(v)}\n" for k, v in table.items()).encode()
+
+
+_TOML_INTS = (
+    0,
+    1,
+    -1,
+    2,
+    100,
+    65535,
+    65536,
+    (1 << 20) + 1023,
+    (1 << 20) + 1024,
+    2**31,
+    2**63 - 1,
+    -(2**63),
+)
+_TOML_STRS = (
+    "",
+    " ",
+    "127.0.0.1",
+    "::1",
+    "DEBUG",
+    "json",
+    "console",
+    "trace",
+    "ws://127.0.0.1:7400/v1/sync",
+    "wss://peer.example:443/v1/sync",
+    "ws://[::1",
+    "ws://host:99999/v1/sync",
+    "http://host/v1/sync",
+    "ws://a,ws://b:1",
+    "~/memmesh",
+    "x\x00y",
+    "é\U0001f600",
+    "x" * 300,
+)
+_TOML_OTHER: tuple[object, ...] = (
+    1.5,
+    float("inf"),
+    float("nan"),
+    True,
+    [],
+    [1],
+    {"a": 1},
+    datetime.date(2024, 1, 1),
+)
+
+
+def _toml_same_type(value: object, rng: random.Random) -> object:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return rng.choice((*_TOML_INTS, value + 1, value - 1, value * 2, value // 2))
+    if isinstance(value, str):
+        return rng.choice((*_TOML_STRS, value + "x", value.upper()))
+    if isinstance(value, list):
+        items = list(value)
+        if items and rng.random() < 0.5:
+            del items[rng.randrange(len(items))]
+        else:
+            items.append(rng.choice(_TOML_STRS[8:14]))
+        return items
+    return rng.choice(_TOML_OTHER)
+
+
+def _config_structured(data: bytes, rng: random.Random, _mutator: Mutator) -> bytes | None:
+    """Edit the TOML table: values within their type (often still valid), a setting added,
+    dropped or misspelt, or a value of another type; then render it again."""
+    try:
+        table: dict[str, object] = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    fields = _config_fields()
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        op = rng.randrange(10)
+        if op < 5 and table:
+            name = rng.choice(sorted(table))
+            table[name] = _toml_same_type(table[name], rng)
+        elif op < 7:
+            name, default = rng.choice(fields)
+            table[name] = _toml_same_type(default, rng) if rng.random() < 0.7 else default
+        elif op == 7 and table:
+            del table[rng.choice(sorted(table))]
+        elif op == 8:
+            name, default = rng.choice(fields)
+            typo = rng.choice((name + "s", name[:-1], name.upper(), "config_file", "zz"))
+            table[typo] = default
+        else:
+            name, _default = rng.choice(fields)
+            table[name] = rng.choice((*_TOML_OTHER, *_TOML_STRS[:3], *_TOML_INTS[:3]))
+    try:
+        return _render_toml(table)
+    except ValueError:
+        return None
+
+
+@cache
+def _config_fields() -> list[tuple[str, object]]:
+    """Every setting a TOML file may hold, with a valid value of its type."""
+    from .config import NodeSettings  # noqa: PLC0415 - pydantic is slow to import
+
+    out: list[tuple[str, object]] = []
+    for name, info in NodeSettings.model_fields.items():
+        if name == "config_file":
+            continue
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, Path):
+            default = str(default)
+        if default is None:
+            default = {"api_token": "secret", "advertise_url": "ws://127.0.0.1:7400/v1/sync"}.get(
+                name, f"{name}.pem"
+            )
+        if isinstance(default, bool | int | str | list):
+            out.append((name, default))
+    return out
+
+
+def _config_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``load_settings(config_file=...)`` of a TOML file holding the input (environment
+    variables apply as usual: run it without ``MEMMESH_*`` settings). Refusals are
+    ``ConfigError``; the codes in ``notes`` are pydantic's error types or the file's problem."""
+    from .config import ConfigError, load_settings  # noqa: PLC0415 - pydantic is slow to import
+
+    notes: Counter[str] = Counter()
+    file = _InputFile("memmesh.toml")
+    fields = _config_fields()
+    seeds = [
+        b"",
+        _render_toml(dict(fields)),
+        _render_toml({"gossip_port": 7500, "api_port": 7501, "log_level": "debug"}),
+        _render_toml({"peers": ["ws://127.0.0.1:7400/v1/sync", "wss://[::1]:7443/v1/sync"]}),
+        b'# a comment\ndata_dir = "node-a"\nlog_format = "JSON"\n\n',
+        b"[table]\nx = 1\n",
+    ]
+    seeds += _corpus_inputs("config", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            load_settings(config_file=file.write(data))
+        except ConfigError as exc:
+            codes = _config_codes(exc)
+            for code, _reason in codes:
+                notes[f"code:{code}"] += 1
+            raise Rejected(codes[0][1], str(exc)[:500]) from None
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_config_structured, notes=notes)
+
+
+def _admit_chain_bytes(chain: Sequence[bytes]) -> bytes:
+    return pack_u32(len(chain)) + b"".join(pack_u32(len(raw)) + raw for raw in chain)
+
+
+def _admit_chain_structured(data: bytes, rng: random.Random, mutator: Mutator) -> bytes | None:
+    """Drop, add, reorder or re-sign the chain's claims, or lie about a count or a length."""
+    r = Reader(data, "fuzz admit chain")
+    try:
+        chain = [r.raw(r.u32("length"), "claim") for _ in range(r.u32("count"))]
+        r.expect_end()
+    except Rejected:
+        return None
+    claims = _material().claims
+    op = rng.randrange(7)
+    if op == 0 and chain:
+        del chain[rng.randrange(len(chain))]
+    elif op == 1:
+        chain.insert(rng.randrange(len(chain) + 1), rng.choice(claims).raw)
+    elif op == 2:
+        chain.reverse()
+    elif op == 3 and chain:
+        i = rng.randrange(len(chain))
+        mutated = _claim_structured(chain[i], rng, mutator)
+        chain[i] = mutator.mutate(chain[i]) if mutated is None else mutated
+    out = _admit_chain_bytes(chain)
+    if op == 4:
+        return _patch_u32(out, 0, rng.choice((len(chain) + 1, max(0, len(chain) - 1), _U32_MAX)))
+    if op == 5 and chain:
+        first = len(chain[0])
+        return _patch_u32(out, 4, rng.choice((first + 1, max(0, first - 1), _U32_MAX)))
+    return out
+
+
+def _admit_chain_target(corpus_dir: Path | None) -> FuzzTarget:
+    """``read_admit_chain`` of a file holding the input, then ``decode_claim`` of each claim
+    in it (its reasons pass through; ``notes`` tell which stage refused)."""
+    from .runtime.node import read_admit_chain  # noqa: PLC0415 - the runtime is slow to import
+
+    notes: Counter[str] = Counter()
+    file = _InputFile("admit-chain.bin")
+    mat = _material()
+    admits = [c.raw for c in mat.claims if c.type == "admit"]
+    seeds = [_admit_chain_bytes(c) for c in ([], admits[:1], admits, [c.raw for c in mat.claims])]
+    seeds += _corpus_inputs("admit_chain", corpus_dir)
+
+    def check(data: bytes) -> None:
+        try:
+            chain = read_admit_chain(file.write(data))
+        except Rejected as exc:
+            notes[f"code:{exc.reason.value}"] += 1
+            raise
+        for raw in chain:
+            try:
+                decode_claim(raw)
+            except Rejected as exc:
+                notes[f"claim:{exc.reason.value}"] += 1
+                raise
+
+    return FuzzTarget(check=check, seeds=seeds, structured=_admit_chain_structured, notes=notes)
+
+
 for _name, _factory in (
     ("envelope", _envelope_target),
     ("grammar", _grammar_target),
@@ -1499,6 +2510,14 @@ for _name, _factory in (
     ("membership_op", _membership_op_target),
     ("admission", _admission_target),
     ("messages", _messages_target),
+    ("dsse", _dsse_target),
+    ("statement", _statement_target),
+    ("bundle", _bundle_target),
+    ("proof", _proof_target),
+    ("consistency", _consistency_target),
+    ("key_file", _key_file_target),
+    ("config", _config_target),
+    ("admit_chain", _admit_chain_target),
 ):
     register_target(_name, _factory)
 

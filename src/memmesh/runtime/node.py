@@ -55,8 +55,9 @@ from ..core import (
     WriteAcked,
     WriteFailed,
 )
+from ..core.messages import CHAIN_LINK_BYTES_MAX, CHAIN_LINKS_MAX
 from ..crypto import SigningKey, read_key_file
-from ..errors import CorruptRecord, LocalError
+from ..errors import CorruptRecord, LocalError, Reason, Rejected
 from ..hlc import hlc_unpack
 from ..membership import Genesis, decode_genesis
 from ..memory import Receipt, View, frontier_hash
@@ -94,8 +95,20 @@ def write_admit_chain(path: Path, chain: Sequence[bytes]) -> None:
 
 
 def read_admit_chain(path: Path) -> list[bytes]:
-    r = Reader(path.read_bytes(), "admit chain")
-    chain = [r.raw(r.u32("length"), "admit claim") for _ in range(r.u32("count"))]
+    """Read an admit chain file; ``Rejected`` with a reason code if it is malformed or larger
+    than a handshake could carry (``CHAIN_LINKS_MAX`` claims of ``CHAIN_LINK_BYTES_MAX``)."""
+    bytes_max = 4 + CHAIN_LINKS_MAX * (4 + CHAIN_LINK_BYTES_MAX)
+    with path.open("rb") as f:
+        data = f.read(bytes_max + 1)
+    if len(data) > bytes_max:
+        raise Rejected(Reason.TOO_LARGE, f"{path}: an admit chain is at most {bytes_max} bytes")
+    r = Reader(data, "admit chain")
+    count = r.u32("count")
+    if count > CHAIN_LINKS_MAX:
+        raise Rejected(
+            Reason.COUNT_EXCEEDS_LIMIT, f"{count} admit claims, at most {CHAIN_LINKS_MAX}"
+        )
+    chain = [r.raw(r.u32("length"), "admit claim") for _ in range(count)]
     r.expect_end()
     return chain
 
