@@ -27,6 +27,22 @@ sim_app = typer.Typer(
 )
 
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON (no progress bar).")]
+_BYZANTINE = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated Byzantine node kinds to add, one node each: forger, replayer, "
+        "equivocator, spoofer, eraser, poisoner, revoked, flooder."
+    ),
+]
+
+
+def _kinds(text: str | None) -> tuple[str, ...]:
+    from .sim.options import parse_kinds  # noqa: PLC0415 - keeps --help fast
+
+    try:
+        return parse_kinds(text or "")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--byzantine") from None
 
 
 def _progress(enabled: bool) -> Progress:
@@ -76,6 +92,7 @@ def sim_run(
         int, typer.Option(help="Updates the flooding baseline replays (0: none).")
     ] = 200,
     out: Annotated[Path | None, typer.Option(help="Write report.json and PNG plots here.")] = None,
+    byzantine: _BYZANTINE = None,
     as_json: _JSON = False,
 ) -> None:
     """Run one simulation; exit 1 (printing the command that reproduces it) if it fails."""
@@ -83,8 +100,9 @@ def sim_run(
     from .sim.options import PARTITIONS_WITH_FLAG  # noqa: PLC0415
     from .sim.report import make_report, write_plots  # noqa: PLC0415
 
+    kinds = _kinds(byzantine)
     if swarm:
-        options = swarm_options(seed)
+        options = swarm_options(seed, byzantine=kinds) if kinds else swarm_options(seed)
     else:
         count = partition_count if partition_count is not None else 0
         if partitions:
@@ -106,6 +124,7 @@ def sim_run(
                 clock_drift_ppm_max=100 if clock_skew_ms else 0,
                 conflict_share=conflicts,
                 seed_peers=seed_peers,
+                byzantine=kinds,
             )
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
@@ -151,6 +170,21 @@ def _print_run(report: dict[str, Any], as_json: bool) -> None:
     ):
         table.add_row(name, str(report.get(name)), str(flood.get(name, "")))
     Console().print(table)
+    if "byzantine" in report:
+        _print_byzantine(report["byzantine"]["by_kind"])
+
+
+def _print_byzantine(by_kind: dict[str, dict[str, Any]]) -> None:
+    table = Table("kind", "rejected (by reason)", "excluded (by reason)", "held live",
+                  title="Byzantine envelopes at honest nodes")  # fmt: skip
+    for kind, entry in by_kind.items():
+        table.add_row(
+            kind,
+            ", ".join(f"{r} {n}" for r, n in entry.get("rejected", {}).items()) or "-",
+            ", ".join(f"{r} {n}" for r, n in entry.get("excluded", {}).items()) or "-",
+            str(entry.get("held_live", 0)),
+        )
+    Console().print(table)
 
 
 def _fail(options: SimOptions, failure: str) -> None:
@@ -166,20 +200,25 @@ def sim_campaign(
     seeds: Annotated[int, typer.Option(help="How many seeds to run.")] = 100,
     first: Annotated[int, typer.Option(help="The first seed.")] = 0,
     jobs: Annotated[int | None, typer.Option(help="Processes (default: one per CPU).")] = None,
+    byzantine: _BYZANTINE = None,
     as_json: _JSON = False,
 ) -> None:
     """Run seeds first..first+seeds-1, each with every option drawn from the seed (3-9 nodes,
     loss 0-30 %, duplication 0-50 %, partitions, crashes, disk faults, churn, clock skew up to
     +-5 min); print the failures with the commands that reproduce them; exit 1 if any."""
-    from .sim.campaign import run_campaign  # noqa: PLC0415 - keeps --help fast
+    from .sim.campaign import byzantine_totals, run_campaign  # noqa: PLC0415 - keeps --help fast
 
     if seeds < 1:
         raise typer.BadParameter("at least one seed", param_hint="--seeds")
+    kinds = _kinds(byzantine)
     started = time.perf_counter()
     with _progress(not as_json) as progress:
         task = progress.add_task("seeds", total=seeds)
         results = run_campaign(
-            range(first, first + seeds), jobs=jobs, on_result=lambda _: progress.advance(task)
+            range(first, first + seeds),
+            jobs=jobs,
+            on_result=lambda _: progress.advance(task),
+            byzantine=kinds,
         )
     wall = time.perf_counter() - started
     failures = [r for r in results if not r["ok"]]
@@ -202,6 +241,8 @@ def sim_campaign(
         "wall_s": round(wall, 2),
         "seeds_per_s": round(len(results) / wall, 2),
     }
+    if kinds:
+        summary["byzantine"] = byzantine_totals(results)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
@@ -211,6 +252,8 @@ def sim_campaign(
             f"{summary['seeds_per_s']} seeds/s, convergence after the final heal within "
             f"{summary['converge_after_heal_rounds_max']} rounds at most"
         )
+        if "byzantine" in summary:
+            _print_byzantine(summary["byzantine"])
         for failed in summary["failed"]:
             first_line = (failed["failure"] or "").splitlines()[0][:300]
             console.print(f"[bold red]seed {failed['seed']}[/] {failed['kind']}: {first_line}")

@@ -9,10 +9,24 @@ import random
 import pytest
 
 from memmesh.admission import Admission, Status
-from memmesh.core import MeshCore, PeerConnected, Received, SessionState, SyncLimits
-from memmesh.errors import StorageError
+from memmesh.core import (
+    Flush,
+    MeshCore,
+    Notify,
+    PeerConnected,
+    Received,
+    RejectedEnvelope,
+    SessionState,
+    SyncLimits,
+)
+from memmesh.core.messages import Envelopes, encode_message
+from memmesh.envelope import seal
+from memmesh.errors import Reason, StorageError
+from memmesh.ids import ZERO_ID
+from memmesh.merkle import merkle_root
 from memmesh.store import MemoryStore, WriteBatch
-from memmesh.testing import FakeNetwork, MeshFixture
+from memmesh.testing import FakeNetwork, MeshFixture, PeerScript
+from memmesh.ydecode import client_id, encode_update
 
 
 class _FailOnce(MemoryStore):
@@ -113,3 +127,105 @@ def test_a_refused_handshake_leaves_no_timer_behind() -> None:
     core.handle(Received("stranger", b"not a message"), 1_001)  # refused: bad_message
     assert core.sessions["stranger"].state is SessionState.CLOSED
     assert core.next_deadline() is None
+
+
+@pytest.mark.xfail(strict=True, reason="core: an equivocating log's head depends on arrival order")
+def test_replicas_with_the_same_envelopes_name_the_same_frontier_under_equivocation() -> None:
+    """Admission: of an equivocating log, each replica keeps on its main branch whichever
+    branch reached it first, and ``frontier()`` names that branch's head. Two replicas holding
+    the same envelopes (both branches, the same evidence, the same claims digest) then report
+    different frontiers, so frontier comparison (anti-entropy, attestations, the simulator's
+    agreement check) sees them as different for ever (sim: ``--byzantine equivocator``, seed 0
+    of the small suite)."""
+    mesh = MeshFixture("fork-frontier", nodes=2, writers=1)
+    writer = mesh.writers[0]
+    liar = Admission(MemoryStore(), mesh.genesis)
+    base = liar.write_local(mesh.nodes[0], [mesh.claim(writer, "a")], hlc=1)
+    left = liar.write_local(mesh.nodes[0], [mesh.claim(writer, "b")], hlc=2)
+    other = Admission(MemoryStore(), mesh.genesis)
+    other.receive(base.raw)
+    right = other.write_local(mesh.nodes[0], [mesh.claim(writer, "c")], hlc=3)
+    after_left = liar.write_local(mesh.nodes[0], [mesh.claim(writer, "d")], hlc=4)
+    assert left.seq == right.seq == 2 and left.id != right.id
+
+    one, two = Admission(MemoryStore(), mesh.genesis), Admission(MemoryStore(), mesh.genesis)
+    one.receive_many([base.raw, left.raw, after_left.raw, right.raw])
+    two.receive_many([base.raw, right.raw, left.raw, after_left.raw])
+    assert one.records.keys() == two.records.keys()
+    assert one.claims_digest() == two.claims_digest()
+    assert one.fork_pairs == two.fork_pairs
+    assert one.frontier() == two.frontier()
+
+
+@pytest.mark.xfail(
+    strict=True, reason="core: a rejection on release from the causal buffer is silent"
+)
+def test_an_envelope_rejected_when_released_from_the_causal_buffer_is_reported() -> None:
+    """Admission/core: an envelope that waited for its prev and is rejected once the prev comes
+    (here a clock gap, which needs the prev to be seen) is counted in ``admission.rejected`` but
+    ``_release_all`` drops the outcome, so the core emits no ``RejectedEnvelope``: the metrics of
+    rejections by reason and the peer's accounting miss it (sim: ``--byzantine poisoner``)."""
+    mesh = MeshFixture("release-reject", nodes=2, writers=1)
+    writer, author = mesh.writers[0], mesh.nodes[1]
+    first = Admission(MemoryStore(), mesh.genesis).write_local(
+        author, [mesh.claim(writer, "a")], hlc=1
+    )
+    claim = mesh.claim(writer, "b")
+    gap = seal(
+        author,
+        mesh_id=mesh.mesh_id,
+        epoch=1,
+        seq=2,
+        prev=first.id,
+        hlc=2,
+        claims_root=merkle_root([claim.id]),
+        payload=encode_update(client_id(author.public_key, 1), 6, [(claim.id, claim.raw)]),
+    )
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(1))
+    PeerScript(author, mesh.mesh_id).open(core, "p")
+    notices = []
+    for raw in (gap.raw, first.raw):  # the gap first: it waits for its prev
+        core.handle(Received("p", encode_message(Envelopes(0, [raw], False))), 0)
+        notices += [e.notice for e in core.handle(Flush(), 0) if isinstance(e, Notify)]
+    assert core.admission.rejected == {Reason.CLOCK_GAP: 1}
+    assert gap.id not in core.admission.records
+    assert any(isinstance(n, RejectedEnvelope) and n.reason is Reason.CLOCK_GAP for n in notices), (
+        "the rejection reached no notice"
+    )
+
+
+@pytest.mark.xfail(strict=True, reason="core: an envelope with deps nobody holds waits for ever")
+def test_an_envelope_whose_deps_nobody_holds_does_not_keep_a_node_behind_for_ever() -> None:
+    """Admission/core: a member can sign an envelope naming deps that exist nowhere. It waits
+    in the causal buffer for good (bounded in size, never in time), the node asks a peer for
+    the missing ids every anti-entropy round for good (one ``GetIds`` a second), and
+    ``behind()`` stays true, so every read it serves counts as stale and ``quiet()`` is never
+    true (sim: ``--byzantine forger``, its ``dangling_dep`` variant)."""
+    mesh = MeshFixture("dangling", nodes=3, writers=1)
+    net = FakeNetwork(random.Random(1))
+    a = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(2))
+    b = MeshCore(mesh.nodes[1], mesh.genesis, MemoryStore(), random.Random(3))
+    net.add("a", a)
+    net.add("b", b)
+    net.connect("a", "b")
+    net.settle()
+    liar, claim = mesh.nodes[2], mesh.claim(mesh.writers[0], "x")
+    env = seal(
+        liar,
+        mesh_id=mesh.mesh_id,
+        epoch=1,
+        seq=1,
+        prev=ZERO_ID,
+        deps=[b"\x05" * 32],  # no such envelope
+        hlc=1,
+        claims_root=merkle_root([claim.id]),
+        payload=encode_update(client_id(liar.public_key, 1), 0, [(claim.id, claim.raw)]),
+    )
+    net.inject("b", "a", encode_message(Envelopes(0, [env.raw], False)))
+    net.settle()
+    asked = a.stats.messages_sent.get("GetIds", 0)
+    for _ in range(600):  # ten minutes: b answers every request with nothing
+        net.tick(1_000)
+        net.settle()
+    assert a.stats.messages_sent.get("GetIds", 0) - asked < 60, "asked for ever"
+    assert not a.behind(), "behind for ever: every read is stale"

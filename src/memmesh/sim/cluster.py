@@ -68,6 +68,8 @@ class SimNode:
     known: list[str]
     """The addresses this node is given (``PeerKnown``) at every start."""
     admit_chain: list[bytes] = field(default_factory=list)
+    byzantine: str | None = None
+    """The kind of a Byzantine node (``memmesh.sim.byzantine``); None for an honest one."""
     core: MeshCore | None = None
     incarnation: int = 0
     starts: int = 0
@@ -127,7 +129,13 @@ class Cluster:
 
     # -- nodes --------------------------------------------------------------------------------
 
-    def add_node(self, key: SigningKey, known: list[str], admit_chain: list[bytes]) -> SimNode:
+    def add_node(
+        self,
+        key: SigningKey,
+        known: list[str],
+        admit_chain: list[bytes],
+        byzantine: str | None = None,
+    ) -> SimNode:
         index = self.network.add_node()
         options = self.options
         skew = drift = 0
@@ -145,7 +153,9 @@ class Cluster:
                 index, self.nodes[index].key.public_key, envs, self.loop.now_us
             ),
         )
-        node = SimNode(index, key, disk, NodeClock(skew, drift), list(known), list(admit_chain))
+        node = SimNode(
+            index, key, disk, NodeClock(skew, drift), list(known), list(admit_chain), byzantine
+        )
         self.nodes.append(node)
         self._by_address[node.address] = index
         return node
@@ -263,6 +273,8 @@ class Cluster:
         sim = self.nodes[node]
         core = sim.core
         assert core is not None
+        if frame.items and self.checker.byz_expect and sim.byzantine is None:
+            self.checker.on_delivered(env_id for env_id, _ in frame.items)
         if frame.items:
             held = core.admission.records
             metrics = self.metrics
@@ -360,19 +372,12 @@ class Cluster:
     def _notice(self, node: SimNode, notice: Notice) -> None:
         now = self.loop.now_us
         kind = type(notice)
+        if node.byzantine is not None and kind is not PeerRefused:
+            self._byzantine_notice(node, notice)
+            return
         if kind is Integrated:
             assert isinstance(notice, Integrated)
-            self.checker.on_integrated(node.index, notice, now)
-            local = notice.peer == ""
-            for env_id in notice.envelope_ids:
-                hop = 0 if local else node.copy_hop.pop(env_id, None)
-                if hop is None:
-                    self.metrics.hops_unknown += 1
-                    hop = 0
-                node.hop_of[env_id] = hop
-                self.metrics.on_integrated(env_id, hop, now)
-            if self.on_integrated is not None:
-                self.on_integrated(node.index, notice.envelope_ids)
+            self._integrated(node, notice)
         elif kind is WriteAcked:
             assert isinstance(notice, WriteAcked)
             self.trace.add("acked", node.index, notice.token, notice.envelope_id, notice.seq)
@@ -394,12 +399,49 @@ class Cluster:
                 pending[2](notice.token, notice)
         elif kind is RejectedEnvelope:
             assert isinstance(notice, RejectedEnvelope)
-            self.checker.on_rejected(node.index, notice, now)
+            self._rejected(node, notice)
         elif kind is EvidenceFound:
-            self.checker.on_evidence(node.index, now)
+            assert isinstance(notice, EvidenceFound)
+            self._evidence(node, notice)
         elif kind is PeerRefused:
             assert isinstance(notice, PeerRefused)
             self.stats.refusals[notice.reason] = self.stats.refusals.get(notice.reason, 0) + 1
+
+    def _integrated(self, node: SimNode, notice: Integrated) -> None:
+        now = self.loop.now_us
+        self.checker.on_integrated(node.index, notice, now)
+        local = notice.peer == ""
+        for env_id in notice.envelope_ids:
+            hop = 0 if local else node.copy_hop.pop(env_id, None)
+            if hop is None:
+                self.metrics.hops_unknown += 1
+                hop = 0
+            node.hop_of[env_id] = hop
+            self.metrics.on_integrated(env_id, hop, now)
+        if self.on_integrated is not None:
+            self.on_integrated(node.index, notice.envelope_ids)
+
+    @staticmethod
+    def _byzantine_notice(node: SimNode, notice: Notice) -> None:
+        """A Byzantine node's core only carries the protocol for its attacker: what it
+        integrates, rejects or finds is not judged (it writes nothing through the core)."""
+        if isinstance(notice, Integrated):
+            for env_id in notice.envelope_ids:
+                node.hop_of[env_id] = node.copy_hop.pop(env_id, 0)
+
+    def _rejected(self, node: SimNode, notice: RejectedEnvelope) -> None:
+        """Judged by whether the peer that sent it is Byzantine (it may send anything) or
+        honest (it forwards only what it stored, which no honest node may reject)."""
+        peer = self.network.peer_of.get((node.index, notice.peer))
+        byzantine = None if peer is None else self.nodes[peer].byzantine
+        self.checker.on_rejected(node.index, notice, self.loop.now_us, byzantine)
+
+    def _evidence(self, node: SimNode, notice: EvidenceFound) -> None:
+        core = node.core
+        assert core is not None
+        evidence = core.admission.evidence
+        pairs = [(key, evidence[key]) for key in notice.keys if key in evidence]
+        self.checker.on_evidence(node.index, self.loop.now_us, pairs)
 
     # -- timers and flushes -------------------------------------------------------------------
 

@@ -153,7 +153,9 @@ class Faults:
         if self.healed:
             return
         cluster = self.cluster
-        staying = [n.index for n in cluster.nodes if not n.left and not n.leaving]
+        staying = [
+            n.index for n in cluster.nodes if not n.left and not n.leaving and n.byzantine is None
+        ]
         for index in self.rng.sample(staying, len(staying)):
             rest = [i for i in staying if i != index]
             if len(rest) >= 2 and connected(rest, self.edges):
@@ -168,7 +170,11 @@ class Faults:
         mesh keeps everything it acknowledged); until then keep syncing."""
         core = node.core
         if core is not None:
-            others = [n for n in self.cluster.nodes if n is not node and not n.left]
+            others = [
+                n
+                for n in self.cluster.nodes
+                if n is not node and not n.left and n.byzantine is None
+            ]
             drained = all(
                 any(other.disk.holds(head.id) for other in others) for _, head in core.frontier()
             )

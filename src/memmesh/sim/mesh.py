@@ -27,12 +27,15 @@ ADMITS_PER_ENVELOPE = 1000
 
 
 class SimMesh:
-    def __init__(self, seed: int, nodes: int, agents: int) -> None:
+    def __init__(self, seed: int, nodes: int, agents: int, byzantine: int = 0) -> None:
+        """``nodes`` counts the Byzantine nodes too (the last ``byzantine`` of them), each of
+        which has an agent key of its own in the genesis as well."""
         self.label = f"sim-{seed}"
         self.admin = seeded_key(f"{self.label}/admin")
         self.agents = [seeded_key(f"{self.label}/agent{j}") for j in range(agents)]
-        self.in_genesis = min(nodes, GENESIS_MEMBERS_MAX - 1 - agents)
-        roster = [(a.public_key, Role.WRITER) for a in self.agents]
+        self.byzantine_agents = [seeded_key(f"{self.label}/byzagent{j}") for j in range(byzantine)]
+        self.in_genesis = min(nodes, GENESIS_MEMBERS_MAX - 1 - agents - byzantine)
+        roster = [(a.public_key, Role.WRITER) for a in self.agents + self.byzantine_agents]
         roster += [(self.node_key(i).public_key, Role.NODE) for i in range(self.in_genesis)]
         self.genesis = make_genesis(self.admin, self.label, roster)
         self.mesh_id = self.genesis.mesh_id

@@ -104,6 +104,9 @@ class Network:
         self.group: list[int] = []
         """Per node, its side of the current partition (all 0 when healed)."""
         self.stats = NetworkStats()
+        self.peer_of: dict[tuple[int, str], int] = {}
+        """(node, its handle of a connection) -> the node at the other end, kept after the
+        connection closed (a core reports a peer by handle, sometimes after the close)."""
         self._numbers = 0
         self._frames = 0
 
@@ -158,6 +161,7 @@ class Network:
         self.trace.add("accept", a, b, conn.number)
         conn.b_open = True
         self.conns[b][conn.b_handle] = conn
+        self.peer_of[(b, conn.b_handle)] = a
         # The dialler learns of the connection one latency later, before any frame the
         # listener sends in answer (scheduled first, and frames are never faster).
         self.loop.after(self.links.link(b, a).latency_us, self._connected, conn)
@@ -179,6 +183,7 @@ class Network:
         self.trace.add("connected", a, conn.number)
         conn.a_open = True
         self.conns[a][conn.a_handle] = conn
+        self.peer_of[(a, conn.a_handle)] = conn.b
         self.host.on_connected(a, conn.a_handle, True)
 
     # -- frames -------------------------------------------------------------------------------

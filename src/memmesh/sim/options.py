@@ -7,12 +7,36 @@ runs; :meth:`SimOptions.command` prints the command line that reproduces a run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .seed import rng_for
 
-__all__ = ["PARTITIONS_WITH_FLAG", "SimOptions", "swarm_options"]
+__all__ = ["KINDS", "PARTITIONS_WITH_FLAG", "SimOptions", "parse_kinds", "swarm_options"]
+
+KINDS = (
+    "forger",
+    "replayer",
+    "equivocator",
+    "spoofer",
+    "eraser",
+    "poisoner",
+    "revoked",
+    "flooder",
+)
+"""The Byzantine node kinds (``memmesh.sim.byzantine``)."""
+
+
+def parse_kinds(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"forger,replayer"`` -> ``("forger", "replayer")``: one Byzantine node per name."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    kinds = tuple(n.strip() for n in names if n.strip())
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown Byzantine kinds {unknown}; known: {', '.join(KINDS)}")
+    return kinds
+
 
 PARTITIONS_WITH_FLAG = 3
 """Partition episodes ``--partitions`` asks for."""
@@ -69,6 +93,9 @@ class SimOptions:
     """How long the run waits for convergence past the bound, to report how late it came."""
     anti_entropy_interval_ms: int = 1_000
     dial_backoff_max_ms: int = 30_000
+    byzantine: tuple[str, ...] = ()
+    """One Byzantine node of each kind named (``memmesh.sim.byzantine``), beside the ``nodes``
+    honest ones; the checker then judges what the honest nodes did with their envelopes."""
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -84,15 +111,19 @@ class SimOptions:
             raise ValueError("latency_ms_max must be >= latency_ms_min >= 0")
         if self.leaves >= self.nodes - 1:
             raise ValueError("leaves must leave at least 2 nodes")
+        if parse_kinds(self.byzantine) != self.byzantine:
+            raise ValueError("byzantine is a tuple of kind names")
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def command(self) -> str:
         """The exact command line that reproduces this run."""
+        byzantine = f" --byzantine {','.join(self.byzantine)}" if self.byzantine else ""
         if self.swarm:
-            base = f"memmesh sim run --swarm --seed {self.seed}"
-            return base if self == swarm_options(self.seed) else base + " (options changed)"
+            base = f"memmesh sim run --swarm --seed {self.seed}{byzantine}"
+            same = self == swarm_options(self.seed, byzantine=self.byzantine)
+            return base if same else base + " (options changed)"
         args = [f"--nodes {self.nodes}", f"--updates {self.updates}", f"--seed {self.seed}"]
         default = SimOptions(seed=self.seed)
         for flag, name in _FLAGS:
@@ -105,6 +136,8 @@ class SimOptions:
             args.append("--partitions")
         elif self.partitions:
             args.append(f"--partition-count {self.partitions}")
+        if self.byzantine:
+            args.append(f"--byzantine {','.join(self.byzantine)}")
         return "memmesh sim run " + " ".join(args)
 
 

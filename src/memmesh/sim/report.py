@@ -15,7 +15,7 @@ from .flood import FloodResult, FloodUpdate, run_flood
 from .metrics import percentile
 from .run import SimRun
 
-__all__ = ["DEFINITIONS", "flood_updates", "make_report", "write_plots"]
+__all__ = ["DEFINITIONS", "byzantine_report", "flood_updates", "make_report", "write_plots"]
 
 DEFINITIONS = {
     "rounds": "per update, the gossip hops (message generations from the writer, pushed or "
@@ -48,6 +48,29 @@ def flood_updates(run: SimRun, limit: int) -> list[FloodUpdate]:
             frame = len(encode_message(Envelopes(0, [raw], False)))
             chosen.append(FloodUpdate(spread.written_us, spread.origin, frame))
     return chosen
+
+
+def byzantine_report(run: SimRun) -> dict[str, Any]:
+    """Per Byzantine kind: what its attackers sent (envelope copies by variant), what they
+    built (by what an honest node must do with it), copies delivered to honest nodes,
+    rejections by reason (straight from the Byzantine peer), and at the end the (honest node,
+    envelope) pairs held excluded, by reason, or live."""
+    by_kind = run.checker.byzantine_report()
+    for attacker in run.attackers:
+        entry = by_kind.setdefault(attacker.kind, {})
+        sent = entry.setdefault("sent", {})
+        assert isinstance(sent, dict)
+        for variant, copies in attacker.sent.variants.items():
+            sent[variant] = sent.get(variant, 0) + copies
+        entry["sent"] = dict(sorted(sent.items()))
+        entry["frames"] = int(entry.get("frames", 0)) + attacker.sent.frames  # type: ignore[call-overload]
+    return {
+        "kinds": list(run.options.byzantine),
+        "nodes": [n.index for n in run.cluster.nodes if n.byzantine is not None],
+        "equivocation_evidence": len(run.checker.byz_evidence),
+        "forked_heads_differ": run.forked_heads_differ,
+        "by_kind": {kind: by_kind[kind] for kind in sorted(by_kind)},
+    }
 
 
 def make_report(run: SimRun, *, flood_limit: int | None = 200) -> dict[str, Any]:
@@ -135,6 +158,8 @@ def make_report(run: SimRun, *, flood_limit: int | None = 200) -> dict[str, Any]
         },
         "definitions": DEFINITIONS,
     }
+    if options.byzantine:
+        report["byzantine"] = byzantine_report(run)
     if flood_limit is not None:
         started = time.perf_counter()
         overlay = run.cluster.session_graph()

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..claims import Claim
-from ..core import WriteAcked, WriteFailed
+from ..core import MeshCore, WriteAcked, WriteFailed
 from ..envelope import Envelope
+from ..ids import LogId
+from .byzantine import Attacker
 from .checker import Checker, SafetyViolation
 from .clock import EPOCH_MS
 from .cluster import Cluster, SimNode
@@ -66,6 +68,11 @@ class SimRun:
     (measured only; nothing in the run depends on them)."""
     flood: FloodResult | None = None
     """The flooding baseline over the same network, once the report ran it."""
+    attackers: list[Attacker] = field(default_factory=list)
+    """The Byzantine nodes' attackers (``--byzantine``)."""
+    forked_heads_differ: bool = False
+    """At the end, honest replicas holding the same envelopes named different main-branch
+    heads for an equivocating log (see ``docs/simulation.md``, findings)."""
 
     @property
     def ok(self) -> bool:
@@ -89,7 +96,9 @@ class _Simulation:
         self.options, self.progress = options, progress
         self.loop, self.trace = EventLoop(), Trace()
         self.checker, self.metrics = Checker(), Metrics()
-        self.mesh = SimMesh(options.seed, options.nodes, options.agents)
+        byzantine = len(options.byzantine)
+        total = options.nodes + byzantine
+        self.mesh = SimMesh(options.seed, total, options.agents, byzantine)
         self.cluster = Cluster(
             options,
             loop=self.loop,
@@ -102,9 +111,18 @@ class _Simulation:
         self.edges = edges_of(known)
         for i in range(options.nodes):
             self.cluster.add_node(self.mesh.node_key(i), [f"sim://n{j}" for j in known[i]], [])
+        if byzantine:
+            # Each Byzantine node is given two honest addresses; shuffles spread its own.
+            draw = rng_for(options.seed, "byzantine/topology")
+            for kind in options.byzantine:
+                index = len(self.cluster.nodes)
+                seeds = draw.sample(range(options.nodes), min(2, options.nodes))
+                key = self.mesh.node_key(index)
+                self.checker.byz_authors[key.public_key] = kind
+                self.cluster.add_node(key, [f"sim://n{j}" for j in seeds], [], kind)
         self.bootstrap: list[Envelope] = []
-        if self.mesh.in_genesis < options.nodes:
-            template, self.bootstrap = self.mesh.bootstrap(options.nodes, EPOCH_MS)
+        if self.mesh.in_genesis < total:
+            template, self.bootstrap = self.mesh.bootstrap(total, EPOCH_MS)
             self.checker.on_commit(0, self.mesh.node_key(0).public_key, self.bootstrap, 0)
             for node in self.cluster.nodes:
                 self.cluster.preload(node, template)
@@ -119,6 +137,17 @@ class _Simulation:
             options, self.cluster, self.checker, self.metrics, self.faults, self.edges
         )
         self.run.bootstrap = self.bootstrap
+        byzantine_nodes = [n for n in self.cluster.nodes if n.byzantine is not None]
+        self.run.attackers = [
+            Attacker(kind, number, node, self.cluster, self._healed)
+            for number, (kind, node) in enumerate(
+                zip(options.byzantine, byzantine_nodes, strict=True)
+            )
+        ]
+
+    def _healed(self) -> bool:
+        """Whether the final heal came (attacks stop there)."""
+        return self.faults.healed
 
     # -- the phases ---------------------------------------------------------------------------
 
@@ -133,6 +162,8 @@ class _Simulation:
             for spec in self.workload.specs:
                 loop.at(spec.at_us, self._write, spec)
             self.faults.schedule()
+            for attacker in run.attackers:
+                attacker.schedule()
             phases["start"] = time.perf_counter() - started
             self._fault_phase()
             phases["faults"] = time.perf_counter() - started - phases["start"]
@@ -204,25 +235,51 @@ class _Simulation:
     # -- convergence --------------------------------------------------------------------------
 
     def _live(self) -> list[SimNode]:
-        return [n for n in self.cluster.nodes if not n.left]
+        """The honest nodes that have not left (Byzantine nodes are not judged)."""
+        return [n for n in self.cluster.nodes if not n.left and n.byzantine is None]
 
     def _converged(self) -> bool:
         """Every live node up and holding every envelope committed in the run. Replicas hold
         only committed envelopes (checked at each integration), so equal counts are equal
-        sets."""
+        sets. With Byzantine nodes, replicas also hold what attackers built: every live honest
+        node must hold every honest author's envelope, and all the same set."""
         total = len(self.checker.authored)
+        if self.options.byzantine:
+            return self._converged_byzantine(total)
         for node in self._live():
             if node.core is None or len(node.core.admission.records) != total:
                 return False
         return True
 
+    def _converged_byzantine(self, total: int) -> bool:
+        cores = [n.core for n in self._live()]
+        first = cores[0] if cores else None
+        if first is None or any(c is None for c in cores):
+            return False
+        held = first.admission.records.keys()
+        size = len(held)
+        if size < total or any(c is not None and len(c.admission.records) != size for c in cores):
+            return False
+        if not self.checker.authored <= held:
+            return False
+        return all(c is not None and c.admission.records.keys() == held for c in cores)
+
     def _lagging(self) -> str:
-        total = len(self.checker.authored)
+        authored = self.checker.authored
+        total = len(authored)
         behind = [
             f"n{n.index} {'down' if n.core is None else len(n.core.admission.records)}/{total}"
             for n in self._live()
             if n.core is None or len(n.core.admission.records) != total
         ]
+        if self.options.byzantine:
+            behind = [
+                f"n{n.index} down"
+                if n.core is None
+                else f"n{n.index} lacks {len(authored - n.core.admission.records.keys())}/"
+                f"{total} honest, holds {len(n.core.admission.records)}"
+                for n in self._live()
+            ]
         return ", ".join(behind[:10]) + (" ..." if len(behind) > 10 else "")
 
     def _check_agreement(self) -> None:
@@ -233,11 +290,14 @@ class _Simulation:
         assert all(c is not None for c in cores)
         first = cores[0]
         assert first is not None
-        frontier, digest = first.frontier(), first.claims_digest()
+        frontier, digest = _frontier(first), first.claims_digest()
+        raw_frontier = first.frontier()
         acked = self.checker.acked_ids()
         for node, core in zip(live, cores, strict=True):
             assert core is not None
-            if core.frontier() != frontier or core.claims_digest() != digest:
+            if core.frontier() != raw_frontier:
+                self.run.forked_heads_differ = True
+            if _frontier(core) != frontier or core.claims_digest() != digest:
                 self.run.failure_kind = "divergence"
                 raise SafetyViolation(
                     f"node {node.index} holds every envelope but its frontier or claims digest "
@@ -248,11 +308,18 @@ class _Simulation:
                 raise SafetyViolation(
                     f"node {node.index} lacks {len(missing)} acknowledged envelopes at the end"
                 )
+        if self.options.byzantine:
+            self.checker.check_byzantine(
+                ((n.index, c.admission) for n, c in zip(live, cores, strict=True) if c),
+                self.loop.now_us,
+            )
 
     def _sample_backlog(self) -> None:
         total = len(self.checker.authored)
         missing = sum(
-            total - len(n.core.admission.records) for n in self._live() if n.core is not None
+            max(0, total - len(n.core.admission.records))
+            for n in self._live()
+            if n.core is not None
         )
         self.metrics.backlog.append((self.loop.now_us, missing, self.loop.pending()))
 
@@ -262,7 +329,7 @@ class _Simulation:
         return [
             n.index
             for n in self.cluster.nodes
-            if n.core is not None and not n.leaving and not n.left
+            if n.core is not None and not n.leaving and not n.left and n.byzantine is None
         ]
 
     def _write(self, spec: WriteSpec) -> None:
@@ -314,6 +381,15 @@ class _Simulation:
         self._admit(index)
 
 
+def _frontier(core: MeshCore) -> list[tuple[LogId, object]]:
+    """The frontier as replicas compare it: the head of every log, except that a log known to
+    equivocate is named by its lowest fork (seq and both ids) instead of the head of whichever
+    branch this replica took as its main one. Equal sets of envelopes give equal forks; which
+    branch is main depends on arrival order (a core finding: ``forked_heads_differ``)."""
+    forks = core.admission.fork_pairs
+    return [(log, forks.get(log, head)) for log, head in core.frontier()]
+
+
 def run_sim(options: SimOptions, progress: Progress | None = None) -> SimRun:
     """Run one simulation to its end and return what it found and measured."""
     return _Simulation(options, progress).execute()
@@ -333,4 +409,5 @@ def summary(run: SimRun) -> dict[str, Any]:
         "trace_hash": run.trace_hash,
         "events": run.events,
         "wall_s": round(run.wall_s, 3),
+        **({"byzantine": run.checker.byzantine_report()} if run.options.byzantine else {}),
     }
