@@ -717,9 +717,15 @@ class Admission:
         """A revocation arrived: envelopes waiting for their causal past past their author's
         new cutoff can only be excluded, and their past may exist only on the revoked node,
         which no member talks to. Drop them rather than wait (and ask) for ever."""
-        doomed = sorted(i for i, p in self._causal.items() if self._past_cutoff(p.envelope))
+        self.drop_waiting(i for i, p in self._causal.items() if self._past_cutoff(p.envelope))
+
+    def drop_waiting(self, env_ids: Iterable[bytes]) -> list[bytes]:
+        """Forget envelopes waiting in the causal buffer (the caller gave up on their past,
+        e.g. deps no peer could supply); the ones dropped. Nothing was stored: if their past
+        turns up, sync fetches them again like any envelope a peer holds."""
+        doomed = sorted(i for i in set(env_ids) if i in self._causal)
         if not doomed:
-            return
+            return []
         for env_id in doomed:
             self._unbuffer(self._causal[env_id])
         gone = set(doomed)
@@ -729,6 +735,7 @@ class Admission:
                 self._waiting_on[dep] = waiters
             else:
                 del self._waiting_on[dep]
+        return doomed
 
     def _unbuffer(self, prepared: _Prepared) -> None:
         waiting_id = prepared.envelope.id

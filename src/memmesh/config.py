@@ -296,6 +296,12 @@ class NodeSettings(BaseSettings):
     announced_ids_max: Int = Field(
         default=1 << 16, ge=1, description="Announced envelope ids waiting for their push."
     )
+    causal_wait_max_ms: Int = Field(
+        default=60_000,
+        ge=1,
+        description="How long a received envelope may wait for its causal past before it is "
+        "dropped (fetched again if its past turns up).",
+    )
     invalid_envelopes_max: Int = Field(
         default=32,
         ge=1,
@@ -463,6 +469,7 @@ class NodeSettings(BaseSettings):
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
             announced_ids_max=self.announced_ids_max,
+            causal_wait_max_ms=self.causal_wait_max_ms,
             invalid_envelopes_max=self.invalid_envelopes_max,
             ban_initial_ms=self.ban_initial_ms,
             ban_max_ms=self.ban_max_ms,

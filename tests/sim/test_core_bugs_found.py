@@ -194,7 +194,6 @@ def test_an_envelope_rejected_when_released_from_the_causal_buffer_is_reported()
     )
 
 
-@pytest.mark.xfail(strict=True, reason="core: an envelope with deps nobody holds waits for ever")
 def test_an_envelope_whose_deps_nobody_holds_does_not_keep_a_node_behind_for_ever() -> None:
     """Admission/core: a member can sign an envelope naming deps that exist nowhere. It waits
     in the causal buffer for good (bounded in size, never in time), the node asks a peer for

@@ -143,6 +143,8 @@ class SyncStats:
     """Push messages sent (one per eager link per flush that made something new)."""
     prunes: int = 0
     bans: int = 0
+    waiting_dropped: int = 0
+    """Envelopes given up on after ``causal_wait_max_ms`` without their causal past."""
     """Peers disconnected and banned for sending too many invalid envelopes."""
     grafts: int = 0
     shuffles: int = 0
@@ -247,6 +249,8 @@ class MeshCore:
         """Ids a peer announced (``IHave``) that we lack: when to give up waiting for their
         push, and the announcing peer, whose link is then grafted and asked."""
         self._not_before: dict[bytes, int] = {}
+        self._waiting_since: dict[bytes, int] = {}
+        """Envelopes in admission's causal buffer -> when they started waiting."""
         self._bans: dict[bytes, tuple[int, int]] = {}
         """Node key -> (banned until, bans so far): peers that sent too many invalid
         envelopes. Refused at the handshake and not dialled until then."""
@@ -313,6 +317,8 @@ class MeshCore:
         deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
         deadlines.extend(self._not_before.values())
         deadlines.extend(due for due, _ in self._announced.values())
+        if self._waiting_since:
+            deadlines.append(min(self._waiting_since.values()) + self.limits.causal_wait_max_ms)
         return min(deadlines, default=None)
 
     def quiet(self) -> bool:
@@ -649,6 +655,7 @@ class MeshCore:
                 self._pump(session)
         self._dial_timers()
         self._announced_timers()
+        self._expire_waiting()
         self._fill_view()
         active = self._active()
         if self._round_due_ms is not None and self._round_due_ms <= now:
@@ -1099,10 +1106,13 @@ class MeshCore:
                 )
             elif outcome.status is Status.WAITING_CAUSAL:
                 missing_by_peer.setdefault(peer, set()).update(outcome.missing)
+                if outcome.envelope_id is not None:
+                    self._waiting_since.setdefault(outcome.envelope_id, self._now)
             if outcome.admitted:
                 if not pushed:
                     self._graft(peer)  # fetched news: the push tree did not bring it
                 for env_id in outcome.admitted:
+                    self._waiting_since.pop(env_id, None)
                     env = self.admission.records[env_id].envelope
                     self.clock.observe(env.hlc, self._now)
                     new.append((peer, env_id))
@@ -1158,6 +1168,18 @@ class MeshCore:
             for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)
+
+    def _expire_waiting(self) -> None:
+        """Give up on envelopes whose causal past nobody supplied in ``causal_wait_max_ms``:
+        drop them from the buffer, which stops the fetches for that past."""
+        due = self._now - self.limits.causal_wait_max_ms
+        expired = sorted(i for i, since in self._waiting_since.items() if since <= due)
+        if not expired:
+            return
+        for env_id in expired:
+            del self._waiting_since[env_id]
+        dropped = self.admission.drop_waiting(expired)
+        self.stats.waiting_dropped += len(dropped)
 
     def _count_invalid(self, peer: str) -> None:
         """One more rejected envelope from ``peer``; past the limit, disconnect and ban it."""

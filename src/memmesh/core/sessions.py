@@ -86,6 +86,10 @@ class SyncLimits:
     announced_ids_max: int = 1 << 16
     """Announced ids waiting for their push, at most; past it new announcements are ignored
     (anti-entropy still finds the envelopes)."""
+    causal_wait_max_ms: int = 60_000
+    """How long a received envelope may wait for its causal past before this node gives up on
+    it and stops asking for that past (a member can sign deps that exist nowhere). Nothing is
+    lost: if the past turns up, sync fetches the envelope again from a peer that holds it."""
     invalid_envelopes_max: int = 32
     """Envelopes a peer may send that this node rejects (for their own bytes, not for lack of
     room here) before it is disconnected with ``too_many_invalid`` and banned: an honest peer
@@ -118,6 +122,7 @@ class SyncLimits:
             "shuffle_records_max",
             "ihave_wait_ms",
             "announced_ids_max",
+            "causal_wait_max_ms",
             "invalid_envelopes_max",
             "ban_initial_ms",
             "ban_max_ms",
