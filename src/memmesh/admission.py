@@ -91,6 +91,9 @@ class Outcome:
     detail: str = ""
     missing: tuple[bytes, ...] = ()
     admitted: tuple[bytes, ...] = ()
+    released_rejected: tuple[Outcome, ...] = ()
+    """Buffered envelopes this call released and then rejected (e.g. a clock gap, seen only
+    once the prev came): each with its own reason, so the caller can report them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,7 +439,14 @@ class Admission:
         outcome = self._admit_ready(prepared)
         if outcome.status is not Status.INTEGRATED:
             return outcome
-        return Outcome(Status.INTEGRATED, env.id, admitted=(env.id, *self._release_all(prepared)))
+        rejected: list[Outcome] = []
+        released = self._release_all(prepared, rejected)
+        return Outcome(
+            Status.INTEGRATED,
+            env.id,
+            admitted=(env.id, *released),
+            released_rejected=tuple(rejected),
+        )
 
     def _prepare(self, raw: bytes) -> _Prepared:
         trusted = self._replaying or self._signatures_checked
@@ -682,7 +692,7 @@ class Admission:
         self._pending_bytes += size
         return Outcome(Status.WAITING_MEMBER, env.id)
 
-    def _release_all(self, first: _Prepared) -> list[bytes]:
+    def _release_all(self, first: _Prepared, rejected: list[Outcome]) -> list[bytes]:
         """Admit everything that was waiting, transitively, on ``first``: envelopes whose last
         missing dep it was, and after an admit, envelopes waiting for their author's admission.
         A work list, not recursion: a long chain delivered backwards must not blow the stack."""
@@ -703,9 +713,12 @@ class Admission:
                 prepared = self._take_waiting(waiting_id)
                 if prepared is None:
                     continue
-                if self._admit_ready(prepared).status is Status.INTEGRATED:
+                outcome = self._admit_ready(prepared)
+                if outcome.status is Status.INTEGRATED:
                     admitted.append(waiting_id)
                     work.append(prepared)
+                elif outcome.status is Status.REJECTED:
+                    rejected.append(outcome)
         return admitted
 
     def _past_cutoff(self, env: Envelope) -> bool:

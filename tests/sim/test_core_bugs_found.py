@@ -157,9 +157,6 @@ def test_replicas_with_the_same_envelopes_name_the_same_frontier_under_equivocat
     assert one.frontier() == two.frontier()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="core: a rejection on release from the causal buffer is silent"
-)
 def test_an_envelope_rejected_when_released_from_the_causal_buffer_is_reported() -> None:
     """Admission/core: an envelope that waited for its prev and is rejected once the prev comes
     (here a clock gap, which needs the prev to be seen) is counted in ``admission.rejected`` but

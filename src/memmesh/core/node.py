@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..admission import Admission, AdmissionLimits, NotAMember, Status
+from ..admission import Admission, AdmissionLimits, NotAMember, Outcome, Status
 from ..claims import Claim
 from ..crypto import SigningKey
 from ..envelope import envelope_id
@@ -1097,30 +1097,41 @@ class MeshCore:
                 if pushed:
                     self._prune(peer)
             elif outcome.status is Status.REJECTED:
-                assert outcome.reason is not None
-                self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
+                self._rejected(peer, outcome)
                 if outcome.reason not in _NOT_THE_SENDERS_FAULT:
                     invalid.append(peer)
-                self._notify(
-                    RejectedEnvelope(peer, outcome.envelope_id, outcome.reason, outcome.detail)
-                )
             elif outcome.status is Status.WAITING_CAUSAL:
                 missing_by_peer.setdefault(peer, set()).update(outcome.missing)
                 if outcome.envelope_id is not None:
                     self._waiting_since.setdefault(outcome.envelope_id, self._now)
+            for late in outcome.released_rejected:  # waited for its past, then refused
+                self._rejected(peer, late)
             if outcome.admitted:
-                if not pushed:
-                    self._graft(peer)  # fetched news: the push tree did not bring it
-                for env_id in outcome.admitted:
-                    self._waiting_since.pop(env_id, None)
-                    env = self.admission.records[env_id].envelope
-                    self.clock.observe(env.hlc, self._now)
-                    new.append((peer, env_id))
-                self._notify(Integrated(peer, outcome.admitted))
+                new += self._integrated(peer, pushed, outcome.admitted)
         for peer in invalid:
             self._count_invalid(peer)
         self._ask_missing(missing_by_peer)
         return new
+
+    def _integrated(
+        self, peer: str, pushed: bool, admitted: tuple[bytes, ...]
+    ) -> list[tuple[str, bytes]]:
+        """What a peer's envelope brought in (itself and what it released): clock, notices,
+        and the push tree."""
+        if not pushed:
+            self._graft(peer)  # fetched news: the push tree did not bring it
+        for env_id in admitted:
+            self._waiting_since.pop(env_id, None)
+            self.clock.observe(self.admission.records[env_id].envelope.hlc, self._now)
+        self._notify(Integrated(peer, admitted))
+        return [(peer, env_id) for env_id in admitted]
+
+    def _rejected(self, peer: str, outcome: Outcome) -> None:
+        """Count and report a rejection (``peer``: the session whose envelope this call
+        admitted; for a released one, the envelope that released it)."""
+        assert outcome.reason is not None
+        self.stats.rejected[outcome.reason] = self.stats.rejected.get(outcome.reason, 0) + 1
+        self._notify(RejectedEnvelope(peer, outcome.envelope_id, outcome.reason, outcome.detail))
 
     def _local_groups(self, writes: list[LocalWrite]) -> Iterable[list[LocalWrite]]:
         """Writes in envelopes of at most ``local_claims_per_envelope_max`` claims."""

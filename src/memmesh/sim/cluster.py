@@ -430,10 +430,15 @@ class Cluster:
                 node.hop_of[env_id] = node.copy_hop.pop(env_id, 0)
 
     def _rejected(self, node: SimNode, notice: RejectedEnvelope) -> None:
-        """Judged by whether the peer that sent it is Byzantine (it may send anything) or
-        honest (it forwards only what it stored, which no honest node may reject)."""
+        """Judged by who built it: an envelope an attacker built counts for its kind, whoever
+        delivered it (a buffered one is reported when another envelope releases it). Otherwise
+        by whether the peer that sent it is Byzantine (it may send anything) or honest (it
+        forwards only what it stored, which no honest node may reject)."""
+        built = self.checker.byz_expect.get(notice.envelope_id) if notice.envelope_id else None
         peer = self.network.peer_of.get((node.index, notice.peer))
         byzantine = None if peer is None else self.nodes[peer].byzantine
+        if built is not None:
+            byzantine = built[0]
         self.checker.on_rejected(node.index, notice, self.loop.now_us, byzantine)
 
     def _evidence(self, node: SimNode, notice: EvidenceFound) -> None:
