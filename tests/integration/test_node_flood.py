@@ -75,6 +75,11 @@ def _p99(values: list[float]) -> float:
 
 
 @pytest.mark.soak
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (issue 9): one shared push tree, pruned by the flood's duplicates, leaves holes "
+    "the honest source's updates wait ihave_wait_ms (300 ms) to fill; needs per-source trees",
+)
 def test_a_tenfold_flood_from_one_member_leaves_honest_p99_within_twice(tmp_path: Path) -> None:
     directory = tmp_path / "swarm"
     nodes = swarm_up(4, directory)["nodes"]
