@@ -2,7 +2,9 @@
 #   make demo   the local demo on embedded defaults
 #   make test   lint, types and the default test suite (< 10 minutes on 2 cores)
 #   make soak   the long campaigns: 1,000 SIGKILL rounds, 1,000,000 fuzz inputs per decoder,
-#               50x property-test examples
+#               50x property-test examples, 10,000 simulator seeds, 50 seeds per Byzantine
+#               kind, 200 bit-flip trials on a node's store, 60 s of connection abuse, the
+#               flood test
 #   make bench  benchmarks, JSON on stdout
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
