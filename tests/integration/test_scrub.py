@@ -142,6 +142,24 @@ def test_random_bit_flips_are_all_found_and_the_store_opens_after_repair(tmp_pat
     assert found + structural > 0  # some flips hit records, not only free space
 
 
+def test_a_database_missing_from_the_main_tree_is_structural_damage(tmp_path: Path) -> None:
+    """A flip in the main tree's key of a named database loses the whole database: the scrub
+    must say so (structural) rather than read it as empty and report a clean store."""
+    mesh = MeshFixture("scrub", nodes=2, writers=2)
+    path = tmp_path / "store"
+    _build(path, mesh)
+    assert scan(path).clean
+    env = lmdb.open(str(path), max_dbs=len(_DBS))
+    try:
+        with env.begin(write=True) as txn:
+            txn.drop(env.open_db(b"heads", txn=txn), delete=True)
+    finally:
+        env.close()
+    report = scrub_in_child(path)
+    assert report.structural == "database heads is missing"
+    assert not report.clean
+
+
 def _pid_of(data_dir: Path) -> int:
     swarm = json.loads((data_dir.parent / "swarm.json").read_text())
     return int(next(n["pid"] for n in swarm["nodes"] if n["data_dir"] == str(data_dir)))

@@ -136,7 +136,9 @@ def _read_db(
     try:
         db = env.open_db(name.encode(), txn=txn, create=False)
     except lmdb.NotFoundError:
-        return out
+        # A store creates every database when it first opens: one that is gone was lost with
+        # the main tree's record of it.
+        raise _Unreachable(f"database {name} is missing") from None
     for raw_key, raw_value in txn.cursor(db=db):
         key, record = bytes(raw_key), bytes(raw_value)
         report.records += 1
