@@ -288,6 +288,16 @@ class NodeSettings(BaseSettings):
         default=True,
         description="Dial peers learned from other nodes, not only the configured ones.",
     )
+    beacon_interval_ms: Int = Field(
+        default=1_000,
+        ge=1,
+        description="How often the push tree's root signs a beacon.",
+    )
+    root_timeout_ms: Int = Field(
+        default=3_500,
+        ge=1,
+        description="A push tree root not heard for this long is dropped and another claims.",
+    )
     ihave_wait_ms: Int = Field(
         default=300,
         ge=1,
@@ -468,6 +478,8 @@ class NodeSettings(BaseSettings):
             view_rotation_interval_ms=self.view_rotation_interval_ms,
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
+            beacon_interval_ms=self.beacon_interval_ms,
+            root_timeout_ms=self.root_timeout_ms,
             announced_ids_max=self.announced_ids_max,
             causal_wait_max_ms=self.causal_wait_max_ms,
             invalid_envelopes_max=self.invalid_envelopes_max,

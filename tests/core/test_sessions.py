@@ -564,58 +564,6 @@ def test_a_restored_copy_holds_its_writes_until_it_has_caught_up_with_its_own_lo
     assert restored.claims_digest() == net.cores["b"].claims_digest()
 
 
-def _full_mesh(mesh: MeshFixture, count: int) -> FakeNetwork:
-    net = _net(mesh, count)
-    for i in range(count):
-        for j in range(i + 1, count):
-            net.connect(f"n{i}", f"n{j}")
-    net.settle()
-    return net
-
-
-def _push_only_round(net: FakeNetwork, name: str, token: int, mesh: MeshFixture) -> None:
-    """One write, delivered by push alone (no timer fires, no anti-entropy round starts)."""
-    net.write(name, token, [mesh.claim(mesh.writers[0], f"t{token}", token)])
-    net.settle()
-
-
-def test_eager_push_prunes_itself_to_a_tree() -> None:
-    """A full mesh floods the first envelopes; each duplicate push prunes its link, so later
-    envelopes reach every node exactly once, by push alone."""
-    mesh = MeshFixture("sessions", nodes=5)
-    net = _full_mesh(mesh, 5)
-    rng = random.Random(3)
-    for token in range(1, 11):
-        _push_only_round(net, f"n{rng.randrange(5)}", token, mesh)
-    before = sum(c.stats.duplicates for c in net.cores.values())
-    assert before > 0  # the flood happened, and pruned
-    for token in range(11, 31):
-        _push_only_round(net, f"n{rng.randrange(5)}", token, mesh)
-    assert sum(c.stats.duplicates for c in net.cores.values()) == before
-    assert len({c.claims_digest() for c in net.cores.values()}) == 1
-    assert all(len(c.admission.records) == 30 for c in net.cores.values())
-    eager = sum(s.eager for c in net.cores.values() for s in c.sessions.values())
-    assert eager < 2 * 10  # fewer eager link ends than the 10 links of the full mesh have
-
-
-def test_losing_an_eager_link_grafts_the_others_and_push_still_reaches_everyone() -> None:
-    mesh = MeshFixture("sessions", nodes=5)
-    net = _full_mesh(mesh, 5)
-    for token in range(1, 11):
-        _push_only_round(net, f"n{token % 5}", token, mesh)
-    # Cut every eager link of n0: the tree loses its paths through n0 at once.
-    n0 = net.cores["n0"]
-    for peer in sorted(p for p, s in n0.sessions.items() if s.eager):
-        net.partition("n0", peer)
-    net.settle()
-    grafts = sum(c.stats.grafts for c in net.cores.values())
-    assert grafts > 0
-    for token in range(11, 21):
-        _push_only_round(net, f"n{1 + token % 4}", token, mesh)
-    records = {name: len(c.admission.records) for name, c in net.cores.items()}
-    assert all(records[f"n{i}"] == 20 for i in range(1, 5)), records
-
-
 def test_a_cancelled_write_is_never_committed() -> None:
     mesh = MeshFixture("sessions", nodes=2)
     core = MeshCore(

@@ -177,7 +177,11 @@ def test_every_signal_counts_exactly_what_happened(
     for kind in kinds:
         sent = one(later, "memmesh_gossip_messages_total", kind=kind, direction="out")
         got = one(other, "memmesh_gossip_messages_total", kind=kind, direction="in")
-        assert 0 < got <= sent or (got == 0 and kind in ("Shuffle", "IHave", "Bye")), kind
+        assert got <= sent, kind
+        # Any frame can be lost with a duplicate session closed before the peer reads it (the
+        # two nodes dial each other at once); these kinds go on the session that stays too.
+        if kind in ("Hello", "Auth", "Frontier", "Envelopes"):
+            assert got > 0, kind
         assert one(later, "memmesh_gossip_bytes_total", kind=kind, direction="out") >= sent
 
 

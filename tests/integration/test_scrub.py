@@ -187,8 +187,14 @@ def test_a_node_with_a_damaged_store_starts_refetches_and_serves_nothing_damaged
         for i in range(30):
             api = keeper["api"] if i % 2 else victim["api"]
             call(api, "/v1/store/items", "PUT", {"namespace": "s", "key": f"k{i}", "value": i})
-        digest = call(keeper["api"], "/v1/state")["claims_digest"]
-        wait_until(lambda: call(victim["api"], "/v1/state")["claims_digest"] == digest, 20, "sync")
+
+        # Both wrote: wait until they agree (reading the keeper's digest once could miss the
+        # victim's last writes, still on their way to it).
+        def digests() -> tuple[str, str]:
+            return tuple(call(n["api"], "/v1/state")["claims_digest"] for n in (keeper, victim))
+
+        wait_until(lambda: len(set(digests())) == 1, 20, "sync")
+        digest = digests()[0]
         quarantined = 0
         for trial in range(scaled(4)):
             pid = _pid_of(data_dir)
@@ -201,14 +207,23 @@ def test_a_node_with_a_damaged_store_starts_refetches_and_serves_nothing_damaged
                     _, head = heads[rng.randrange(len(heads))]
                     raw = store.get_envelope(head.id)
                 assert raw is not None
-                offset = mdb.read_bytes().find(raw) + len(raw) // 2
+                # Every copy: LMDB copies pages on write, so stale copies of the record can sit
+                # in free pages before the live one.
+                data = mdb.read_bytes()
+                offsets, at = [], data.find(raw)
+                while at >= 0:
+                    offsets.append(at + len(raw) // 2)
+                    at = data.find(raw, at + 1)
+                assert offsets
             else:  # anywhere in the file: records, LMDB's own pages, or free space
-                offset = rng.randrange(mdb.stat().st_size)
+                offsets = [rng.randrange(mdb.stat().st_size)]
+            bit = 1 << rng.randrange(8)
             with mdb.open("r+b") as f:
-                f.seek(offset)
-                byte = f.read(1)[0]
-                f.seek(offset)
-                f.write(bytes([byte ^ (1 << rng.randrange(8))]))
+                for offset in offsets:
+                    f.seek(offset)
+                    byte = f.read(1)[0]
+                    f.seek(offset)
+                    f.write(bytes([byte ^ bit]))
             _restart(directory, data_dir)
             quarantine = data_dir / "quarantine"
             found = len(list(quarantine.iterdir())) if quarantine.exists() else 0
@@ -216,7 +231,7 @@ def test_a_node_with_a_damaged_store_starts_refetches_and_serves_nothing_damaged
             quarantined = found
             # Alive, and back to the keeper's state by sync.
             wait_until(lambda: call(victim["api"], "/v1/state")["claims_digest"] == digest, 30,
-                       f"the victim caught up after a flip at {offset}")  # fmt: skip
+                       f"the victim caught up after a flip at {offsets}")  # fmt: skip
             assert _rejected(keeper["api"]) == 0  # the keeper never got a damaged envelope
         assert quarantined >= 1
     finally:

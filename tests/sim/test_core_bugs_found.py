@@ -83,9 +83,13 @@ def test_requests_queued_on_a_closed_session_are_asked_again() -> None:
     net.add("source", source)
     net.add("replica", replica)
     net.connect("replica", "source")
-    # Hello, Auth, then both first frontiers: the replica queues ten range requests, eight
-    # in flight and two waiting; the connection drops before any answer.
-    net.deliver(6)
+    # Hello, Auth, then both first frontiers (and the push tree's first beacon): the replica
+    # queues ten range requests, eight in flight and two waiting; the connection drops before
+    # any answer.
+    for _ in range(8):
+        if any(s.wants for s in replica.sessions.values()):
+            break
+        net.deliver(1)
     assert any(s.wants for s in replica.sessions.values())
     net.cut("replica", "source")
     net.heal()

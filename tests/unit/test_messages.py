@@ -35,6 +35,7 @@ from memmesh.core.messages import (
     RECORDS_PER_MESSAGE_MAX,
     VERSIONS_MAX,
     Auth,
+    Beacon,
     Bye,
     Envelopes,
     ForkEntry,
@@ -78,6 +79,7 @@ KINDS: dict[str, type[Any]] = {
         Graft,
         Shuffle,
         IHave,
+        Beacon,
     )
 }
 TAGS = {name: cls.__struct_config__.tag for name, cls in KINDS.items()}
@@ -178,6 +180,13 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "Prune": st.just(Prune()),
     "Graft": st.just(Graft()),
     "IHave": st.builds(IHave, st.lists(ids, min_size=1, max_size=IDS_PER_MESSAGE_MAX)),
+    "Beacon": st.builds(
+        Beacon,
+        ids,
+        st.integers(1, (1 << 63) - 1),
+        st.integers(0, 255),
+        st.binary(min_size=64, max_size=64),
+    ),
     "Shuffle": st.builds(
         Shuffle,
         st.lists(
@@ -249,6 +258,7 @@ def test_the_tags_are_those_of_the_document() -> None:
         "Graft": 10,
         "Shuffle": 11,
         "IHave": 12,
+        "Beacon": 13,
     }
     assert set(KINDS.values()) == set(typing.get_args(Message))  # none left out here
 
@@ -458,6 +468,7 @@ EVERY_KIND: list[Message] = [
     Graft(),
     SHUFFLE,
     IHave([ID1, ID2]),
+    Beacon(NODE, 7, 2, SIGNATURE),
 ]
 
 BAD_FRAMES: dict[str, bytes] = {
@@ -471,7 +482,11 @@ BAD_FRAMES: dict[str, bytes] = {
     "only-the-tag": _pack([1]),
     "invalid-opcode": b"\xc1",
     "tag-0": _replaced(HELLO, (0,), 0),
-    "tag-13": _replaced(HELLO, (0,), 13),
+    "tag-14": _replaced(HELLO, (0,), 14),
+    "beacon-seq-0": _pack([13, NODE, 0, 0, SIGNATURE]),
+    "beacon-hops-256": _pack([13, NODE, 1, 256, SIGNATURE]),
+    "beacon-short-signature": _pack([13, NODE, 1, 0, SIGNATURE[:63]]),
+    "beacon-root-31": _pack([13, NODE[:31], 1, 0, SIGNATURE]),
     "ihave-empty": _pack([12, []]),
     "ihave-257": _pack([12, [ID1] * (IDS_PER_MESSAGE_MAX + 1)]),
     "ihave-id-31": _pack([12, [ID1[:31]]]),
@@ -806,11 +821,12 @@ VECTORS = _message_vectors()
 
 def test_section_13_has_the_vectors_it_describes() -> None:
     names = [v["name"] for v in VECTORS]
-    assert names == ["hello", "auth", "get-range", "push"]
+    assert names == ["hello", "auth", "get-range", "push", "beacon"]
     by_name = {v["name"]: _documented_message(v) for v in VECTORS}
     assert by_name["hello"] == Hello([1], b"\x11" * 32, b"\x22" * 32, b"\x33" * 32, [])
     assert by_name["auth"] == Auth(b"\x44" * 64)
     assert by_name["push"] == Envelopes(0, [b"\x01\x02\x03"], False)
+    assert by_name["beacon"] == Beacon(b"\x22" * 32, 7, 2, b"\x44" * 64)
     assert isinstance(by_name["get-range"], GetRange)
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "IDS_PER_MESSAGE_MAX",
     "PROTOCOL_VERSION",
     "Auth",
+    "Beacon",
     "Bye",
     "Envelopes",
     "ForkEntry",
@@ -200,13 +201,13 @@ class Bye(_Message, tag=7, frozen=True):
 
 
 class Prune(_Message, tag=9, frozen=True):
-    """Stop pushing new envelopes to the sender eagerly: they reach it by another path (it
-    received one from us again). Anti-entropy still runs between the two."""
+    """The sender is no longer the receiver's child in the push tree (it chose another parent):
+    stop pushing new envelopes to it, announce them instead. Anti-entropy still runs."""
 
 
 class Graft(_Message, tag=10, frozen=True):
-    """Push new envelopes to the sender eagerly again: the tree missed it (a fetch brought it
-    something new from us) or one of its eager links closed."""
+    """The sender chose the receiver as its parent in the push tree: push new envelopes to
+    it at once."""
 
 
 class Shuffle(_Message, tag=11, frozen=True):
@@ -225,6 +226,17 @@ class IHave(_Message, tag=12, frozen=True):
     ids: Annotated[list[Id32], msgspec.Meta(min_length=1, max_length=IDS_PER_MESSAGE_MAX)]
 
 
+class Beacon(_Message, tag=13, frozen=True):
+    """The push tree's root says it is alive (``memmesh.core.tree``): ``root`` signs ``seq``
+    (increasing) with its node key; ``hops`` is the sender's own distance from the root, which
+    each node sets when it forwards the beacon and which is not signed."""
+
+    root: Id32
+    seq: Annotated[int, msgspec.Meta(ge=1, le=(1 << 63) - 1)]
+    hops: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
 Message: TypeAlias = (
     Hello
     | Frontier
@@ -238,6 +250,7 @@ Message: TypeAlias = (
     | Graft
     | Shuffle
     | IHave
+    | Beacon
 )
 
 _encoder = msgspec.msgpack.Encoder()

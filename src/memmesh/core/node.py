@@ -19,10 +19,11 @@ class and carry out its effects in order.
 Every ``GetRange``/``GetIds`` is answered by exactly one ``Envelopes`` page (a prefix that fits
 one frame; ``more`` when cut) and the asker pulls the next page, so a large catch-up is flow
 controlled by the side that has to verify it. New envelopes are pushed eagerly
-(``Envelopes(req=0)``) to every active session but the one they came from. Heads are compared by
-id as well as seq, so a peer holding the other branch of an equivocation is asked for it and the
-fork becomes evidence on both sides; the lowest fork of every log travels in the frontier, so a
-replica that holds one branch learns of the other.
+(``Envelopes(req=0)``) along the push tree (:mod:`memmesh.core.tree`: one tree rooted at the
+node of lowest rank, kept by signed beacons) and announced (``IHave``) on every other link.
+Heads are compared by id as well as seq, so a peer holding the other branch of an equivocation
+is asked for it and the fork becomes evidence on both sides; the lowest fork of every log
+travels in the frontier, so a replica that holds one branch learns of the other.
 
 **Persist and Flush.** Envelopes received and local writes are staged, and the core emits
 ``Persist``; the caller feeds ``Flush`` once it has fed the inputs that were ready, and the core
@@ -77,6 +78,7 @@ from .messages import (
     IDS_PER_MESSAGE_MAX,
     PROTOCOL_VERSION,
     Auth,
+    Beacon,
     Bye,
     Envelopes,
     ForkEntry,
@@ -97,6 +99,7 @@ from .messages import (
 )
 from .peers import PassiveView, sign_record
 from .sessions import FetchIds, FetchRange, InFlight, Rng, Session, SessionState, SyncLimits
+from .tree import PushTree
 
 __all__ = ["MeshCore", "SyncStats"]
 
@@ -142,11 +145,17 @@ class SyncStats:
     pushes: int = 0
     """Push messages sent (one per eager link per flush that made something new)."""
     prunes: int = 0
+    """``Prune`` messages sent: this node left a parent in the push tree."""
     bans: int = 0
     waiting_dropped: int = 0
     """Envelopes given up on after ``causal_wait_max_ms`` without their causal past."""
     """Peers disconnected and banned for sending too many invalid envelopes."""
     grafts: int = 0
+    """``Graft`` messages sent: this node chose a (new) parent in the push tree."""
+    beacons_sent: int = 0
+    """Beacons this node signed as the push tree's root."""
+    beacons_refused: int = 0
+    """Beacons whose signature did not verify or whose root is not a node member."""
     shuffles: int = 0
     """Shuffles this node started (periodic ones; a new session's records are not counted)."""
     view_refusals: int = 0
@@ -182,8 +191,8 @@ class _Dialling:
 
 @dataclass(slots=True)
 class _Staged:
-    remote: list[tuple[str, bytes, bool]] = field(default_factory=list)
-    """(peer, envelope bytes, whether it came by eager push)."""
+    remote: list[tuple[str, bytes]] = field(default_factory=list)
+    """(peer, envelope bytes)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
 
@@ -259,6 +268,9 @@ class MeshCore:
         self.last_in_sync_ms: int | None = None
         """When an anti-entropy round last ended with nothing to fetch from either side."""
         self._rotation_due_ms: int | None = None
+        self.tree = PushTree(self.mesh_id, self.node)
+        self._beacon_due_ms: int | None = None
+        """As the push tree's root: when to sign the next beacon."""
 
     # -- the public surface -------------------------------------------------------------------
 
@@ -316,7 +328,12 @@ class MeshCore:
             deadlines.extend(r.deadline_ms for r in session.requests.values())
         deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
         deadlines.extend(self._not_before.values())
-        deadlines.extend(due for due, _ in self._announced.values())
+        if self._announced:  # dues only grow with insertion, so the oldest entry is due first
+            deadlines.append(next(iter(self._announced.values()))[0])
+        if self.tree.is_root and self._beacon_due_ms is not None:
+            deadlines.append(self._beacon_due_ms)
+        elif self.tree.root is not None:
+            deadlines.append(self.tree.heard_ms + self.limits.root_timeout_ms)
         if self._waiting_since:
             deadlines.append(min(self._waiting_since.values()) + self.limits.causal_wait_max_ms)
         return min(deadlines, default=None)
@@ -516,6 +533,7 @@ class MeshCore:
         if self._rotation_due_ms is None and self.limits.view_rotation_interval_ms:
             self._rotation_due_ms = self._now + self.limits.view_rotation_interval_ms
         self._start_round(session)  # a new session syncs at once
+        self._tree_joined(session)
         sample = self._shuffle_sample()
         if sample:
             self._send(session, Shuffle(sample, False))
@@ -601,14 +619,14 @@ class MeshCore:
 
     def _end_session(self, session: Session) -> None:
         """What a closing session leaves behind: its requests (released for others to ask
-        again), its open round, and, if it was an eager link, a hole in the push tree."""
-        if session.activated and session.eager:
-            # An eager link is gone: graft every other link; duplicates prune it back to a tree.
+        again), its open round, and its place in the push tree."""
+        if session.activated:
             session.activated = False
-            for other in self._active():
-                if other is not session:
-                    self._graft(other.peer)
-        session.activated = False
+            before = self.tree.distance()
+            self.tree.forget(session.peer)
+            self._reparent()  # a lost parent is replaced by the next best peer, if any
+            if self.tree.root is not None and self.tree.distance() != before:
+                self._tell_distance()
         for request in session.requests.values():
             self._release(request.fetch)
         session.requests.clear()
@@ -654,6 +672,7 @@ class MeshCore:
             if expired:
                 self._pump(session)
         self._dial_timers()
+        self._tree_timers()
         self._announced_timers()
         self._expire_waiting()
         self._fill_view()
@@ -791,7 +810,7 @@ class MeshCore:
         """Drop one session other than ``keep``: a lazy link if there is one (the push tree does
         not need it), else any; the address waits for room instead of being redialled."""
         others = [s for s in self._active() if s is not keep]
-        pool = [s for s in others if not s.eager] or others
+        pool = [s for s in others if not self.tree.eager(s.peer)] or others
         if not pool:
             return
         victim = pool[self.rng.randrange(len(pool))]
@@ -1002,8 +1021,7 @@ class MeshCore:
             if request is not None:
                 self._release(request.fetch)
                 self._continue(session, request.fetch, message)
-        pushed = message.req == 0
-        self._staged.remote.extend((session.peer, raw, pushed) for raw in message.items)
+        self._staged.remote.extend((session.peer, raw) for raw in message.items)
         self._staged.remote_bytes += sum(len(raw) for raw in message.items)
         self.stats.envelopes_received += len(message.items)
         if message.items:
@@ -1053,7 +1071,7 @@ class MeshCore:
         self._staged = _Staged(
             remote=rest,
             local=[] if local else staged.local,
-            remote_bytes=sum(len(raw) for _, raw, _ in rest),
+            remote_bytes=sum(len(raw) for _, raw in rest),
         )
         evidence_before = set(self.admission.evidence)
         new: list[tuple[str, bytes]] = []
@@ -1081,9 +1099,9 @@ class MeshCore:
             if member is not None and (member.role is not Role.NODE or member.node_cutoff):
                 self._fail(session, Reason.REVOKED, "this node's membership was revoked")
 
-    def _admit_remote(self, staged: list[tuple[str, bytes, bool]]) -> list[tuple[str, bytes]]:
+    def _admit_remote(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         try:
-            outcomes = self.admission.receive_many([raw for _, raw, _ in staged])
+            outcomes = self.admission.receive_many([raw for _, raw in staged])
         except StorageError:
             # Nothing of the batch was stored; sync fetches those envelopes again.
             return []
@@ -1091,11 +1109,9 @@ class MeshCore:
         new: list[tuple[str, bytes]] = []
         invalid: list[str] = []
         missing_by_peer: dict[str, set[bytes]] = {}
-        for (peer, _, pushed), outcome in zip(staged, outcomes, strict=True):
+        for (peer, _), outcome in zip(staged, outcomes, strict=True):
             if outcome.status is Status.DUPLICATE:
                 self.stats.duplicates += 1
-                if pushed:
-                    self._prune(peer)
             elif outcome.status is Status.REJECTED:
                 self._rejected(peer, outcome)
                 if outcome.reason not in _NOT_THE_SENDERS_FAULT:
@@ -1107,19 +1123,15 @@ class MeshCore:
             for late in outcome.released_rejected:  # waited for its past, then refused
                 self._rejected(peer, late)
             if outcome.admitted:
-                new += self._integrated(peer, pushed, outcome.admitted)
+                new += self._integrated(peer, outcome.admitted)
         for peer in invalid:
             self._count_invalid(peer)
         self._ask_missing(missing_by_peer)
         return new
 
-    def _integrated(
-        self, peer: str, pushed: bool, admitted: tuple[bytes, ...]
-    ) -> list[tuple[str, bytes]]:
-        """What a peer's envelope brought in (itself and what it released): clock, notices,
-        and the push tree."""
-        if not pushed:
-            self._graft(peer)  # fetched news: the push tree did not bring it
+    def _integrated(self, peer: str, admitted: tuple[bytes, ...]) -> list[tuple[str, bytes]]:
+        """What a peer's envelope brought in (itself and what it released): clock and
+        notices."""
         for env_id in admitted:
             self._waiting_since.pop(env_id, None)
             self.clock.observe(self.admission.records[env_id].envelope.hlc, self._now)
@@ -1212,23 +1224,148 @@ class MeshCore:
             f"{session.invalid} invalid envelopes; banned for {length // 1000} s",
         )
 
-    def _prune(self, peer: str) -> None:
-        """A push we already had: this link duplicates another path of the tree."""
-        session = self.sessions.get(peer)
-        if session is not None and session.state is SessionState.ACTIVE and session.eager:
-            session.eager = False
-            self.stats.prunes += 1
-            self._send(session, Prune())
+    # -- the push tree (memmesh.core.tree) -----------------------------------------------------
 
-    def _graft(self, peer: str) -> None:
-        session = self.sessions.get(peer)
-        if session is not None and session.state is SessionState.ACTIVE and not session.eager:
-            session.eager = True
+    def _tree_joined(self, session: Session) -> None:
+        """A new active session: tell it where this node stands in the tree, and claim the
+        root if this node may now."""
+        tree = self.tree
+        if tree.root is not None and tree.distance() is not None:
+            self._send(session, self._beacon_of(tree.advertised()))
+        self._tree_timers()
+
+    def _beacon_of(self, hops: int) -> Beacon:
+        tree = self.tree
+        assert tree.root is not None
+        return Beacon(tree.root, tree.seq, hops, tree.signature)
+
+    def _may_claim(self) -> bool:
+        """No better root is known, no active peer ranks lower (so only local minima beacon),
+        and this node is a node member with at least one peer."""
+        tree = self.tree
+        active = self._active()
+        return (
+            bool(active)
+            and (tree.is_root or tree.outranks(self.node, tree.root))
+            and not any(s.node is not None and tree.outranks(s.node, self.node) for s in active)
+            and self._is_node_member(self.node)
+        )
+
+    def _tree_timers(self) -> None:
+        tree, now = self.tree, self._now
+        if tree.is_root:
+            if not self._may_claim():
+                # A lower-ranked peer arrived (or this node was revoked): stop and let it claim.
+                tree.lose_root()
+                self._beacon_due_ms = None
+            elif self._beacon_due_ms is not None and self._beacon_due_ms <= now:
+                self._beacon()
+        elif tree.root is not None and tree.heard_ms + self.limits.root_timeout_ms <= now:
+            old = tree.parent
+            tree.lose_root()
+            self._left_parent(old)
+        if tree.root is None and self._may_claim():
+            self._beacon()
+
+    def _beacon(self) -> None:
+        self.tree.claim(self.node_key, self._now)
+        self._beacon_due_ms = self._now + self.limits.beacon_interval_ms
+        self.stats.beacons_sent += 1
+        for session in self._active():
+            self._send(session, self._beacon_of(0))
+
+    def _beacon_news(self, message: Beacon) -> bool | None:
+        """True for a beacon to check and adopt (a new seq of the root followed, or a better
+        root), False for a copy of the seq held (only the sender's distance is news), None
+        for one to ignore."""
+        tree = self.tree
+        if message.root == self.node:
+            return None
+        if message.root != tree.root:
+            return True if tree.outranks(message.root, tree.root) else None  # worse: ignored
+        if message.seq > tree.seq:
+            return True
+        if message.seq == tree.seq and message.signature == tree.signature:
+            return False
+        return None  # stale, or another signature over a seq already held
+
+    def _on_beacon(self, session: Session, message: Beacon) -> None:
+        tree = self.tree
+        fresh = self._beacon_news(message)
+        if fresh is None:
+            return
+        before = tree.distance()
+        if fresh:
+            if not self._is_node_member(message.root) or not tree.verify(
+                message.root, message.seq, message.signature
+            ):
+                self.stats.beacons_refused += 1
+                return
+            if tree.is_root:
+                self._beacon_due_ms = None
+            old = tree.parent
+            tree.adopt(message.root, message.seq, message.signature, self._now)
+            if tree.parent is None:
+                self._left_parent(old)  # a new root: the tree starts over
+        tree.hops[session.peer] = message.hops
+        self._reparent()
+        after = tree.distance()
+        if fresh and after is not None:  # pass the new seq on, with this node's distance
+            for other in self._active():
+                if other is not session:
+                    self._send(other, self._beacon_of(after))
+        elif not fresh and after != before:
+            self._tell_distance()
+
+    def _tell_distance(self) -> None:
+        """A triggered update: this node's distance changed, so every peer hears it now (with
+        255 when it has no path left, which moves its children elsewhere)."""
+        hops = self.tree.advertised()
+        for session in self._active():
+            self._send(session, self._beacon_of(hops))
+
+    def _reparent(self) -> None:
+        """Follow the best parent (:meth:`PushTree.best_parent`; the current one keeps ties),
+        and tell the old parent and the new."""
+        tree = self.tree
+        if tree.root is None or tree.is_root:
+            return
+        active = [(s.peer, s.node) for s in self._active() if s.node is not None]
+        best = tree.best_parent(active)
+        current = tree.parent
+        if best == current:
+            return
+        tree.parent = best
+        if best is not None:
             self.stats.grafts += 1
-            self._send(session, Graft())
+            self._send_to(best, Graft())
+        self._left_parent(current)
+
+    def _left_parent(self, peer: str | None) -> None:
+        """Tell a parent this node left that it is no longer its child, and how far this node
+        now is from the root (it may become that peer's parent in turn)."""
+        tree = self.tree
+        if peer is None or peer == tree.parent:
+            return
+        # The distance first: the old parent reconsiders its own parent when this Prune comes,
+        # and must not pick this node on a distance from before the change.
+        if tree.root is not None and not tree.is_root:
+            self._send_to(peer, self._beacon_of(tree.advertised()))
+        if self._send_to(peer, Prune()):
+            self.stats.prunes += 1
+
+    def _send_to(self, peer: str, message: Message) -> bool:
+        session = self.sessions.get(peer)
+        if session is None or session.state is not SessionState.ACTIVE:
+            return False
+        self._send(session, message)
+        return True
 
     def _on_ihave(self, session: Session, message: IHave) -> None:
-        due = self._now + self.limits.ihave_wait_ms
+        # Never earlier than the last one (the caller's clock may step back), so the oldest
+        # entry of ``_announced`` is always the first due (``next_deadline``).
+        last = next(reversed(self._announced.values()))[0] if self._announced else 0
+        due = max(self._now + self.limits.ihave_wait_ms, last)
         records = self.admission.records
         for env_id in message.ids:
             if env_id in records or env_id in self._announced or env_id in self._fetching_ids:
@@ -1238,8 +1375,8 @@ class MeshCore:
             self._announced[env_id] = (due, session.peer)
 
     def _announced_timers(self) -> None:
-        """Announced ids still missing after their wait: graft the announcing link (the push
-        tree has a hole there) and ask it for them."""
+        """Announced ids still missing after their wait: ask the announcing peer for them (the
+        push tree has a hole, which beacons repair)."""
         expired: dict[str, list[bytes]] = {}
         for env_id in sorted(self._announced):
             due, peer = self._announced[env_id]
@@ -1252,17 +1389,20 @@ class MeshCore:
             session = self.sessions.get(peer)
             if session is None or session.state is not SessionState.ACTIVE:
                 continue  # gone: anti-entropy with the others finds it
-            self._graft(peer)
             ids = [i for i in expired[peer] if i not in self._fetching_ids]
             for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)
 
     def _on_prune(self, session: Session, message: Prune) -> None:
-        session.eager = False
+        self.tree.children.discard(session.peer)
+        before = self.tree.distance()
+        self._reparent()  # a former child may be a path to the root now
+        if self.tree.distance() != before:
+            self._tell_distance()
 
     def _on_graft(self, session: Session, message: Graft) -> None:
-        session.eager = True
+        self.tree.children.add(session.peer)
 
     def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
         """Eager push along the tree: every eager session gets what it did not bring, paged by
@@ -1271,7 +1411,7 @@ class MeshCore:
         node still receives each envelope about once."""
         for session in self._active():
             ids = [env_id for peer, env_id in new if peer != session.peer]
-            if not session.eager:
+            if not self.tree.eager(session.peer):
                 for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
                     self._send(session, IHave(ids[start : start + IDS_PER_MESSAGE_MAX]))
                 continue
@@ -1317,6 +1457,7 @@ _TABLE: dict[tuple[SessionState, type[Message]], _Handler] = {
     (SessionState.ACTIVE, Graft): MeshCore._on_graft,
     (SessionState.ACTIVE, Shuffle): MeshCore._on_shuffle,
     (SessionState.ACTIVE, IHave): MeshCore._on_ihave,
+    (SessionState.ACTIVE, Beacon): MeshCore._on_beacon,
 }
 """Which message each session state accepts, and its handler. Anything else is a protocol
 error on the peer's side: ``Bye(unexpected_message)`` and disconnect (``MeshCore._fail``)."""

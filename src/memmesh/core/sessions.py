@@ -80,6 +80,10 @@ class SyncLimits:
     discover_peers: bool = True
     """Dial peers learned from shuffled records; False keeps the node to the addresses it was
     given (a fixed topology, or peers whose advertised addresses it cannot reach)."""
+    beacon_interval_ms: int = 1_000
+    """How often the push tree's root signs a beacon (``memmesh.core.tree``)."""
+    root_timeout_ms: int = 3_500
+    """A root not heard for this long is dropped, and the next claim takes over."""
     ihave_wait_ms: int = 300
     """How long an id announced by ``IHave`` may take to arrive by push before the announcing
     link is grafted and the envelope asked for."""
@@ -121,6 +125,8 @@ class SyncLimits:
             "shuffle_interval_ms",
             "shuffle_records_max",
             "ihave_wait_ms",
+            "beacon_interval_ms",
+            "root_timeout_ms",
             "announced_ids_max",
             "causal_wait_max_ms",
             "invalid_envelopes_max",
@@ -184,9 +190,6 @@ class Session:
     peer_tips: list[bytes] = field(default_factory=list)
     in_sync: bool = False
     """The peer's last answer was ``NothingToSend`` and we found nothing to ask of it."""
-    eager: bool = True
-    """New envelopes are pushed to this peer at once (a link of the push tree); False once
-    either side pruned the link, until a graft."""
     invalid: int = 0
     """Envelopes from this peer that admission rejected for their own bytes."""
     activated: bool = False

@@ -24,7 +24,8 @@ nothing in particular (``valid``: a valid envelope, live or a duplicate). The ki
   nested types, a second root, trailing bytes, clock gaps, bad varints;
 - ``revoked``: cut off with one honest node by a partition while an admin revokes it (cutoff:
   its seq then) through a node on the other side; it keeps writing, and the partition heals;
-- ``flooder``: valid signed envelopes at a high rate.
+- ``flooder``: valid signed envelopes at a high rate (kept by its own core too, so anyone can
+  fetch one lost on the way).
 
 Each attacker draws from its own generator (``byzantine/<node>``) and acts at times fixed by
 the seed, so a run stays one trace per seed.
@@ -32,6 +33,7 @@ the seed, so a run stays one trace per seed.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +50,7 @@ from ..envelope import (
     envelope_id,
     seal,
 )
+from ..errors import StorageError
 from ..ids import ZERO_ID, tagged_hash
 from ..membership import make_genesis
 from ..merkle import merkle_root
@@ -488,7 +491,15 @@ class Attacker:
         self._send(sessions, [self._valid(expect)], "valid" if self.cutoff is None else "revoked")
 
     def _flooder(self, sessions: list[str]) -> None:
-        self._send(sessions, [self._valid()], "flood")
+        raw = self._valid()
+        # Its own core keeps the log too, as a member that wants its spam taken would: else an
+        # envelope lost on every link it went out on could be fetched from nobody, and the rest
+        # of the log would wait behind it for good.
+        core = self.node.core
+        assert core is not None
+        with contextlib.suppress(StorageError):
+            core.admission.receive_many([raw])
+        self._send(sessions, [raw], "flood")
 
     # -- the revoked node's partition and revocation ------------------------------------------
 

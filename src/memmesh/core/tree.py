@@ -1,0 +1,172 @@
+"""The push tree: one spanning tree for every writer's envelopes, rooted at the lowest rank.
+
+New envelopes are pushed along the edges of one tree and announced (``IHave``) on every other
+link; anti-entropy repairs whatever a push missed. This module keeps the tree's state for one
+node; :class:`~memmesh.core.node.MeshCore` sends the messages. Why a rooted tree rather than
+trees built from duplicate pushes (Plumtree) is decision 24 in ``docs/decisions.md``: in short,
+a tree pruned by the duplicates of many concurrent writers falls apart (two nodes on one cycle
+prune two of its links at once), and one tree per writer floods every writer's first envelopes.
+
+**Rank.** Each node key has a rank, ``tagged_hash("memmesh/tree-rank/v1", mesh id | key)``;
+lower ranks come first. Nothing about a key's rank can be chosen without choosing the key.
+
+**The root** is the node of lowest rank whose beacon is still heard. A node claims the root
+when it knows of no better one and none of its active peers ranks lower: so only local minima
+ever beacon, and the lowest-ranked node of each connected part of the mesh always does. The root
+signs a ``Beacon(root, seq, hops=0)`` every ``beacon_interval_ms``; every node forwards the
+first copy of each new seq to all its other active peers, with ``hops`` set to its own distance
+from the root. A better root's beacon replaces a worse one at once; a root not heard for
+``root_timeout_ms`` is dropped, and the next claim takes over.
+
+**Parent and children.** A node's parent is the active peer that reported the fewest hops in the
+current root's beacons (ties: the current parent, then the lower rank), so the tree is a
+breadth-first tree from the root and its depth is the root's distance to the farthest node. A
+node sends ``Graft`` to a new parent and ``Prune`` to the parent it leaves, so every node knows
+its children. As in any distance-vector scheme, stale distances could make loops; three rules
+keep them out: a node's children are never its parent candidates (poisoned reverse), a node
+whose distance changes tells every peer at once (a beacon of the same seq with the new hops, or
+255 when it has no path left), and a distance of ``HOPS_MAX`` or more is no path at all.
+
+**Eager links.** A link is eager (envelopes are pushed on it) when it joins a node to its
+parent or to one of its children. Until a node has both a root and a parent (a fresh start, a
+lost root, a lost parent with no other peer heard from), every link is eager: flooding, which
+is never wrong, only costly.
+"""
+
+from __future__ import annotations
+
+from ..crypto import SigningKey, verify
+from ..ids import tagged_hash
+
+__all__ = ["BEACON_DOMAIN", "HOPS_MAX", "UNREACHABLE", "PushTree", "beacon_message", "rank"]
+
+BEACON_DOMAIN = b"memmesh/beacon/v1\x00"
+HOPS_MAX = 32
+"""A peer that reports this many hops or more cannot be a parent: "no path to the root" (sent as
+255 by a node that lost its own), and a bound on how far a stale distance can count up in a
+loop of parents before it is dropped; far beyond the depth of any tree of a real mesh."""
+UNREACHABLE = 255
+
+
+def rank(mesh_id: bytes, node: bytes) -> bytes:
+    return tagged_hash(b"memmesh/tree-rank/v1", mesh_id + node)
+
+
+def beacon_message(mesh_id: bytes, root: bytes, seq: int) -> bytes:
+    """What a beacon's signature covers: ``mesh id | root | seq u64`` (big-endian). The hop
+    count is not signed: each node sets it when it forwards the beacon."""
+    return mesh_id + root + seq.to_bytes(8, "big")
+
+
+class PushTree:
+    """One node's view of the push tree. Pure state: no messages, no clock of its own."""
+
+    def __init__(self, mesh_id: bytes, node: bytes) -> None:
+        self.mesh_id = mesh_id
+        self.node = node
+        self.own_rank = rank(mesh_id, node)
+        self.root: bytes | None = None
+        self.root_rank: bytes | None = None
+        self.seq = 0
+        """The newest seq of the root's beacons this node has seen (or sent, as the root)."""
+        self.signature = b""
+        """The root's signature over that seq, forwarded with it."""
+        self.heard_ms = 0
+        """When that seq arrived."""
+        self.hops: dict[str, int] = {}
+        """Peer -> the hops it reported in the current root's latest beacon it sent us."""
+        self.parent: str | None = None
+        self.children: set[str] = set()
+        """Peers that chose this node as their parent (they sent ``Graft``)."""
+        self._ranks: dict[bytes, bytes] = {}
+
+    # -- questions ----------------------------------------------------------------------------
+
+    def rank_of(self, node: bytes) -> bytes:
+        found = self._ranks.get(node)
+        if found is None:
+            if len(self._ranks) >= 1 << 16:  # a bound on a cache of derived values
+                self._ranks.clear()
+            found = self._ranks[node] = rank(self.mesh_id, node)
+        return found
+
+    @property
+    def is_root(self) -> bool:
+        return self.root == self.node
+
+    @property
+    def settled(self) -> bool:
+        """A root is known and this node is joined to it: the root itself, or with a parent."""
+        return self.root is not None and (self.is_root or self.parent is not None)
+
+    def eager(self, peer: str) -> bool:
+        """Whether new envelopes go to ``peer`` at once (else it gets their ids)."""
+        return not self.settled or peer == self.parent or peer in self.children
+
+    def distance(self) -> int | None:
+        """This node's hops from the root, as it tells its peers; None without a path."""
+        if self.is_root:
+            return 0
+        if self.parent is None:
+            return None
+        return self.hops[self.parent] + 1
+
+    def advertised(self) -> int:
+        distance = self.distance()
+        return UNREACHABLE if distance is None else distance
+
+    def outranks(self, node: bytes, other: bytes | None) -> bool:
+        """``node`` would be a better root than ``other`` (anyone beats no root)."""
+        return other is None or self.rank_of(node) < self.rank_of(other)
+
+    def best_parent(self, active: list[tuple[str, bytes]]) -> str | None:
+        """Among active (peer, node key) pairs that reported a path to the current root and
+        are not this node's children: the fewest hops, then the current parent, then the lowest
+        rank. Never decided by dict or set order."""
+        heard = [
+            (p, n)
+            for p, n in active
+            if self.hops.get(p, HOPS_MAX) < HOPS_MAX - 1 and p not in self.children
+        ]
+        if not heard:
+            return None
+        peer, _ = min(
+            heard, key=lambda pn: (self.hops[pn[0]], pn[0] != self.parent, self.rank_of(pn[1]))
+        )
+        return peer
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def adopt(self, root: bytes, seq: int, signature: bytes, now_ms: int) -> None:
+        """A new beacon seq, from the current root or a better one."""
+        if root != self.root:
+            self.root, self.root_rank = root, self.rank_of(root)
+            self.hops.clear()
+            self.parent = None
+        self.seq, self.signature, self.heard_ms = seq, signature, now_ms
+
+    def claim(self, key: SigningKey, now_ms: int) -> None:
+        """Become the root, or as the root, sign the next beacon."""
+        if not self.is_root:
+            self.root, self.root_rank = self.node, self.own_rank
+            self.hops.clear()
+            self.parent = None
+            self.seq = 0
+        self.seq = max(self.seq + 1, now_ms)
+        self.signature = key.sign(BEACON_DOMAIN, beacon_message(self.mesh_id, self.node, self.seq))
+        self.heard_ms = now_ms
+
+    def lose_root(self) -> None:
+        self.root = self.root_rank = None
+        self.seq, self.signature = 0, b""
+        self.hops.clear()
+        self.parent = None
+
+    def forget(self, peer: str) -> None:
+        self.hops.pop(peer, None)
+        self.children.discard(peer)
+        if self.parent == peer:
+            self.parent = None
+
+    def verify(self, root: bytes, seq: int, signature: bytes) -> bool:
+        return verify(root, BEACON_DOMAIN, beacon_message(self.mesh_id, root, seq), signature)

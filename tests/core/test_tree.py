@@ -1,0 +1,192 @@
+"""The push tree (``memmesh.core.tree``) on cores joined by fake links: one tree rooted at the
+lowest rank, breadth first, kept by signed beacons, repaired when a parent or the root goes."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from memmesh.core import MeshCore
+from memmesh.core.messages import Beacon, encode_message
+from memmesh.core.tree import BEACON_DOMAIN, beacon_message, rank
+from memmesh.crypto import SigningKey
+from memmesh.store import MemoryStore
+from memmesh.testing import FakeNetwork, MeshFixture
+
+
+def _net(mesh: MeshFixture, count: int, edges: list[tuple[int, int]]) -> FakeNetwork:
+    net = FakeNetwork(random.Random(0))
+    for i in range(count):
+        net.add(f"n{i}", MeshCore(mesh.nodes[i], mesh.genesis, MemoryStore(), random.Random(i)))
+    for a, b in edges:
+        net.connect(f"n{a}", f"n{b}")
+    net.settle()
+    return net
+
+
+def _full(count: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(count) for j in range(i + 1, count)]
+
+
+def _lowest(mesh: MeshFixture, names: list[str]) -> str:
+    return min(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
+
+
+def _write(net: FakeNetwork, mesh: MeshFixture, name: str, token: int) -> None:
+    """One write delivered by push alone: no timer fires, so no anti-entropy round starts."""
+    net.write(name, token, [mesh.claim(mesh.writers[0], f"t{token}", token)])
+    net.settle()
+
+
+def _check_tree(net: FakeNetwork, root: str) -> dict[str, int]:
+    """Every core follows ``root``; parents and children agree; the parent links form one
+    tree; each node's depth in it is its breadth-first distance over the live links."""
+    cores = net.cores
+    for name, core in cores.items():
+        assert core.tree.root == cores[root].node, name
+    depth: dict[str, int] = {root: 0}
+    for name, core in sorted(cores.items()):
+        if name == root:
+            assert core.tree.parent is None
+            continue
+        parent = core.tree.parent
+        assert parent is not None, name
+        assert name in cores[parent].tree.children, (name, parent)
+    for name in sorted(cores):  # every chain of parents ends at the root, without a loop
+        seen, at = [], name
+        while at != root:
+            assert at not in seen, seen
+            seen.append(at)
+            parent = cores[at].tree.parent
+            assert parent is not None
+            at = parent
+        depth[name] = len(seen)
+    links = {(a, b) for a, b in net.links} | {(b, a) for a, b in net.links}
+    bfs, queue = {root: 0}, deque([root])
+    while queue:
+        at = queue.popleft()
+        for a, b in sorted(links):
+            if a == at and b not in bfs:
+                bfs[b] = bfs[at] + 1
+                queue.append(b)
+    assert depth == bfs
+    return depth
+
+
+def test_a_full_mesh_settles_on_a_star_around_the_lowest_rank_and_pushes_once() -> None:
+    mesh = MeshFixture("tree", nodes=6)
+    net = _net(mesh, 6, _full(6))
+    root = _lowest(mesh, sorted(net.cores))
+    depth = _check_tree(net, root)
+    assert max(depth.values()) == 1
+    rng = random.Random(3)
+    for token in range(1, 31):
+        _write(net, mesh, f"n{rng.randrange(6)}", token)
+    assert sum(c.stats.duplicates for c in net.cores.values()) == 0
+    assert all(len(c.admission.records) == 30 for c in net.cores.values())
+    assert len({c.claims_digest() for c in net.cores.values()}) == 1
+
+
+def test_a_line_of_nodes_is_its_own_tree_and_every_writer_reaches_everyone() -> None:
+    mesh = MeshFixture("tree", nodes=6)
+    order = [3, 0, 5, 1, 4, 2]
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    _check_tree(net, _lowest(mesh, sorted(net.cores)))
+    for token in range(1, 13):
+        _write(net, mesh, f"n{token % 6}", token)
+    assert sum(c.stats.duplicates for c in net.cores.values()) == 0
+    assert all(len(c.admission.records) == 12 for c in net.cores.values())
+
+
+def test_a_ring_with_chords_pushes_each_envelope_to_each_node_once() -> None:
+    """Many cycles, many writers at once: the tree never falls apart, so no envelope waits for
+    an announcement's timeout and none arrives twice."""
+    mesh = MeshFixture("tree", nodes=8)
+    edges = [(i, (i + 1) % 8) for i in range(8)] + [(0, 4), (2, 6), (1, 5), (3, 7)]
+    net = _net(mesh, 8, edges)
+    _check_tree(net, _lowest(mesh, sorted(net.cores)))
+    token = 0
+    for _ in range(10):  # every node writes, then all of it spreads at once
+        for i in range(8):
+            token += 1
+            net.write(f"n{i}", token, [mesh.claim(mesh.writers[0], f"t{token}", token)])
+        net.settle()
+    assert sum(c.stats.duplicates for c in net.cores.values()) == 0
+    assert all(len(c.admission.records) == 80 for c in net.cores.values())
+
+
+def test_losing_a_parent_moves_the_node_to_its_next_best_peer() -> None:
+    mesh = MeshFixture("tree", nodes=6)
+    edges = [(i, (i + 1) % 6) for i in range(6)] + [(0, 3)]
+    net = _net(mesh, 6, edges)
+    root = _lowest(mesh, sorted(net.cores))
+    _check_tree(net, root)
+    child = next(n for n, c in sorted(net.cores.items()) if c.tree.parent not in (None,))
+    parent = net.cores[child].tree.parent
+    assert parent is not None
+    grafts = net.cores[child].stats.grafts
+    net.partition(child, parent)
+    net.settle()
+    net.tick(net.cores[root].limits.beacon_interval_ms)  # the next beacon refreshes distances
+    net.settle()
+    assert net.cores[child].stats.grafts > grafts
+    _check_tree(net, root)
+    for token in range(1, 13):
+        _write(net, mesh, f"n{token % 6}", token)
+    assert all(len(c.admission.records) == 12 for c in net.cores.values())
+
+
+def test_a_root_that_goes_away_is_replaced_and_takes_over_again_when_back() -> None:
+    mesh = MeshFixture("tree", nodes=5)
+    net = _net(mesh, 5, _full(5))
+    names = sorted(net.cores)
+    root = _lowest(mesh, names)
+    limits = net.cores[root].limits
+    for other in names:
+        if other != root:
+            net.partition(root, other)
+    net.settle()
+    rest = [n for n in names if n != root]
+    # The others still follow the old root until its beacons stop for root_timeout_ms.
+    assert all(net.cores[n].tree.root == net.cores[root].node for n in rest)
+    for _ in range(limits.root_timeout_ms // limits.beacon_interval_ms + 2):
+        net.tick(limits.beacon_interval_ms)
+        net.settle()
+    second = _lowest(mesh, rest)
+    assert all(net.cores[n].tree.root == net.cores[second].node for n in rest)
+    for token in range(1, 9):
+        _write(net, mesh, rest[token % 4], token)
+    assert all(len(net.cores[n].admission.records) == 8 for n in rest)
+    net.heal()
+    for _ in range(3):  # its peers redial it after their backoff
+        net.tick(limits.dial_backoff_max_ms)
+        net.settle()
+    _check_tree(net, root)
+
+
+def test_beacons_that_do_not_verify_or_come_from_outsiders_change_nothing() -> None:
+    mesh = MeshFixture("tree", nodes=3)
+    net = _net(mesh, 3, _full(3))
+    core = net.cores["n1"]
+    before = (core.tree.root, core.tree.seq, core.tree.parent)
+    # The better root of all: a key nobody admitted, signing its own beacon.
+    outsider = min(
+        (SigningKey(bytes([i]) * 32) for i in range(1, 40)),
+        key=lambda k: rank(mesh.mesh_id, k.public_key),
+    )
+    seq = core.tree.seq + 10
+    signed = outsider.sign(BEACON_DOMAIN, beacon_message(mesh.mesh_id, outsider.public_key, seq))
+    net.inject("n0", "n1", encode_message(Beacon(outsider.public_key, seq, 0, signed)))
+    # The current root's next seq, with a signature over something else.
+    root_key = next(k for k in mesh.nodes if k.public_key == core.tree.root)
+    forged = root_key.sign(BEACON_DOMAIN, beacon_message(mesh.mesh_id, root_key.public_key, 1))
+    net.inject("n0", "n1", encode_message(Beacon(root_key.public_key, seq, 0, forged)))
+    net.settle()
+    assert (core.tree.root, core.tree.seq, core.tree.parent) == before
+    assert core.stats.beacons_refused == 2
+    # A stale seq of the right root is ignored without a check.
+    stale = Beacon(root_key.public_key, 1, 0, forged)
+    net.inject("n0", "n1", encode_message(stale))
+    net.settle()
+    assert (core.tree.root, core.tree.seq) == before[:2]
+    assert core.stats.beacons_refused == 2
