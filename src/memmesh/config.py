@@ -263,6 +263,17 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="Longest wait between dials; at least dial_backoff_initial_ms.",
     )
+    agent_writes_per_s_max: Int = Field(
+        default=0,
+        ge=0,
+        description="Claims a second each agent key may write through this node's API; past "
+        "it (and its burst) writes get 429 rate_limited (0: no quota).",
+    )
+    agent_write_burst: Int = Field(
+        default=200,
+        ge=1,
+        description="Claims an agent may write at once beyond its per-second quota.",
+    )
     commit_batch_window_ms: Int = Field(
         default=2,
         ge=0,

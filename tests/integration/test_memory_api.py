@@ -349,3 +349,33 @@ def test_a_deleted_subject_is_gone_from_namespaces_and_cannot_be_deleted_twice(
     assert again[0] == 404 and again[1]["error"] == "not_found"
     history = call(api, "/v1/store/items/history?namespace=tmp.a&key=k")["entries"]
     assert [e["type"] for e in history].count("retraction") == 1  # no second tombstone
+
+
+def test_an_agent_past_its_write_quota_gets_429_and_nothing_is_written(tmp_path: Path) -> None:
+    directory = tmp_path / "swarm"
+    quota = {"agent_writes_per_s_max": 2, "agent_write_burst": 3}
+    nodes = swarm_up(1, directory, extra_config=quota)["nodes"]
+    try:
+        (a,) = (n["api"] for n in nodes)
+        for i in range(3):  # the burst
+            call(a, "/v1/store/items", "PUT", {"namespace": "q", "key": f"k{i}", "value": i})
+        request = urllib.request.Request(
+            a + "/v1/store/items",
+            data=json.dumps({"namespace": "q", "key": "over", "value": 1}).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=15)
+        assert refused.value.code == 429
+        assert json.loads(refused.value.read())["error"] == "rate_limited"
+        assert refused.value.headers["Retry-After"] == "1"
+        assert status_of(a, "/v1/store/items?namespace=q&key=over")[0] == 404
+        assert _metric(a, "memmesh_writes_rate_limited_total") == 1
+        time.sleep(0.6)  # a token more at 2 a second
+        call(a, "/v1/store/items", "PUT", {"namespace": "q", "key": "over", "value": 1})
+        assert status_of(a, "/v1/store/items?namespace=q&key=over")[0] == 200
+        log = (Path(nodes[0]["data_dir"]) / "node.log").read_text()
+        assert "write quota exceeded" in log
+    finally:
+        swarm_down(directory, grace_s=5)

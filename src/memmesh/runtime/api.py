@@ -298,6 +298,11 @@ class _NodeCollector(Collector):
         )
         yield from _memory_metrics(node)
         yield CounterMetricFamily(
+            "memmesh_writes_rate_limited",
+            "Local writes refused (429) because their agent was past its write quota",
+            value=node.stats.writes_rate_limited,
+        )
+        yield CounterMetricFamily(
             "memmesh_inbound_refused",
             "Inbound connections answered 503: inbound_connections_max were open",
             value=node.stats.inbound_refused,

@@ -65,6 +65,7 @@ from ..store import LmdbStore
 from ..store.scrub import ScrubReport, quarantine_store, scrub_before_open
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
+from .quota import WriteQuota
 from .signals import PROPAGATION_BUCKETS_S, Histogram, Traceability
 from .transport import Connection, TransportLimits
 
@@ -145,6 +146,8 @@ class NodeStats:
     envelopes_rejected: int = 0
     inbound_refused: int = 0
     """Inbound connections answered 503: ``inbound_connections_max`` were open."""
+    writes_rate_limited: int = 0
+    """Local writes refused (429) because their agent was past its quota."""
 
 
 class NodeRuntime:
@@ -174,6 +177,7 @@ class NodeRuntime:
             self.scrub = ScrubReport(structural=why)
             self.store, self.core = self._open(settings, chain)
         self.stats = NodeStats()
+        self.quota = WriteQuota(settings.agent_writes_per_s_max, settings.agent_write_burst)
         self.view = View.build(self.core.admission, _now_ms())
         self.attestations = AttestationService(
             self.core.admission, self.view, self.store, self.node_key

@@ -92,7 +92,7 @@ def openapi_document() -> dict[str, Any]:
                 "Write a claim signed elsewhere (hex of its bytes)",
                 body=_object(("claim",), claim={"type": "string"}),
                 ok="201",
-                errors=("400", "403", "422", "503", "507"),
+                errors=("400", "403", "422", "429", "503", "507"),
             )
         },
         "/v1/store/items": {
@@ -100,7 +100,7 @@ def openapi_document() -> dict[str, Any]:
                 "Write a value (supersedes what this node holds of the subject)",
                 body=item,
                 ok="201",
-                errors=("400", "403", "422", "503", "507"),
+                errors=("400", "403", "422", "429", "503", "507"),
             ),
             "get": _op(
                 "Read one subject (key) or a namespace, with a receipt; as_of an attestation",
@@ -111,7 +111,7 @@ def openapi_document() -> dict[str, Any]:
                 "Retract a subject",
                 params=["namespace", "key"],
                 ok="201",
-                errors=("400", "404", "503"),
+                errors=("400", "404", "429", "503"),
             ),
         },
         "/v1/store/items/search": {
@@ -156,7 +156,7 @@ def openapi_document() -> dict[str, Any]:
                 params=["path:id"],
                 body=_object(("winner",), winner={"type": "string"}),
                 ok="201",
-                errors=("400", "403", "404", "503"),
+                errors=("400", "403", "404", "429", "503"),
             )
         },
         "/v1/receipts": {

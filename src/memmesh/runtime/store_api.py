@@ -13,6 +13,8 @@ shows and resolves conflicts; ``POST /v1/receipts`` records a receipt. Errors ar
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -38,6 +40,7 @@ _REF_FIELDS = ("based_on", "derived_from")
 
 
 _WRITE_REFUSAL_STATUS = {"NotAMember": 403, "StorageFull": 507}
+_QUOTA_LOG_INTERVAL_S = 10.0
 """A refused write's HTTP status by its reason; 503 (try again later) for the others."""
 
 
@@ -95,6 +98,8 @@ def _int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> 
 class StoreApi:
     def __init__(self, node: NodeRuntime) -> None:
         self.node = node
+        self._quota_logged: dict[bytes, float] = {}
+        """Agent -> when its last refusal was logged (monotonic seconds)."""
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_put("/v1/store/items", self.put_item)
@@ -160,16 +165,21 @@ class StoreApi:
     async def _write(
         self, namespace: tuple[str, ...], key: str, value: Any, kind: str, fields: dict[str, Any]
     ) -> web.Response:
+        # Before the claim is built and signed: a flood past the quota costs little here.
+        limited = self._over_quota({self.node.agent_key.public_key: 1})
+        if limited is not None:
+            return limited
         try:
             claim = self.node.claim(namespace, key, value, type=kind, **fields)
         except (ValueError, TypeError) as exc:
             return error(422, "invalid_claim", str(exc))
         except Rejected as exc:
             return error(422, exc.reason.value, exc.detail)
-        return await self.commit([claim])
+        return await self.commit([claim], quota_taken=True)
 
-    async def commit(self, claims: list[Claim]) -> web.Response:
-        """Write claims after the view's own checks; 201 once durable and integrated."""
+    async def commit(self, claims: list[Claim], *, quota_taken: bool = False) -> web.Response:
+        """Write claims after the view's own checks and their agents' write quotas (unless
+        the caller took them already); 201 once durable and integrated."""
         from .node import WriteRefused  # noqa: PLC0415 - node.py imports this module
 
         for claim in claims:
@@ -177,6 +187,13 @@ class StoreApi:
             if refusal is not None:
                 status = 403 if refusal[0] == "role_not_allowed" else 422
                 return error(status, refusal[0], refusal[1] or f"a {claim.type} claim here")
+        if not quota_taken:
+            wants: dict[bytes, int] = {}
+            for claim in claims:
+                wants[claim.agent] = wants.get(claim.agent, 0) + 1
+            limited = self._over_quota(wants)
+            if limited is not None:
+                return limited
         try:
             ack = await self.node.write(claims)
         except WriteRefused as exc:
@@ -191,6 +208,31 @@ class StoreApi:
             },
             status=201,
         )
+
+    def _over_quota(self, wants: dict[bytes, int]) -> web.Response | None:
+        """429 ``rate_limited`` when an agent (claims it wants to write) is past its write
+        quota (:mod:`memmesh.runtime.quota`); nothing is written then."""
+        short = self.node.quota.take(wants, time.monotonic())
+        if short is None:
+            return None
+        agent, wait_s = short
+        self.node.stats.writes_rate_limited += 1
+        now = time.monotonic()
+        if self._quota_logged.get(agent, -math.inf) + _QUOTA_LOG_INTERVAL_S <= now:
+            if len(self._quota_logged) >= 4096:  # a bound on the agents remembered
+                self._quota_logged.clear()
+            self._quota_logged[agent] = now  # flagged: one line per agent and interval
+            refused = self.node.quota.refused
+            self.node.log("write quota exceeded", agent=agent.hex()[:16], refused_total=refused)
+        quota = self.node.quota
+        detail = (
+            f"agent {agent.hex()[:16]} is past its quota of {quota.per_s} claims a second "
+            f"(burst {quota.burst})"
+        )
+        response = error(429, "rate_limited", detail)
+        if wait_s != float("inf"):
+            response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+        return response
 
     async def post_receipt(self, request: web.Request) -> web.Response:
         """Record a receipt: kept by this node (``replicate`` false), or written as a
