@@ -147,9 +147,9 @@ class SyncStats:
     prunes: int = 0
     """``Prune`` messages sent: this node left a parent in the push tree."""
     bans: int = 0
+    """Peers disconnected and banned for sending too many invalid envelopes."""
     waiting_dropped: int = 0
     """Envelopes given up on after ``causal_wait_max_ms`` without their causal past."""
-    """Peers disconnected and banned for sending too many invalid envelopes."""
     grafts: int = 0
     """``Graft`` messages sent: this node chose a (new) parent in the push tree."""
     beacons_sent: int = 0
@@ -258,13 +258,13 @@ class MeshCore:
         """Ids a peer announced (``IHave``) that we lack: when to give up waiting for their
         push, and the announcing peer, whose link is then grafted and asked."""
         self._not_before: dict[bytes, int] = {}
+        """Nodes whose full view just turned us away: not dialled again before then, so a node
+        pushed out by a priority join does not bounce straight back (and push out another)."""
         self._waiting_since: dict[bytes, int] = {}
         """Envelopes in admission's causal buffer -> when they started waiting."""
         self._bans: dict[bytes, tuple[int, int]] = {}
         """Node key -> (banned until, bans so far): peers that sent too many invalid
         envelopes. Refused at the handshake and not dialled until then."""
-        """Nodes whose full view just turned us away: not dialled again before then, so a node
-        pushed out by a priority join does not bounce straight back (and push out another)."""
         self.last_in_sync_ms: int | None = None
         """When an anti-entropy round last ended with nothing to fetch from either side."""
         self._rotation_due_ms: int | None = None
