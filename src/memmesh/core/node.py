@@ -256,7 +256,7 @@ class MeshCore:
         self._shuffle_due_ms: int | None = None
         self._announced: dict[bytes, tuple[int, str]] = {}
         """Ids a peer announced (``IHave``) that we lack: when to give up waiting for their
-        push, and the announcing peer, whose link is then grafted and asked."""
+        push, and the announcing peer, which is then asked for them."""
         self._not_before: dict[bytes, int] = {}
         """Nodes whose full view just turned us away: not dialled again before then, so a node
         pushed out by a priority join does not bounce straight back (and push out another)."""
@@ -624,9 +624,7 @@ class MeshCore:
             session.activated = False
             before = self.tree.distance()
             self.tree.forget(session.peer)
-            self._reparent()  # a lost parent is replaced by the next best peer, if any
-            if self.tree.root is not None and self.tree.distance() != before:
-                self._tell_distance()
+            self._resettle(before)  # a lost parent is replaced by the next best peer, if any
         for request in session.requests.values():
             self._release(request.fetch)
         session.requests.clear()
@@ -1308,21 +1306,27 @@ class MeshCore:
             if tree.parent is None:
                 self._left_parent(old)  # a new root: the tree starts over
         tree.hops[session.peer] = message.hops
+        if not fresh:
+            self._resettle(before)
+            return
         self._reparent()
         after = tree.distance()
-        if fresh and after is not None:  # pass the new seq on, with this node's distance
+        if after is not None:  # pass the new seq on, with this node's distance
             for other in self._active():
                 if other is not session:
                     self._send(other, self._beacon_of(after))
-        elif not fresh and after != before:
-            self._tell_distance()
 
-    def _tell_distance(self) -> None:
-        """A triggered update: this node's distance changed, so every peer hears it now (with
-        255 when it has no path left, which moves its children elsewhere)."""
-        hops = self.tree.advertised()
+    def _resettle(self, before: int | None) -> None:
+        """After a change to what this node knows of its peers (a distance, a child, a lost
+        session): follow the best parent, and if that moved this node's own distance from
+        ``before``, tell every peer at once (a triggered update; 255 when it has no path left,
+        which moves its children elsewhere)."""
+        self._reparent()
+        if self.tree.root is None or self.tree.distance() == before:
+            return
+        beacon = self._beacon_of(self.tree.advertised())
         for session in self._active():
-            self._send(session, self._beacon_of(hops))
+            self._send(session, beacon)
 
     def _reparent(self) -> None:
         """Follow the best parent (:meth:`PushTree.best_parent`; the current one keeps ties),
@@ -1395,11 +1399,9 @@ class MeshCore:
             self._pump(session)
 
     def _on_prune(self, session: Session, message: Prune) -> None:
-        self.tree.children.discard(session.peer)
         before = self.tree.distance()
-        self._reparent()  # a former child may be a path to the root now
-        if self.tree.distance() != before:
-            self._tell_distance()
+        self.tree.children.discard(session.peer)
+        self._resettle(before)  # a former child may be a path to the root now
 
     def _on_graft(self, session: Session, message: Graft) -> None:
         self.tree.children.add(session.peer)

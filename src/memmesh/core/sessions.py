@@ -85,8 +85,8 @@ class SyncLimits:
     root_timeout_ms: int = 3_500
     """A root not heard for this long is dropped, and the next claim takes over."""
     ihave_wait_ms: int = 300
-    """How long an id announced by ``IHave`` may take to arrive by push before the announcing
-    link is grafted and the envelope asked for."""
+    """How long an id announced by ``IHave`` may take to arrive by push before the envelope is
+    asked of the announcing peer."""
     announced_ids_max: int = 1 << 16
     """Announced ids waiting for their push, at most; past it new announcements are ignored
     (anti-entropy still finds the envelopes)."""

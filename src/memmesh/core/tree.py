@@ -66,7 +66,6 @@ class PushTree:
         self.node = node
         self.own_rank = rank(mesh_id, node)
         self.root: bytes | None = None
-        self.root_rank: bytes | None = None
         self.seq = 0
         """The newest seq of the root's beacons this node has seen (or sent, as the root)."""
         self.signature = b""
@@ -140,7 +139,7 @@ class PushTree:
     def adopt(self, root: bytes, seq: int, signature: bytes, now_ms: int) -> None:
         """A new beacon seq, from the current root or a better one."""
         if root != self.root:
-            self.root, self.root_rank = root, self.rank_of(root)
+            self.root = root
             self.hops.clear()
             self.parent = None
         self.seq, self.signature, self.heard_ms = seq, signature, now_ms
@@ -148,7 +147,7 @@ class PushTree:
     def claim(self, key: SigningKey, now_ms: int) -> None:
         """Become the root, or as the root, sign the next beacon."""
         if not self.is_root:
-            self.root, self.root_rank = self.node, self.own_rank
+            self.root = self.node
             self.hops.clear()
             self.parent = None
             self.seq = 0
@@ -157,7 +156,7 @@ class PushTree:
         self.heard_ms = now_ms
 
     def lose_root(self) -> None:
-        self.root = self.root_rank = None
+        self.root = None
         self.seq, self.signature = 0, b""
         self.hops.clear()
         self.parent = None

@@ -300,7 +300,7 @@ class _NodeCollector(Collector):
         yield CounterMetricFamily(
             "memmesh_writes_rate_limited",
             "Local writes refused (429) because their agent was past its write quota",
-            value=node.stats.writes_rate_limited,
+            value=node.quota.refused,
         )
         yield CounterMetricFamily(
             "memmesh_inbound_refused",

@@ -146,8 +146,6 @@ class NodeStats:
     envelopes_rejected: int = 0
     inbound_refused: int = 0
     """Inbound connections answered 503: ``inbound_connections_max`` were open."""
-    writes_rate_limited: int = 0
-    """Local writes refused (429) because their agent was past its quota."""
 
 
 class NodeRuntime:

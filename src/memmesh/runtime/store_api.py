@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -40,8 +41,9 @@ _REF_FIELDS = ("based_on", "derived_from")
 
 
 _WRITE_REFUSAL_STATUS = {"NotAMember": 403, "StorageFull": 507}
-_QUOTA_LOG_INTERVAL_S = 10.0
 """A refused write's HTTP status by its reason; 503 (try again later) for the others."""
+_QUOTA_LOG_INTERVAL_S = 10.0
+"""An agent past its write quota is logged at most once per this many seconds."""
 
 
 class BadRequest(Exception):
@@ -188,10 +190,7 @@ class StoreApi:
                 status = 403 if refusal[0] == "role_not_allowed" else 422
                 return error(status, refusal[0], refusal[1] or f"a {claim.type} claim here")
         if not quota_taken:
-            wants: dict[bytes, int] = {}
-            for claim in claims:
-                wants[claim.agent] = wants.get(claim.agent, 0) + 1
-            limited = self._over_quota(wants)
+            limited = self._over_quota(Counter(claim.agent for claim in claims))
             if limited is not None:
                 return limited
         try:
@@ -212,19 +211,18 @@ class StoreApi:
     def _over_quota(self, wants: dict[bytes, int]) -> web.Response | None:
         """429 ``rate_limited`` when an agent (claims it wants to write) is past its write
         quota (:mod:`memmesh.runtime.quota`); nothing is written then."""
-        short = self.node.quota.take(wants, time.monotonic())
+        quota, now = self.node.quota, time.monotonic()
+        short = quota.take(wants, now)
         if short is None:
             return None
         agent, wait_s = short
-        self.node.stats.writes_rate_limited += 1
-        now = time.monotonic()
         if self._quota_logged.get(agent, -math.inf) + _QUOTA_LOG_INTERVAL_S <= now:
             if len(self._quota_logged) >= 4096:  # a bound on the agents remembered
                 self._quota_logged.clear()
             self._quota_logged[agent] = now  # flagged: one line per agent and interval
-            refused = self.node.quota.refused
-            self.node.log("write quota exceeded", agent=agent.hex()[:16], refused_total=refused)
-        quota = self.node.quota
+            self.node.log(
+                "write quota exceeded", agent=agent.hex()[:16], refused_total=quota.refused
+            )
         detail = (
             f"agent {agent.hex()[:16]} is past its quota of {quota.per_s} claims a second "
             f"(burst {quota.burst})"
