@@ -1305,7 +1305,7 @@ class MeshCore:
             tree.adopt(message.root, message.seq, message.signature, self._now)
             if tree.parent is None:
                 self._left_parent(old)  # a new root: the tree starts over
-        tree.hops[session.peer] = message.hops
+        tree.report(session.peer, message.hops)
         if not fresh:
             self._resettle(before)
             return
@@ -1339,7 +1339,7 @@ class MeshCore:
         current = tree.parent
         if best == current:
             return
-        tree.parent = best
+        tree.follow(best)
         if best is not None:
             self.stats.grafts += 1
             self._send_to(best, Graft())

@@ -22,10 +22,22 @@ from the root. A better root's beacon replaces a worse one at once; a root not h
 current root's beacons (ties: the current parent, then the lower rank), so the tree is a
 breadth-first tree from the root and its depth is the root's distance to the farthest node. A
 node sends ``Graft`` to a new parent and ``Prune`` to the parent it leaves, so every node knows
-its children. As in any distance-vector scheme, stale distances could make loops; three rules
-keep them out: a node's children are never its parent candidates (poisoned reverse), a node
-whose distance changes tells every peer at once (a beacon of the same seq with the new hops, or
-255 when it has no path left), and a distance of ``HOPS_MAX`` or more is no path at all.
+its children. As in any distance-vector scheme, stale distances could make loops, and a loop
+counts its distances up (every step a triggered update to every peer: a storm that grows with
+each step). The rules that keep them out, after Babel and DSDV:
+
+- only distances reported for the current seq count (the parent's from the seq before is kept
+  until it reports the new one, so a new seq does not move the tree by itself);
+- *feasibility*: within one seq, a peer can be the parent only if it reported fewer hops than
+  the smallest distance this node has had in that seq (``feasible``). So a node's distance only
+  falls within a seq, or is lost; one that has no feasible parent left says 255 and waits for
+  the root's next seq, which makes every peer feasible again;
+- a node's children are never its parent candidates (poisoned reverse), and a distance of
+  ``HOPS_MAX`` or more is no path at all.
+
+A node whose distance changes tells every peer at once (a beacon of the same seq with the new
+hops, or 255); by the feasibility rule it does so a bounded number of times per seq, whatever
+the loss, duplication or reordering of the beacons it hears.
 
 **Eager links.** A link is eager (envelopes are pushed on it) when it joins a node to its
 parent or to one of its children. Until a node has both a root and a parent (a fresh start, a
@@ -73,7 +85,13 @@ class PushTree:
         self.heard_ms = 0
         """When that seq arrived."""
         self.hops: dict[str, int] = {}
-        """Peer -> the hops it reported in the current root's latest beacon it sent us."""
+        """Peer -> the hops it reported for the current seq (the parent: perhaps for the seq
+        before, until it reports this one; see ``carried``)."""
+        self.carried: str | None = None
+        """The parent, while its distance is still the one it reported for the seq before."""
+        self.feasible = UNREACHABLE
+        """The smallest distance this node has had in the current seq, from a parent that
+        reported for it: only peers that reported fewer hops can be its parent now."""
         self.parent: str | None = None
         self.children: set[str] = set()
         """Peers that chose this node as their parent (they sent ``Graft``)."""
@@ -122,10 +140,11 @@ class PushTree:
         """Among active (peer, node key) pairs that reported a path to the current root and
         are not this node's children: the fewest hops, then the current parent, then the lowest
         rank. Never decided by dict or set order."""
+        bound = min(self.feasible, HOPS_MAX - 1)
         heard = [
             (p, n)
             for p, n in active
-            if self.hops.get(p, HOPS_MAX) < HOPS_MAX - 1 and p not in self.children
+            if self.hops.get(p, HOPS_MAX) < bound and p not in self.children
         ]
         if not heard:
             return None
@@ -137,19 +156,43 @@ class PushTree:
     # -- changes ------------------------------------------------------------------------------
 
     def adopt(self, root: bytes, seq: int, signature: bytes, now_ms: int) -> None:
-        """A new beacon seq, from the current root or a better one."""
-        if root != self.root:
-            self.root = root
-            self.hops.clear()
-            self.parent = None
+        """A new beacon seq, from the current root or a better one. Distances reported for
+        the seq before no longer count, but the parent's, until it reports this one."""
+        parent = self.parent if root == self.root else None
+        kept = self.hops.get(parent) if parent is not None else None
+        self.root = root
+        self.hops.clear()
+        self.parent = self.carried = None
+        if parent is not None and kept is not None:
+            self.hops[parent] = kept
+            self.parent = self.carried = parent
+        self.feasible = UNREACHABLE
         self.seq, self.signature, self.heard_ms = seq, signature, now_ms
+
+    def report(self, peer: str, hops: int) -> None:
+        """``peer`` reported ``hops`` for the current seq."""
+        self.hops[peer] = hops
+        if peer == self.carried:
+            self.carried = None
+            self._note_distance()
+
+    def follow(self, peer: str | None) -> None:
+        """Make ``peer`` the parent (None: no path to the root)."""
+        self.parent = peer
+        self.carried = None if peer != self.carried else peer
+        self._note_distance()
+
+    def _note_distance(self) -> None:
+        distance = self.distance()
+        if distance is not None and self.carried is None:
+            self.feasible = min(self.feasible, distance)
 
     def claim(self, key: SigningKey, now_ms: int) -> None:
         """Become the root, or as the root, sign the next beacon."""
         if not self.is_root:
             self.root = self.node
             self.hops.clear()
-            self.parent = None
+            self.parent = self.carried = None
             self.seq = 0
         self.seq = max(self.seq + 1, now_ms)
         self.signature = key.sign(BEACON_DOMAIN, beacon_message(self.mesh_id, self.node, self.seq))
@@ -159,13 +202,14 @@ class PushTree:
         self.root = None
         self.seq, self.signature = 0, b""
         self.hops.clear()
-        self.parent = None
+        self.parent = self.carried = None
+        self.feasible = UNREACHABLE
 
     def forget(self, peer: str) -> None:
         self.hops.pop(peer, None)
         self.children.discard(peer)
         if self.parent == peer:
-            self.parent = None
+            self.parent = self.carried = None
 
     def verify(self, root: bytes, seq: int, signature: bytes) -> bool:
         return verify(root, BEACON_DOMAIN, beacon_message(self.mesh_id, root, seq), signature)
