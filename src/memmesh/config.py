@@ -274,6 +274,23 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="Claims an agent may write at once beyond its per-second quota.",
     )
+    peer_receive_bytes_per_s: Int = Field(
+        default=64 << 20,
+        ge=0,
+        description="Bytes a second read from one peer beyond a burst of two frames; a peer "
+        "that sends faster waits on TCP flow control (0: no pacing).",
+    )
+    author_pushes_per_s: Int = Field(
+        default=1_000,
+        ge=0,
+        description="Envelopes of one author node peers may push here a second (0: no budget); "
+        "the rest of a push is dropped, counted, logged, and fetched later by anti-entropy.",
+    )
+    author_push_burst: Int = Field(
+        default=5_000,
+        ge=1,
+        description="Envelopes of one author that may be pushed at once beyond that rate.",
+    )
     commit_batch_window_ms: Int = Field(
         default=2,
         ge=0,
@@ -496,6 +513,8 @@ class NodeSettings(BaseSettings):
             invalid_envelopes_max=self.invalid_envelopes_max,
             ban_initial_ms=self.ban_initial_ms,
             ban_max_ms=self.ban_max_ms,
+            author_pushes_per_s=self.author_pushes_per_s,
+            author_push_burst=self.author_push_burst,
         )
 
     def admission_limits(self) -> AdmissionLimits:

@@ -37,6 +37,7 @@ __all__ = [
     "EnvelopeLimits",
     "decode_envelope",
     "encode_body",
+    "envelope_author",
     "envelope_id",
     "open_envelope",
     "seal",
@@ -246,6 +247,15 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
         raw=data,
         id=tagged_hash(ID_TAG, body),
     )
+
+
+def envelope_author(data: bytes) -> bytes | None:
+    """The author field of an encoded envelope, read without decoding or checking anything
+    else (None when ``data`` is too short to be an envelope). For bookkeeping before admission,
+    never for a decision about validity."""
+    if len(data) < _ENVELOPE_BYTES_MIN:
+        return None
+    return bytes(data[34:66])
 
 
 def envelope_id(data: bytes) -> bytes:

@@ -14,11 +14,13 @@ from memmesh.core import (
     Disconnect,
     Flush,
     MeshCore,
+    Notify,
     PeerConnected,
     PeerGone,
     Received,
     Send,
     SyncLimits,
+    Throttled,
     Timer,
 )
 from memmesh.core.messages import (
@@ -190,3 +192,63 @@ def test_a_peer_sending_invalid_envelopes_is_disconnected_and_banned_for_a_while
     # Honest traffic from another member is untouched.
     other = PeerScript(MESH.nodes[2], MESH.mesh_id)
     assert _bye_reason(other.open(core, "q", 30_100)) is None
+
+
+def _throttled(effects: list[object]) -> list[Throttled]:
+    return [e.notice for e in effects if isinstance(e, Notify) and isinstance(e.notice, Throttled)]
+
+
+def test_a_member_pushing_past_its_push_budget_is_throttled_and_flagged() -> None:
+    """Valid envelopes a member signs itself, pushed faster than ``author_pushes_per_s``: what
+    fits the budget is admitted, the rest is dropped before it is decoded and reported
+    (``Throttled``: the author and how many); an answer to a request of ours is never cut, and
+    a made-up answer (a ``req`` nobody asked) counts as a push."""
+    source = Admission(MemoryStore(), MESH.genesis)
+    author = MESH.nodes[1]
+    envelopes = [
+        source.write_local(author, [MESH.claim(MESH.writers[0], f"f{i}", i)], hlc=i + 1)
+        for i in range(30)
+    ]
+    limits = SyncLimits(author_pushes_per_s=10, author_push_burst=10)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(author, MESH.mesh_id).open(core, "p", 0)
+    raws = [e.raw for e in envelopes]
+    effects = core.handle(Received("p", encode_message(Envelopes(0, raws, False))), 10)
+    assert [(t.peer, t.author, t.dropped) for t in _throttled(effects)] == [
+        ("p", author.public_key, 20)
+    ]
+    core.handle(Flush(), 10)
+    assert len(core.admission.records) == 10 and core.stats.pushes_throttled == 20
+    # One second on: ten more tokens. A made-up req is a push too.
+    effects = core.handle(Received("p", encode_message(Envelopes(99, raws[10:], False))), 1_010)
+    assert [t.dropped for t in _throttled(effects)] == [10]
+    core.handle(Flush(), 1_010)
+    assert len(core.admission.records) == 20
+    # An answer to our own request is taken whole: anti-entropy brings what pushes could not.
+    core.handle(Timer(), 5_000)  # starts a round: the peer is asked for its frontier
+    sent = [
+        decode_message(e.data, frame_bytes_max=1 << 21)
+        for e in core.handle(
+            Received(
+                "p",
+                encode_message(
+                    Frontier(
+                        core.sessions["p"].round,
+                        [HeadEntry(author.public_key, 1, 30, envelopes[-1].id)],
+                        [],
+                        True,
+                        True,
+                        [],
+                    )
+                ),
+            ),
+            5_001,
+        )
+        if isinstance(e, Send)
+    ]
+    asks = [m for m in sent if isinstance(m, GetRange)]
+    assert asks and asks[0].start_seq == 21
+    answer = Envelopes(asks[0].req, raws[20:], False)
+    assert not _throttled(core.handle(Received("p", encode_message(answer)), 5_002))
+    core.handle(Flush(), 5_002)
+    assert len(core.admission.records) == 30 and core.stats.pushes_throttled == 30

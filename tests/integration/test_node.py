@@ -389,3 +389,23 @@ def test_a_node_told_of_one_peer_finds_the_others_by_their_signed_records(
     assert passive[nodes[0]["pubkey"]]["addresses"] == [nodes[0]["gossip"]]
     put(apis[2], "found", True)
     wait_until(lambda: converged(apis), 10, "one state")
+
+
+def test_a_member_past_its_push_budget_is_flagged_and_still_converges(
+    swarm: Callable[..., dict[str, Any]],
+) -> None:
+    """A push budget of one envelope a second per author: a burst of separate writes on one
+    node is mostly dropped on arrival at the other, which flags the author (state, metric),
+    and then fetches all of it by anti-entropy: nothing is lost, only slower."""
+    nodes = swarm(2, extra_config={"author_pushes_per_s": 1, "author_push_burst": 2})["nodes"]
+    apis = [n["api"] for n in nodes]
+    for i in range(15):
+        put(apis[0], f"burst{i}", i)
+    wait_until(lambda: converged(apis), 15, "both nodes on one frontier after the burst")
+    writer = call(apis[0], "/v1/state")["node"]
+    throttled = call(apis[1], "/v1/state")["throttled"]
+    assert list(throttled) == [writer] and throttled[writer] > 0
+    with urllib.request.urlopen(apis[1] + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    counted = [line for line in metrics.splitlines() if line.startswith("memmesh_pushes_throttled")]
+    assert counted and float(counted[0].split()[-1]) == throttled[writer]

@@ -27,6 +27,7 @@ PURE = [
     "membership.py",
     "replica.py",
     "admission.py",
+    "quota.py",
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "core").glob("*.py")),
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "memory").glob("*.py")),
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "policy").glob("*.py")),

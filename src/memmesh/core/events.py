@@ -37,6 +37,7 @@ __all__ = [
     "Received",
     "RejectedEnvelope",
     "Send",
+    "Throttled",
     "Timer",
     "WriteAcked",
     "WriteFailed",
@@ -166,6 +167,17 @@ class RejectedEnvelope:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttled:
+    """``dropped`` envelopes of member ``author`` that ``peer`` pushed past the author's push
+    budget (``SyncLimits.author_pushes_per_s``) were dropped unread; anti-entropy fetches them
+    later. A member that keeps coming up here signs more than its share."""
+
+    peer: str
+    author: bytes
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceFound:
     """New equivocation evidence (keys in the store's evidence table)."""
 
@@ -195,6 +207,7 @@ Notice: TypeAlias = (
     | WriteFailed
     | Integrated
     | RejectedEnvelope
+    | Throttled
     | EvidenceFound
     | PeerReady
     | PeerRefused

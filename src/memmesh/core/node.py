@@ -40,11 +40,12 @@ from typing import Any
 from ..admission import Admission, AdmissionLimits, NotAMember, Outcome, Status
 from ..claims import Claim
 from ..crypto import SigningKey
-from ..envelope import envelope_id
+from ..envelope import envelope_author, envelope_id
 from ..errors import LocalError, Reason, Rejected, StorageError
 from ..hlc import HybridClock
 from ..ids import Head, LogId, short_id
 from ..membership import Genesis, Role, verify_admit_chain
+from ..quota import Quota
 from ..store import Store
 from .events import (
     Advertise,
@@ -68,6 +69,7 @@ from .events import (
     Received,
     RejectedEnvelope,
     Send,
+    Throttled,
     Timer,
     WriteAcked,
     WriteFailed,
@@ -148,6 +150,8 @@ class SyncStats:
     """``Prune`` messages sent: this node left a parent in the push tree."""
     bans: int = 0
     """Peers disconnected and banned for sending too many invalid envelopes."""
+    pushes_throttled: int = 0
+    """Pushed envelopes dropped unread: their author was past its push budget."""
     waiting_dropped: int = 0
     """Envelopes given up on after ``causal_wait_max_ms`` without their causal past."""
     grafts: int = 0
@@ -269,6 +273,10 @@ class MeshCore:
         """When an anti-entropy round last ended with nothing to fetch from either side."""
         self._rotation_due_ms: int | None = None
         self.tree = PushTree(self.mesh_id, self.node)
+        self._push_budget = Quota(
+            self.limits.author_pushes_per_s, self.limits.author_push_burst, keys_max=1 << 14
+        )
+        """Per author node: envelopes peers may push (``SyncLimits.author_pushes_per_s``)."""
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
 
@@ -1014,17 +1022,49 @@ class MeshCore:
         return items, True
 
     def _on_envelopes(self, session: Session, message: Envelopes) -> None:
+        items = message.items
+        answered = False
         if message.req:
             request = session.requests.pop(message.req, None)
             if request is not None:
+                answered = True
                 self._release(request.fetch)
                 self._continue(session, request.fetch, message)
-        self._staged.remote.extend((session.peer, raw) for raw in message.items)
-        self._staged.remote_bytes += sum(len(raw) for raw in message.items)
-        self.stats.envelopes_received += len(message.items)
-        if message.items:
+        if not answered and self._push_budget.enabled:  # a push (or a made-up answer)
+            items = self._within_budget(session, items)
+        self._staged.remote.extend((session.peer, raw) for raw in items)
+        self._staged.remote_bytes += sum(len(raw) for raw in items)
+        self.stats.envelopes_received += len(items)
+        if items:
             self._ask_persist()
         self._pump(session)
+
+    def _within_budget(self, session: Session, items: list[bytes]) -> list[bytes]:
+        """What of a push fits its authors' push budgets, in order. Only envelopes whose
+        author field names a node member are counted (the rest go to admission, which rejects
+        them and may ban the sender), so the budgets are bounded by the membership."""
+        authors = [envelope_author(raw) for raw in items]
+        counts: dict[bytes, int] = {}
+        for author in authors:
+            if author is not None and self._is_node_member(author):
+                counts[author] = counts.get(author, 0) + 1
+        if not counts:
+            return items
+        now_s = self._now / 1000
+        taken = {a: self._push_budget.take_up_to(a, n, now_s) for a, n in sorted(counts.items())}
+        room = dict(taken)
+        kept: list[bytes] = []
+        for raw, author in zip(items, authors, strict=True):
+            if author is not None and author in room:
+                if not room[author]:
+                    continue
+                room[author] -= 1
+            kept.append(raw)
+        for author, count in sorted(counts.items()):
+            if taken[author] < count:
+                self.stats.pushes_throttled += count - taken[author]
+                self._notify(Throttled(session.peer, author, count - taken[author]))
+        return kept
 
     def _continue(self, session: Session, fetch: FetchRange | FetchIds, message: Envelopes) -> None:
         """Pull the next page of a cut answer."""

@@ -102,6 +102,13 @@ class SyncLimits:
     """How long such a peer's node key is refused (``banned``) and not dialled, doubling with
     each ban up to ``ban_max_ms``."""
     ban_max_ms: int = 600_000
+    author_pushes_per_s: int = 1_000
+    """Envelopes of one author node that peers may push to this node a second, whoever relays
+    them (0: no budget). Honest nodes batch their claims into few envelopes, so only a member
+    that signs spam itself comes near it. Past the budget (and ``author_push_burst`` saved up)
+    the rest of a push is dropped before it is decoded, counted and reported (``Throttled``);
+    those envelopes come later by anti-entropy, which this node asks for at its own pace."""
+    author_push_burst: int = 5_000
     view_rotation_interval_ms: int = 60_000
     """How often a node with a full view dials one more known peer and then drops one of its
     lazy links (0: never). Slow rewiring keeps the overlay random and merges groups of full
@@ -137,6 +144,8 @@ class SyncLimits:
                 raise ValueError(f"{name} must be >= 1")
         if self.active_view_max < self.active_view_target:
             raise ValueError("active_view_max must be >= active_view_target")
+        if self.author_pushes_per_s < 0 or self.author_push_burst < 1:
+            raise ValueError("author_pushes_per_s must be >= 0 and author_push_burst >= 1")
         if self.view_rotation_interval_ms < 0:
             raise ValueError("view_rotation_interval_ms must be >= 0")
         if self.shuffle_records_max > 32:

@@ -303,6 +303,16 @@ class _NodeCollector(Collector):
             value=node.quota.refused,
         )
         yield CounterMetricFamily(
+            "memmesh_pushes_throttled",
+            "Pushed envelopes dropped because their author node was past its push budget",
+            value=stats.pushes_throttled,
+        )
+        yield CounterMetricFamily(
+            "memmesh_receive_paused_seconds",
+            "Time readers waited because a peer sent past peer_receive_bytes_per_s",
+            value=node.stats.receive_paused_s + sum(c.paused_s for c in node.conns.values()),
+        )
+        yield CounterMetricFamily(
             "memmesh_inbound_refused",
             "Inbound connections answered 503: inbound_connections_max were open",
             value=node.stats.inbound_refused,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
@@ -51,6 +52,7 @@ from ..core import (
     RejectedEnvelope,
     Send,
     SessionState,
+    Throttled,
     Timer,
     WriteAcked,
     WriteFailed,
@@ -61,11 +63,11 @@ from ..errors import CorruptRecord, LocalError, Reason, Rejected
 from ..hlc import hlc_unpack
 from ..membership import Genesis, decode_genesis
 from ..memory import Receipt, View, frontier_hash
+from ..quota import Quota
 from ..store import LmdbStore
 from ..store.scrub import ScrubReport, quarantine_store, scrub_before_open
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
-from .quota import WriteQuota
 from .signals import PROPAGATION_BUCKETS_S, Histogram, Traceability
 from .transport import Connection, TransportLimits
 
@@ -74,6 +76,19 @@ __all__ = ["NodeRuntime", "NodeStats", "WriteRefused", "read_admit_chain", "writ
 SYNC_PATH = "/v1/sync"
 _CLOSE_TIMEOUT_S = 2.0
 """How long a closing websocket (or the server at shutdown) waits for the peer's side."""
+_FLAG_LOG_INTERVAL_S = 10.0
+"""A member flagged (past its push budget) is logged at most once per this interval."""
+
+
+@dataclass(slots=True)
+class _Throttled:
+    """Members flagged past their push budget (``author_pushes_per_s``), by author node key;
+    only members are counted, so both maps are bounded by the membership."""
+
+    dropped: dict[bytes, int] = field(default_factory=dict)
+    """Pushed envelopes dropped here, so far."""
+    logged: dict[bytes, float] = field(default_factory=dict)
+    """When each was last logged (monotonic seconds)."""
 
 
 class WriteRefused(LocalError):
@@ -142,6 +157,8 @@ class NodeStats:
     windowed_flushes: int = 0
     """Flushes that waited ``commit_batch_window_ms`` for more to arrive (the node was busy)."""
     send_queue_overflows: int = 0
+    receive_paused_s: float = 0.0
+    """Time the readers of closed connections waited for their peer's receive rate."""
     dial_failures: int = 0
     envelopes_rejected: int = 0
     inbound_refused: int = 0
@@ -175,7 +192,8 @@ class NodeRuntime:
             self.scrub = ScrubReport(structural=why)
             self.store, self.core = self._open(settings, chain)
         self.stats = NodeStats()
-        self.quota = WriteQuota(settings.agent_writes_per_s_max, settings.agent_write_burst)
+        self.quota = Quota(settings.agent_writes_per_s_max, settings.agent_write_burst)
+        self.throttled = _Throttled()
         self.view = View.build(self.core.admission, _now_ms())
         self.attestations = AttestationService(
             self.core.admission, self.view, self.store, self.node_key
@@ -192,6 +210,7 @@ class NodeRuntime:
             heartbeat_interval_ms=settings.heartbeat_interval_ms,
             receive_timeout_ms=settings.receive_timeout_ms,
             send_queue_frames_max=settings.send_queue_frames_max,
+            receive_bytes_per_s=settings.peer_receive_bytes_per_s,
         )
         self.gossip_url: str | None = None
         self.api_url: str | None = None
@@ -396,6 +415,8 @@ class NodeRuntime:
             for claim_id in self.view.newly_excluded:
                 self.reads.poisoned += self.reads.returned.pop(claim_id, 0)
             self.view.newly_excluded.clear()
+        elif isinstance(notice, Throttled):
+            self._flag_throttled(notice)
         elif isinstance(notice, RejectedEnvelope):
             self.stats.envelopes_rejected += 1  # by reason: the admission counters
             self.log(
@@ -404,6 +425,20 @@ class NodeRuntime:
                 envelope=notice.envelope_id.hex() if notice.envelope_id else None,
                 reason=notice.reason.value,
                 detail=notice.detail,
+            )
+
+    def _flag_throttled(self, notice: Throttled) -> None:
+        """Count a member's pushes dropped past its budget; log it once per interval."""
+        author, throttled = notice.author, self.throttled
+        throttled.dropped[author] = throttled.dropped.get(author, 0) + notice.dropped
+        now = time.monotonic()
+        if throttled.logged.get(author, -math.inf) + _FLAG_LOG_INTERVAL_S <= now:
+            throttled.logged[author] = now
+            self.log(
+                "member past its push budget",
+                author=author.hex()[:16],
+                peer=notice.peer,
+                dropped_total=throttled.dropped[author],
             )
 
     async def _timer_loop(self) -> None:
@@ -501,7 +536,9 @@ class NodeRuntime:
         self._feed(Received(handle, data))
 
     def _on_closed(self, handle: str, reason: str | None) -> None:
-        self.conns.pop(handle, None)
+        conn = self.conns.pop(handle, None)
+        if conn is not None:
+            self.stats.receive_paused_s += conn.paused_s
         self._feed(PeerGone(handle, reason))
 
     # -- what the API calls -------------------------------------------------------------------
@@ -676,6 +713,7 @@ class NodeRuntime:
             "may_write": self.core.may_write(),
             "writes_waiting": self.core.writes_waiting,
             "evidence": len(admission.evidence),
+            "throttled": {a.hex(): n for a, n in sorted(self.throttled.dropped.items())},
             "rejected": {str(k): v for k, v in sorted(admission.rejected.items())},
             "loop_block_ms_max": round(self.stats.loop_block_ms_max, 3),
             "flushes": self.stats.flushes,

@@ -210,7 +210,7 @@ class StoreApi:
 
     def _over_quota(self, wants: dict[bytes, int]) -> web.Response | None:
         """429 ``rate_limited`` when an agent (claims it wants to write) is past its write
-        quota (:mod:`memmesh.runtime.quota`); nothing is written then."""
+        quota (:mod:`memmesh.quota`); nothing is written then."""
         quota, now = self.node.quota, time.monotonic()
         short = quota.take(wants, now)
         if short is None:

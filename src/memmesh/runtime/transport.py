@@ -3,8 +3,11 @@
 The transport moves whole frames between a peer and the node; it knows nothing of the protocol.
 Limits are explicit: the frame size (aiohttp closes a connection whose frame is larger, code
 1009), a heartbeat (ping every interval; no pong in half an interval closes the connection), a
-receive timeout (nothing at all, not even a pong, for that long closes it), and the send queue
-(a peer that cannot keep up is disconnected, never buffered without bound). Compression is off.
+receive timeout (nothing at all, not even a pong, for that long closes it), the send queue
+(a peer that cannot keep up is disconnected, never buffered without bound), and a receive rate
+per peer (``receive_bytes_per_s``): past it (and a burst of two frames) the reader waits before
+taking the next frame, so a peer that sends faster is slowed by TCP's own flow control, and
+one peer cannot take the node's whole attention. Compression is off.
 
 A refusal is sent as a close frame with code 4000 and the ``Reason`` value as its text, so the
 dialler learns it is final; the core already said why in a ``Bye``.
@@ -15,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+
+from ..quota import Quota
 
 __all__ = ["REFUSAL_CLOSE_CODE", "Connection", "TransportLimits"]
 
@@ -34,6 +40,8 @@ class TransportLimits:
     heartbeat_interval_ms: int
     receive_timeout_ms: int
     send_queue_frames_max: int
+    receive_bytes_per_s: int = 0
+    """Bytes a second taken from one peer, beyond a burst of two frames (0: no pacing)."""
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
@@ -58,6 +66,9 @@ class Connection:
         self._queue: asyncio.Queue[bytes | object] = asyncio.Queue(limits.send_queue_frames_max)
         self.frames_in = self.frames_out = self.bytes_in = self.bytes_out = 0
         self.overflowed = False
+        self._pace = Quota(limits.receive_bytes_per_s, 2 * limits.frame_bytes_max, keys_max=1)
+        self.paused_s = 0.0
+        """Time this connection's reader waited for its receive rate."""
         self._close_reason: str | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -109,6 +120,10 @@ class Connection:
                 self.frames_in += 1
                 self.bytes_in += len(msg.data)
                 self._on_frame(self.handle, msg.data)
+                wait = self._pace.charge(b"", len(msg.data), time.monotonic())
+                if wait > 0:
+                    self.paused_s += wait
+                    await asyncio.sleep(wait)
             elif msg.type is aiohttp.WSMsgType.CLOSE and msg.data == REFUSAL_CLOSE_CODE:
                 return msg.extra if isinstance(msg.extra, str) else None
             else:  # closed, closing, an error, or a text frame (not part of the protocol)

@@ -35,6 +35,7 @@ from ..core import (
     Send,
     SessionState,
     SyncLimits,
+    Throttled,
     Timer,
     WriteAcked,
     WriteFailed,
@@ -96,6 +97,8 @@ class ClusterStats:
     """Timers after which the core still had a deadline due (moved 1 ms on)."""
     refusals: dict[str, int] = field(default_factory=dict)
     crashes_in_commit: int = 0
+    throttled: dict[int, int] = field(default_factory=dict)
+    """Pushed envelopes each node dropped past an author's push budget."""
 
 
 class Cluster:
@@ -114,6 +117,8 @@ class Cluster:
         self.limits = SyncLimits(
             anti_entropy_interval_ms=options.anti_entropy_interval_ms,
             dial_backoff_max_ms=options.dial_backoff_max_ms,
+            author_pushes_per_s=options.author_pushes_per_s,
+            author_push_burst=options.author_push_burst,
         )
         self.network = Network(options, loop, trace, self, rng_for(options.seed, "network"))
         self.nodes: list[SimNode] = []
@@ -403,6 +408,12 @@ class Cluster:
         elif kind is EvidenceFound:
             assert isinstance(notice, EvidenceFound)
             self._evidence(node, notice)
+        elif kind is Throttled:
+            assert isinstance(notice, Throttled)
+            self.trace.add("throttled", node.index, notice.author, notice.dropped)
+            self.stats.throttled[node.index] = (
+                self.stats.throttled.get(node.index, 0) + notice.dropped
+            )
         elif kind is PeerRefused:
             assert isinstance(notice, PeerRefused)
             self.stats.refusals[notice.reason] = self.stats.refusals.get(notice.reason, 0) + 1

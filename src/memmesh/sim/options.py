@@ -93,6 +93,11 @@ class SimOptions:
     """How long the run waits for convergence past the bound, to report how late it came."""
     anti_entropy_interval_ms: int = 1_000
     dial_backoff_max_ms: int = 30_000
+    author_pushes_per_s: int = 50
+    """Each node's push budget per author node (``SyncLimits.author_pushes_per_s``): below
+    the default, so the flooder (100 envelopes a second on every link) runs into it, and still
+    far above what an honest simulated node signs."""
+    author_push_burst: int = 100
     byzantine: tuple[str, ...] = ()
     """One Byzantine node of each kind named (``memmesh.sim.byzantine``), beside the ``nodes``
     honest ones; the checker then judges what the honest nodes did with their envelopes."""
