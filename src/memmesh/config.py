@@ -326,6 +326,12 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="A push tree root not heard for this long is dropped and another claims.",
     )
+    ihave_batch_ms: Int = Field(
+        default=50,
+        ge=0,
+        description="How long new envelopes' ids wait to share one announcement (IHave) on "
+        "links they were not pushed on (0: one per commit).",
+    )
     ihave_wait_ms: Int = Field(
         default=300,
         ge=1,
@@ -506,6 +512,7 @@ class NodeSettings(BaseSettings):
             view_rotation_interval_ms=self.view_rotation_interval_ms,
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
+            ihave_batch_ms=self.ihave_batch_ms,
             beacon_interval_ms=self.beacon_interval_ms,
             root_timeout_ms=self.root_timeout_ms,
             announced_ids_max=self.announced_ids_max,

@@ -331,8 +331,9 @@ def test_a_learned_dial_that_fails_forgets_the_record_only_when_the_address_is_b
 def test_a_hole_in_the_push_tree_is_filled_from_an_announcement_not_a_round() -> None:
     """In a triangle the tree is a star around the lowest rank: a writer pushes to the root,
     which pushes to the third node, and the writer announces to the third (IHave) on their lazy
-    link. When the root's push is lost, the third fetches the envelope from the writer within
-    ihave_wait_ms, well before the next anti-entropy round; the tree stays as it was."""
+    link once ihave_batch_ms has gathered what else comes. When the root's push is lost, the
+    third fetches the envelope from the writer ihave_wait_ms after that announcement, well
+    before the next anti-entropy round; the tree stays as it was."""
     limits = SyncLimits(anti_entropy_interval_ms=60_000, ihave_wait_ms=300)
     net, mesh = _net(3, limits, label="ihave")
     for a, b in (("n00", "n01"), ("n00", "n02"), ("n01", "n02")):
@@ -348,6 +349,9 @@ def test_a_hole_in_the_push_tree_is_filled_from_an_announcement_not_a_round() ->
     (acked,) = [n for n in net.notices[writer] if isinstance(n, WriteAcked) and n.token == 99]
     target = net.cores[third]
     assert acked.envelope_id not in target.admission.records
+    net.tick(limits.ihave_batch_ms)  # the writer announces
+    net.settle()
+    assert acked.envelope_id in target._announced
     net.tick(350)
     net.settle()
     assert acked.envelope_id in target.admission.records

@@ -98,10 +98,11 @@ def test_each_kind_is_rejected_or_excluded_and_the_honest_nodes_converge(kind: s
         assert entry["delivered_to_honest"], "the attack reached no honest node"
         if kind == "flooder":
             assert entry["held_live"] >= 4 * 250  # ~300 valid envelopes on every honest node
-            # Pushed past its budget (50 a second here; it pushes 100 a second on each
-            # link) on every honest node: dropped there, and fetched later all the same.
+            # Pushed past its budget (50 a second here; it pushes 100 a second on each of its
+            # links): hundreds dropped by the honest nodes it reaches, and fetched later all
+            # the same (the held_live figure above).
             honest = [n.index for n in run.cluster.nodes if n.byzantine is None]
-            assert all(run.cluster.stats.throttled.get(i, 0) > 0 for i in honest)
+            assert sum(run.cluster.stats.throttled.get(i, 0) for i in honest) >= 300
     want_rejected, want_excluded = EXPECTED[kind]
     assert want_rejected <= rejected.keys(), rejected
     assert want_excluded <= excluded.keys(), excluded

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from memmesh import crypto
 from memmesh.crypto import (
     PUBLIC_KEY_BYTES,
     SEED_BYTES,
@@ -270,3 +271,23 @@ def test_read_refuses_a_directory(tmp_path: Path) -> None:
     directory.mkdir(mode=0o700)
     with pytest.raises(KeyFileError, match="not a regular file"):
         read_key_file(directory)
+
+
+def test_shared_verification_remembers_answers_only_inside_its_block() -> None:
+    key = SigningKey(b"\x07" * 32)
+    good = key.sign(b"d", b"message")
+    bad = bytes([good[0] ^ 1]) + good[1:]
+    with crypto.shared_verification():
+        assert verify(key.public_key, b"d", b"message", good)
+        assert not verify(key.public_key, b"d", b"message", bad)
+        assert crypto._shared.answers == {
+            (key.public_key, good, b"d", b"message"): True,
+            (key.public_key, bad, b"d", b"message"): False,
+        }
+        # Remembered answers are the same answers; another message is checked afresh.
+        assert verify(key.public_key, b"d", b"message", good)
+        assert not verify(key.public_key, b"d", b"message", bad)
+        assert not verify(key.public_key, b"d", b"other", good)
+    assert crypto._shared.answers is None
+    assert verify(key.public_key, b"d", b"message", good)
+    assert not verify(key.public_key, b"d", b"message", bad)

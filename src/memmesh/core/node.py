@@ -242,6 +242,7 @@ class MeshCore:
         self._own_seq_known = 0
         """The highest seq of this node's own log that a peer's frontier named."""
         self.sessions: dict[str, Session] = {}
+        self._active_cache: tuple[Session, ...] | None = None
         self.stats = SyncStats()
         self.clock = HybridClock(_HLC_DRIFT_MAX_MS, self._own_last_hlc())
         self._dialling: dict[str, _Dialling] = {}
@@ -277,6 +278,8 @@ class MeshCore:
             self.limits.author_pushes_per_s, self.limits.author_push_burst, keys_max=1 << 14
         )
         """Per author node: envelopes peers may push (``SyncLimits.author_pushes_per_s``)."""
+        self._announce_due_ms: int | None = None
+        """When the ids waiting in sessions' ``announce`` lists go out (``ihave_batch_ms``)."""
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
 
@@ -336,14 +339,17 @@ class MeshCore:
             deadlines.extend(r.deadline_ms for r in session.requests.values())
         deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
         deadlines.extend(self._not_before.values())
+        if self._announce_due_ms is not None:
+            deadlines.append(self._announce_due_ms)
         if self._announced:  # dues only grow with insertion, so the oldest entry is due first
             deadlines.append(next(iter(self._announced.values()))[0])
         if self.tree.is_root and self._beacon_due_ms is not None:
             deadlines.append(self._beacon_due_ms)
         elif self.tree.root is not None:
             deadlines.append(self.tree.heard_ms + self.limits.root_timeout_ms)
-        if self._waiting_since:
-            deadlines.append(min(self._waiting_since.values()) + self.limits.causal_wait_max_ms)
+        if self._waiting_since:  # the oldest first (``_note_waiting``)
+            oldest = next(iter(self._waiting_since.values()))
+            deadlines.append(oldest + self.limits.causal_wait_max_ms)
         return min(deadlines, default=None)
 
     def quiet(self) -> bool:
@@ -352,6 +358,7 @@ class MeshCore:
         return (
             not self._staged
             and not self._announced
+            and self._announce_due_ms is None
             and all(d.due_ms is None or d.refused for d in self._dialling.values())
             and not self.admission.buffered["causal"]
             and not self.admission.buffered["pending_member"]
@@ -423,6 +430,7 @@ class MeshCore:
             nonce=nonce,
         )
         self.sessions[peer] = session
+        self._active_cache = None
         dialling = self._dialling.get(peer)
         if dialling is not None:
             dialling.due_ms, dialling.dialling = None, False
@@ -432,6 +440,7 @@ class MeshCore:
 
     def _on_gone(self, peer: str, reason: str | None) -> None:
         session = self.sessions.pop(peer, None)
+        self._active_cache = None
         if session is not None and session.node is not None and reason == Reason.VIEW_FULL:
             self._not_before[session.node] = self._now + self.limits.shuffle_interval_ms
         if session is not None:
@@ -485,6 +494,7 @@ class MeshCore:
         session.node, session.peer_nonce = message.node, message.nonce
         session.peer_alone = message.alone
         session.state = SessionState.AUTH
+        self._active_cache = None
         ours = Transcript(
             PROTOCOL_VERSION, self.mesh_id, self.node, session.nonce, message.node, message.nonce
         )
@@ -529,6 +539,7 @@ class MeshCore:
         if not self._make_room(session):
             return None
         session.state = SessionState.ACTIVE
+        self._active_cache = None
         session.activated = True
         session.deadline_ms = None
         if dialling is not None:
@@ -596,6 +607,7 @@ class MeshCore:
 
     def _on_bye(self, session: Session, message: Bye) -> None:
         session.state = SessionState.CLOSED
+        self._active_cache = None
         self._end_session(session)
         self._notify(PeerRefused(session.peer, message.reason, message.detail, by_us=False))
         if message.reason == Reason.VIEW_FULL and session.node is not None:
@@ -622,6 +634,7 @@ class MeshCore:
 
     def _drop_session(self, session: Session) -> None:
         session.state = SessionState.CLOSED
+        self._active_cache = None
         session.deadline_ms = None  # no handshake timer for a closed session
         self._end_session(session)
 
@@ -679,6 +692,7 @@ class MeshCore:
                 self._pump(session)
         self._dial_timers()
         self._tree_timers()
+        self._announce_timers()
         self._announced_timers()
         self._expire_waiting()
         self._fill_view()
@@ -825,11 +839,17 @@ class MeshCore:
             dialling.parked, dialling.due_ms = True, None
         self._fail(victim, Reason.VIEW_FULL, detail)
 
-    def _active(self) -> list[Session]:
-        return sorted(
-            (s for s in self.sessions.values() if s.state is SessionState.ACTIVE),
-            key=lambda s: s.peer,
-        )
+    def _active(self) -> tuple[Session, ...]:
+        """Active sessions by peer handle; kept until a session opens, closes or changes state
+        (``_sessions_changed``), since it is asked for on nearly every input."""
+        if self._active_cache is None:
+            self._active_cache = tuple(
+                sorted(
+                    (s for s in self.sessions.values() if s.state is SessionState.ACTIVE),
+                    key=lambda s: s.peer,
+                )
+            )
+        return self._active_cache
 
     def _start_round(self, session: Session) -> None:
         if session.awaiting_round is not None:
@@ -1157,7 +1177,7 @@ class MeshCore:
             elif outcome.status is Status.WAITING_CAUSAL:
                 missing_by_peer.setdefault(peer, set()).update(outcome.missing)
                 if outcome.envelope_id is not None:
-                    self._waiting_since.setdefault(outcome.envelope_id, self._now)
+                    self._note_waiting(outcome.envelope_id)
             for late in outcome.released_rejected:  # waited for its past, then refused
                 self._rejected(peer, late)
             if outcome.admitted:
@@ -1230,13 +1250,26 @@ class MeshCore:
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)
 
+    def _note_waiting(self, env_id: bytes) -> None:
+        """``env_id`` waits for its causal past from now on. Never earlier than the last entry
+        (the caller's clock may step back), so the first entry is always the oldest."""
+        waiting = self._waiting_since
+        if env_id not in waiting:
+            last = next(reversed(waiting.values())) if waiting else self._now
+            waiting[env_id] = max(self._now, last)
+
     def _expire_waiting(self) -> None:
         """Give up on envelopes whose causal past nobody supplied in ``causal_wait_max_ms``:
         drop them from the buffer, which stops the fetches for that past."""
         due = self._now - self.limits.causal_wait_max_ms
-        expired = sorted(i for i, since in self._waiting_since.items() if since <= due)
+        expired: list[bytes] = []
+        for env_id, since in self._waiting_since.items():  # oldest first
+            if since > due:
+                break
+            expired.append(env_id)
         if not expired:
             return
+        expired.sort()
         for env_id in expired:
             del self._waiting_since[env_id]
         dropped = self.admission.drop_waiting(expired)
@@ -1438,6 +1471,19 @@ class MeshCore:
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)
 
+    def _announce(self, session: Session) -> None:
+        """Send ``session`` the ids waiting for it (``IHave``, paged)."""
+        ids, session.announce = session.announce, []
+        for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
+            self._send(session, IHave(ids[start : start + IDS_PER_MESSAGE_MAX]))
+
+    def _announce_timers(self) -> None:
+        if self._announce_due_ms is not None and self._announce_due_ms <= self._now:
+            self._announce_due_ms = None
+            for session in self._active():
+                if session.announce:
+                    self._announce(session)
+
     def _on_prune(self, session: Session, message: Prune) -> None:
         before = self.tree.distance()
         self.tree.children.discard(session.peer)
@@ -1451,11 +1497,15 @@ class MeshCore:
         frame; every pruned one gets the ids (``IHave``), so a hole in the tree is noticed and
         grafted within ``ihave_wait_ms`` instead of at the next anti-entropy round, and each
         node still receives each envelope about once."""
+        batch_ms = self.limits.ihave_batch_ms
         for session in self._active():
             ids = [env_id for peer, env_id in new if peer != session.peer]
             if not self.tree.eager(session.peer):
-                for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
-                    self._send(session, IHave(ids[start : start + IDS_PER_MESSAGE_MAX]))
+                session.announce.extend(ids)
+                if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
+                    self._announce(session)
+                elif session.announce and self._announce_due_ms is None:
+                    self._announce_due_ms = self._now + batch_ms
                 continue
             self.stats.pushes += 1
             while ids:

@@ -25,18 +25,8 @@ class NodeClock:
 
     def virtual_us(self, local_ms: int, now_us: int) -> int:
         """The first virtual time, not before ``now_us``, at which this clock shows
-        ``local_ms``."""
-        if self.local_ms(now_us) >= local_ms:
-            return now_us
+        ``local_ms``. ``local_ms(t) >= m`` exactly when ``t * rate >= (m - base) * 10**9``
+        (``rate`` = 10**6 + drift ppm), so the answer is a ceiling division."""
         target = local_ms - EPOCH_MS - self.skew_ms
-        guess = max(now_us, (target * 1_000_000_000) // (1_000_000 + self.drift_ppm))
-        low, high = max(now_us, guess - 2_000), guess + 2_000
-        while self.local_ms(high) < local_ms:  # pragma: no cover - the guess is within 1 ms
-            low, high = high, high * 2 + 1
-        while low < high:  # the clock is monotonic: bisect
-            mid = (low + high) // 2
-            if self.local_ms(mid) >= local_ms:
-                high = mid
-            else:
-                low = mid + 1
-        return low
+        rate = 1_000_000 + self.drift_ppm
+        return max(now_us, -((-target * 1_000_000_000) // rate))

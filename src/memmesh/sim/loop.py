@@ -31,18 +31,18 @@ class Trace:
 
     def add(self, *parts: int | str | bytes) -> None:
         self.events += 1
-        update = self._hash.update
-        update(b"\n")
+        encoded = [b"\n"]
         for part in parts:
             if isinstance(part, bytes):
-                update(b"b%d:" % len(part))
-                update(part)
+                encoded.append(b"b%d:" % len(part))
+                encoded.append(part)
             elif isinstance(part, str):
                 data = part.encode()
-                update(b"s%d:" % len(data))
-                update(data)
+                encoded.append(b"s%d:" % len(data))
+                encoded.append(data)
             else:
-                update(b"i%d;" % part)
+                encoded.append(b"i%d;" % part)
+        self._hash.update(b"".join(encoded))
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
