@@ -49,6 +49,7 @@ __all__ = [
     "Outcome",
     "Status",
     "claims_digest",
+    "shared_preparation",
 ]
 
 CLAIMS_DIGEST_TAG = b"claims-digest/v1"
@@ -140,6 +141,31 @@ class _Prepared:
     claims: tuple[Claim, ...]
     ops: list[_Op]
     """The membership operations it carries, parsed once: (position, claim, operation)."""
+
+
+class _SharedPreparation:
+    answers: (
+        dict[tuple[bytes, bytes, EnvelopeLimits, bool, bool], _Prepared | tuple[Reason, str]] | None
+    ) = None
+
+
+_shared = _SharedPreparation()
+_SHARED_ENTRIES_MAX = 1 << 16
+
+
+@contextlib.contextmanager
+def shared_preparation() -> Iterator[None]:
+    """Within this block every :class:`Admission` in the process remembers what the checks on
+    an envelope's own bytes found (decoded, or rejected with its reason; at most 65,536, then it
+    starts over). For the simulator, whose replicas each check the same bytes again: the checks
+    are a pure function of the bytes, the mesh id, the limits and the mode, which make the key,
+    and nothing later changes a prepared envelope. A node never uses it."""
+    outer = _shared.answers
+    _shared.answers = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _shared.answers = outer
 
 
 _Saved = tuple[
@@ -449,6 +475,32 @@ class Admission:
         )
 
     def _prepare(self, raw: bytes) -> _Prepared:
+        """Every check on an envelope's own bytes (:meth:`_prepare_fresh`); inside
+        :func:`shared_preparation`, once per distinct envelope and mode in the process."""
+        memo = _shared.answers
+        if memo is None:
+            return self._prepare_fresh(raw)
+        key = (
+            bytes(raw),
+            self.mesh_id,
+            self.limits.envelope,
+            self._replaying,
+            self._signatures_checked,
+        )
+        found = memo.get(key)
+        if found is None:
+            try:
+                found = self._prepare_fresh(raw)
+            except Rejected as exc:
+                found = (exc.reason, exc.detail)
+            if len(memo) >= _SHARED_ENTRIES_MAX:
+                memo.clear()
+            memo[key] = found
+        if isinstance(found, tuple):
+            raise Rejected(*found)
+        return found
+
+    def _prepare_fresh(self, raw: bytes) -> _Prepared:
         trusted = self._replaying or self._signatures_checked
         if self._replaying:
             env = decode_envelope(raw, self.limits.envelope)

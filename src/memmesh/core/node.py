@@ -127,6 +127,7 @@ _ADDRESS_FINE = frozenset(
 _MESSAGE_OVERHEAD_BYTES = 64
 _ITEM_OVERHEAD_BYTES = 5
 _HLC_DRIFT_MAX_MS = 60_000
+_NO_DEADLINE = 1 << 62
 
 
 @dataclass(slots=True)
@@ -323,34 +324,49 @@ class MeshCore:
         return out
 
     def next_deadline(self) -> int | None:
-        """The earliest time at which ``Timer`` has work to do, or None."""
-        deadlines: list[int] = []
+        """The earliest time at which ``Timer`` has work to do, or None. (Asked after every
+        input by a runtime or the simulator: plain loops, no lists built.)"""
+        best = self._sessions_deadline()
+        for dialling in self._dialling.values():
+            due = dialling.due_ms
+            if due is not None and due < best:
+                best = due
+        if self._not_before:
+            best = min(best, *self._not_before.values())
+        for due in (
+            self._announce_due_ms,
+            # dues only grow with insertion, so the oldest entry is due first
+            next(iter(self._announced.values()))[0] if self._announced else None,
+            self._beacon_due_ms
+            if self.tree.is_root
+            else (
+                self.tree.heard_ms + self.limits.root_timeout_ms
+                if self.tree.root is not None
+                else None
+            ),
+            # the oldest first (``_note_waiting``)
+            next(iter(self._waiting_since.values())) + self.limits.causal_wait_max_ms
+            if self._waiting_since
+            else None,
+        ):
+            if due is not None and due < best:
+                best = due
+        return None if best == _NO_DEADLINE else best
+
+    def _sessions_deadline(self) -> int:
+        """The earliest deadline of the sessions and the rounds (``_NO_DEADLINE`` if none)."""
+        best = _NO_DEADLINE
         if self._active():
-            deadlines.extend(
-                d
-                for d in (self._round_due_ms, self._shuffle_due_ms, self._rotation_due_ms)
-                if d is not None
-            )
+            for due in (self._round_due_ms, self._shuffle_due_ms, self._rotation_due_ms):
+                if due is not None and due < best:
+                    best = due
         for session in self.sessions.values():
-            if session.deadline_ms is not None:
-                deadlines.append(session.deadline_ms)
-            if session.round_deadline_ms is not None:
-                deadlines.append(session.round_deadline_ms)
-            deadlines.extend(r.deadline_ms for r in session.requests.values())
-        deadlines.extend(d.due_ms for d in self._dialling.values() if d.due_ms is not None)
-        deadlines.extend(self._not_before.values())
-        if self._announce_due_ms is not None:
-            deadlines.append(self._announce_due_ms)
-        if self._announced:  # dues only grow with insertion, so the oldest entry is due first
-            deadlines.append(next(iter(self._announced.values()))[0])
-        if self.tree.is_root and self._beacon_due_ms is not None:
-            deadlines.append(self._beacon_due_ms)
-        elif self.tree.root is not None:
-            deadlines.append(self.tree.heard_ms + self.limits.root_timeout_ms)
-        if self._waiting_since:  # the oldest first (``_note_waiting``)
-            oldest = next(iter(self._waiting_since.values()))
-            deadlines.append(oldest + self.limits.causal_wait_max_ms)
-        return min(deadlines, default=None)
+            for due in (session.deadline_ms, session.round_deadline_ms):
+                if due is not None and due < best:
+                    best = due
+            for request in session.requests.values():
+                best = min(best, request.deadline_ms)
+        return best
 
     def quiet(self) -> bool:
         """Nothing staged, asked, queued or buffered, and no handshake or round open: this node

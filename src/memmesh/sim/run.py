@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..admission import shared_preparation
 from ..claims import Claim
 from ..core import MeshCore, WriteAcked, WriteFailed
 from ..crypto import shared_verification
@@ -393,10 +394,10 @@ def _frontier(core: MeshCore) -> list[tuple[LogId, object]]:
 
 def run_sim(options: SimOptions, progress: Progress | None = None) -> SimRun:
     """Run one simulation to its end and return what it found and measured. Signatures are
-    checked once per run, not once per simulated node (``shared_verification``): the answers
-    are the same, and the wall time goes to the protocol rather than to checking one envelope
-    a thousand times."""
-    with shared_verification():
+    checked, and envelopes decoded, once per run, not once per simulated node
+    (``shared_verification``, ``shared_preparation``): the answers are the same, and the wall
+    time goes to the protocol rather than to checking one envelope a thousand times."""
+    with shared_verification(), shared_preparation():
         return _Simulation(options, progress).execute()
 
 
