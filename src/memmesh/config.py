@@ -326,6 +326,12 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="A push tree root not heard for this long is dropped and another claims.",
     )
+    fetch_hedge_ms: Int = Field(
+        default=2_000,
+        ge=1,
+        description="A fetch still unanswered after this long may be asked of another peer in "
+        "an anti-entropy round, before request_timeout_ms runs out.",
+    )
     ihave_batch_ms: Int = Field(
         default=50,
         ge=0,
@@ -513,6 +519,7 @@ class NodeSettings(BaseSettings):
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
             ihave_batch_ms=self.ihave_batch_ms,
+            fetch_hedge_ms=self.fetch_hedge_ms,
             beacon_interval_ms=self.beacon_interval_ms,
             root_timeout_ms=self.root_timeout_ms,
             announced_ids_max=self.announced_ids_max,

@@ -252,3 +252,39 @@ def test_a_member_pushing_past_its_push_budget_is_throttled_and_flagged() -> Non
     assert not _throttled(core.handle(Received("p", encode_message(answer)), 5_002))
     core.handle(Flush(), 5_002)
     assert len(core.admission.records) == 30 and core.stats.pushes_throttled == 30
+
+
+def test_a_fetch_nobody_answers_is_asked_again_of_another_peer_after_the_hedge() -> None:
+    """A request whose answer never comes (lost, or a peer that stays silent) holds the log
+    only for ``fetch_hedge_ms``: a frontier from another peer before that asks nothing, one
+    after it asks that peer, long before ``request_timeout_ms``."""
+    source = Admission(MemoryStore(), MESH.genesis)
+    author = MESH.nodes[1]
+    envelopes = [
+        source.write_local(author, [MESH.claim(MESH.writers[0], f"h{i}", i)], hlc=i + 1)
+        for i in range(3)
+    ]
+    limits = SyncLimits(fetch_hedge_ms=2_000, request_timeout_ms=10_000)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
+    PeerScript(MESH.nodes[2], MESH.mesh_id).open(core, "q", 0)
+    head = HeadEntry(author.public_key, 1, 3, envelopes[-1].id)
+
+    def frontier_from(peer: str, now: int) -> list[GetRange]:
+        message = Frontier(7, [head], [], True, False, [])
+        effects = core.handle(Received(peer, encode_message(message)), now)
+        sent = [
+            decode_message(e.data, frame_bytes_max=1 << 21)
+            for e in effects
+            if isinstance(e, Send) and e.peer == peer
+        ]
+        return [m for m in sent if isinstance(m, GetRange)]
+
+    assert [(g.start_seq, g.end_seq) for g in frontier_from("p", 100)] == [(1, 3)]
+    assert frontier_from("q", 1_500) == []  # asked of p 1.4 s ago: not yet
+    asks = frontier_from("q", 2_200)  # 2.1 s: asked again, of q
+    assert [(g.start_seq, g.end_seq) for g in asks] == [(1, 3)]
+    answer = Envelopes(asks[0].req, [e.raw for e in envelopes], False)
+    core.handle(Received("q", encode_message(answer)), 2_210)
+    core.handle(Flush(), 2_210)
+    assert len(core.admission.records) == 3

@@ -248,15 +248,14 @@ class MeshCore:
         self.clock = HybridClock(_HLC_DRIFT_MAX_MS, self._own_last_hlc())
         self._dialling: dict[str, _Dialling] = {}
         self._staged = _Staged()
-        self._persist_asked = False
-        self._next_req = 0
+        self._persist_asked, self._next_req = False, 0
         self._round_due_ms: int | None = None
         self._fetching_ids: dict[bytes, int] = {}
         """Envelope ids asked of some peer, with the deadline of that request."""
         self._fetching_logs: dict[LogId, int] = {}
         """Logs with a range request in flight, with its deadline."""
         self._out: list[Effect] = []
-        self._now = 0
+        self._now = 0  # the caller's clock, as the last input gave it
         self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
         self._own_record: PeerRecord | None = None
         self._shuffle_due_ms: int | None = None
@@ -875,7 +874,8 @@ class MeshCore:
         session.round_deadline_ms = self._now + self.limits.request_timeout_ms
         self.stats.rounds_started += 1
         self._send_frontier(session, session.round, reply=True)
-        missing = [i for i in self.admission.missing() if i not in self._fetching_ids]
+        asked = self._fetching_ids
+        missing = [i for i in self.admission.missing() if not self._asked_lately(asked.get(i))]
         for start in range(0, len(missing), IDS_PER_MESSAGE_MAX):
             self._want(session, FetchIds(tuple(missing[start : start + IDS_PER_MESSAGE_MAX])))
         self._pump(session)
@@ -949,12 +949,12 @@ class MeshCore:
             held = len(logs.get(log, []))
             if entry.seq <= held:
                 ids.append(entry.id)
-            elif log not in self._fetching_logs:
+            elif not self._asked_lately(self._fetching_logs.get(log)):
                 self._want(session, FetchRange(log, held + 1, entry.seq))
                 asked = True
         ids.extend(i for fork in forks for i in (fork.a, fork.b) if i not in records)
         ids.extend(i for i in tips if i not in records)
-        ids = sorted({i for i in ids if i not in self._fetching_ids})
+        ids = sorted({i for i in ids if not self._asked_lately(self._fetching_ids.get(i))})
         for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
             self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             asked = True
@@ -993,6 +993,16 @@ class MeshCore:
         return any(tip not in named for tip in self.admission.side_tips())
 
     # -- requests -----------------------------------------------------------------------------
+
+    def _asked_lately(self, deadline: int | None) -> bool:
+        """Whether a fetch with this deadline was asked less than ``fetch_hedge_ms`` ago. An
+        older one may be asked again of the peer at hand: the first request or its answer may
+        be lost, and waiting out ``request_timeout_ms`` would hold everything that depends on
+        it (a hedged request; the answer that comes second is a duplicate)."""
+        if deadline is None:
+            return False
+        asked_at = deadline - self.limits.request_timeout_ms
+        return asked_at + self.limits.fetch_hedge_ms > self._now
 
     def _want(self, session: Session, fetch: FetchRange | FetchIds) -> None:
         if len(session.wants) >= self.limits.wants_max:

@@ -87,6 +87,10 @@ class SyncLimits:
     ihave_wait_ms: int = 300
     """How long an id announced by ``IHave`` may take to arrive by push before the envelope is
     asked of the announcing peer."""
+    fetch_hedge_ms: int = 2_000
+    """An envelope or log asked of one peer this long ago, and still missing, may be asked of
+    another in an anti-entropy round, without waiting for ``request_timeout_ms``: a lost
+    request (or answer) then holds what depends on it for about this long, not ten seconds."""
     ihave_batch_ms: int = 50
     """How long the ids of new envelopes wait to be announced on the links they were not pushed
     on, so one ``IHave`` carries all that arrived meanwhile (0: one ``IHave`` per flush). It
@@ -137,6 +141,7 @@ class SyncLimits:
             "shuffle_interval_ms",
             "shuffle_records_max",
             "ihave_wait_ms",
+            "fetch_hedge_ms",
             "beacon_interval_ms",
             "root_timeout_ms",
             "announced_ids_max",
