@@ -197,6 +197,11 @@ def status(
         f"buffered {state['buffered']}, rejected {sum(state['rejected'].values())}, "
         f"attestations {state['attestations']}"
     )
+    for author, dropped in state.get("throttled", {}).items():
+        console.print(
+            f"[bold]flagged[/]  member {author[:16]} pushed past its budget: {dropped} envelopes "
+            "dropped here (fetched later by anti-entropy)"
+        )
     table = Table("peer", "node", "state", "in sync", "frames in", "frames out")
     for p in state["peers"]:
         table.add_row(

@@ -409,3 +409,11 @@ def test_a_member_past_its_push_budget_is_flagged_and_still_converges(
         metrics = response.read().decode()
     counted = [line for line in metrics.splitlines() if line.startswith("memmesh_pushes_throttled")]
     assert counted and float(counted[0].split()[-1]) == throttled[writer]
+    shown = subprocess.run(
+        [sys.executable, "-m", "memmesh", "status", "--api", apis[1]],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert f"flagged  member {writer[:16]} pushed past its budget: {throttled[writer]}" in shown
