@@ -219,12 +219,13 @@ def test_kinds_parse_and_show_in_the_command() -> None:
 
 def test_sim_run_byzantine_prints_the_counts(capsys: pytest.CaptureFixture[str]) -> None:
     sim_run(nodes=4, updates=8, seed=2, duration=2.0, flood_updates=0, as_json=True,
-            byzantine="forger,revoked")  # fmt: skip
+            byzantine="forger,revoked,flooder")  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert report["ok"]
     by_kind = report["byzantine"]["by_kind"]
     assert by_kind["forger"]["rejected"]["bad_signature"] > 0
     assert by_kind["revoked"]["excluded"]["revoked"] > 0
+    assert report["faults"]["pushes_throttled"] > 0  # the flooder, past its push budget
     with pytest.raises(typer.BadParameter):
         sim_run(nodes=4, updates=8, seed=2, as_json=True, byzantine="nobody")
 

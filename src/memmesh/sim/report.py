@@ -150,6 +150,7 @@ def make_report(run: SimRun, *, flood_limit: int | None = 200) -> dict[str, Any]
             "crashes_in_commit": run.cluster.stats.crashes_in_commit,
             "session_refusals": dict(sorted(run.cluster.stats.refusals.items())),
             "timer_stalls": run.cluster.stats.timer_stalls,
+            "pushes_throttled": sum(run.cluster.stats.throttled.values()),
         },
         "checks": {
             "safety_checks": run.checker.checks,
