@@ -288,3 +288,34 @@ def test_a_fetch_nobody_answers_is_asked_again_of_another_peer_after_the_hedge()
     core.handle(Received("q", encode_message(answer)), 2_210)
     core.handle(Flush(), 2_210)
     assert len(core.admission.records) == 3
+
+
+def test_a_fetch_still_queued_is_not_hedged() -> None:
+    """A fetch waiting in a session's queue (the node paces its own transfer) is not asked of
+    another peer however long it waits; one sent and unanswered is, after the hedge."""
+    source = Admission(MemoryStore(), MESH.genesis)
+    logs = [
+        [
+            source.write_local(key, [MESH.claim(MESH.writers[0], f"q{n}{i}", i)], hlc=10 * n + i)
+            for i in range(1, 3)
+        ]
+        for n, key in enumerate(MESH.nodes[1:], start=1)
+    ]
+    limits = SyncLimits(fetch_hedge_ms=2_000, requests_in_flight_max=1)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
+    PeerScript(MESH.nodes[2], MESH.mesh_id).open(core, "q", 0)
+    heads = sorted(
+        (HeadEntry(log[-1].author, 1, 2, log[-1].id) for log in logs), key=lambda h: h.author
+    )
+
+    def asked(peer: str, now: int) -> list[bytes]:
+        message = Frontier(7, heads, [], True, False, [])
+        effects = core.handle(Received(peer, encode_message(message)), now)
+        sent = [decode_message(e.data, frame_bytes_max=1 << 21) for e in effects
+                if isinstance(e, Send) and e.peer == peer]  # fmt: skip
+        return [m.author for m in sent if isinstance(m, GetRange)]
+
+    first, second = sorted(h.author for h in heads)
+    assert asked("p", 100) == [first]  # one in flight; the other waits in p's queue
+    assert asked("q", 5_000) == [first]  # the sent one is hedged; the queued one is not

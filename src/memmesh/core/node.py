@@ -251,9 +251,10 @@ class MeshCore:
         self._persist_asked, self._next_req = False, 0
         self._round_due_ms: int | None = None
         self._fetching_ids: dict[bytes, int] = {}
-        """Envelope ids asked of some peer, with the deadline of that request."""
+        """Envelope ids asked of some peer, with the deadline of that request (``_NO_DEADLINE``
+        while it waits in a session's queue)."""
         self._fetching_logs: dict[LogId, int] = {}
-        """Logs with a range request in flight, with its deadline."""
+        """Logs with a range request queued or in flight, with its deadline (the same)."""
         self._out: list[Effect] = []
         self._now = 0  # the caller's clock, as the last input gave it
         self.view = PassiveView(self.mesh_id, self.node, self.limits.passive_view_max)
@@ -856,7 +857,8 @@ class MeshCore:
 
     def _active(self) -> tuple[Session, ...]:
         """Active sessions by peer handle; kept until a session opens, closes or changes state
-        (``_sessions_changed``), since it is asked for on nearly every input."""
+        (each place that does resets ``_active_cache``), since it is asked for on nearly every
+        input."""
         if self._active_cache is None:
             self._active_cache = tuple(
                 sorted(
@@ -995,12 +997,15 @@ class MeshCore:
     # -- requests -----------------------------------------------------------------------------
 
     def _asked_lately(self, deadline: int | None) -> bool:
-        """Whether a fetch with this deadline was asked less than ``fetch_hedge_ms`` ago. An
-        older one may be asked again of the peer at hand: the first request or its answer may
-        be lost, and waiting out ``request_timeout_ms`` would hold everything that depends on
-        it (a hedged request; the answer that comes second is a duplicate)."""
+        """Whether a fetch with this deadline is still queued, or was sent less than
+        ``fetch_hedge_ms`` ago. An older one may be asked again of the peer at hand: the first
+        request or its answer may be lost, and waiting out ``request_timeout_ms`` would hold
+        everything that depends on it (a hedged request; the answer that comes second is a
+        duplicate). One still queued is not: the node is pacing its own transfer."""
         if deadline is None:
             return False
+        if deadline == _NO_DEADLINE:
+            return True
         asked_at = deadline - self.limits.request_timeout_ms
         return asked_at + self.limits.fetch_hedge_ms > self._now
 
@@ -1008,11 +1013,11 @@ class MeshCore:
         if len(session.wants) >= self.limits.wants_max:
             self._release(session.wants.popleft())  # the next round asks again
         session.wants.append(fetch)
+        # Queued, not sent: no deadline yet, and never hedged (``_asked_lately``) while queued.
         if isinstance(fetch, FetchRange):
-            self._fetching_logs[fetch.log] = self._now + self.limits.request_timeout_ms
+            self._fetching_logs[fetch.log] = _NO_DEADLINE
         else:
-            deadline = self._now + self.limits.request_timeout_ms
-            self._fetching_ids.update(dict.fromkeys(fetch.ids, deadline))
+            self._fetching_ids.update(dict.fromkeys(fetch.ids, _NO_DEADLINE))
 
     def _release(self, fetch: FetchRange | FetchIds) -> None:
         if isinstance(fetch, FetchRange):
@@ -1032,13 +1037,18 @@ class MeshCore:
             fetch = session.wants.popleft()
             self._next_req = self._next_req % 0xFFFFFFFE + 1
             req = self._next_req
-            session.requests[req] = InFlight(fetch, self._now + self.limits.request_timeout_ms)
+            deadline = self._now + self.limits.request_timeout_ms
+            session.requests[req] = InFlight(fetch, deadline)
             if isinstance(fetch, FetchRange):
                 log = fetch.log
+                if log in self._fetching_logs:
+                    self._fetching_logs[log] = deadline
                 self._send(
                     session, GetRange(req, log.author, log.epoch, fetch.start_seq, fetch.end_seq)
                 )
             else:
+                fetching = self._fetching_ids
+                fetching.update((i, deadline) for i in fetch.ids if i in fetching)
                 self._send(session, GetIds(req, list(fetch.ids)))
 
     def _on_get_range(self, session: Session, message: GetRange) -> None:
