@@ -143,6 +143,13 @@ class _Prepared:
     """The membership operations it carries, parsed once: (position, claim, operation)."""
 
 
+def _assembled(env: Envelope, items: list[GrammarItem], claims: tuple[Claim, ...]) -> _Prepared:
+    """The checks on a decoded envelope's parts that need no state: its claims root."""
+    if merkle_root([c.id for c in claims]) != env.claims_root:
+        raise Rejected(Reason.BAD_CLAIMS_ROOT, "claims_root is not the root of its claims")
+    return _Prepared(env, items, claims, _membership_ops(claims))
+
+
 class _SharedPreparation:
     answers: (
         dict[tuple[bytes, bytes, EnvelopeLimits, bool, bool], _Prepared | tuple[Reason, str]] | None
@@ -371,6 +378,23 @@ class Admission:
         """Admit one envelope's bytes from anywhere; never raises for bad input."""
         return self.receive_many([raw], signatures_checked=signatures_checked)[0]
 
+    def receive_decoded(
+        self, envelope: Envelope, items: Sequence[GrammarItem], claims: Sequence[Claim]
+    ) -> Outcome:
+        """Admit an envelope that the caller decoded itself, the way :meth:`receive` does
+        (``decode_envelope`` within these limits, ``decode_update`` with the author's client
+        id, ``decode_claim`` of each item with this mesh id) and whose envelope and claim
+        signatures it verified: an offline verifier, which then decodes nothing twice. Every
+        other check still runs (mesh id, claims root, causal and membership rules)."""
+        with self._batching():
+            try:
+                if envelope.mesh_id != self.mesh_id:
+                    raise Rejected(Reason.WRONG_MESH, "the envelope belongs to another mesh")
+                prepared = _assembled(envelope, list(items), tuple(claims))
+            except Rejected as exc:
+                return self._reject(None, exc)
+            return self._route(prepared)
+
     def receive_many(
         self, raws: Sequence[bytes], *, signatures_checked: bool = False
     ) -> list[Outcome]:
@@ -517,9 +541,7 @@ class Admission:
             decode_claim(item.value, mesh_id=self.mesh_id, verify_signature=not trusted)
             for item in items
         )
-        if merkle_root([c.id for c in claims]) != env.claims_root:
-            raise Rejected(Reason.BAD_CLAIMS_ROOT, "claims_root is not the root of its claims")
-        return _Prepared(env, items, claims, _membership_ops(claims))
+        return _assembled(env, items, claims)
 
     def _needs(self, env: Envelope) -> list[bytes]:
         needs = list(env.deps)

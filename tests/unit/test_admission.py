@@ -15,16 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
-from memmesh.claims import CLAIM_ID_TAG, Claim
+from memmesh.claims import CLAIM_ID_TAG, Claim, decode_claim
 from memmesh.crypto import SigningKey
-from memmesh.envelope import Envelope, seal
+from memmesh.envelope import Envelope, decode_envelope, seal
 from memmesh.errors import Reason, Rejected, StorageFull
 from memmesh.ids import ZERO_ID, LogId, tagged_hash
 from memmesh.membership import Role
 from memmesh.merkle import merkle_root
 from memmesh.store import LmdbStore, MemoryDisk, MemoryStore, WriteBatch
 from memmesh.testing import MeshFixture, scaled
-from memmesh.ydecode import client_id, encode_update, item_key
+from memmesh.ydecode import GrammarItem, client_id, decode_update, encode_update, item_key
 
 CRASHERS = sorted((Path(__file__).parents[1] / "fixtures" / "pycrdt-crashers").glob("*.bin"))
 
@@ -848,3 +848,44 @@ def test_a_copy_already_held_is_a_duplicate_before_any_signature_check(
 
     monkeypatch.setattr(admission_module, "open_envelope", no_verify)
     assert replica.receive(env.raw).status is Status.DUPLICATE
+
+
+def test_receive_decoded_admits_what_receive_admits_and_checks_the_rest(
+    mesh: MeshFixture,
+) -> None:
+    """An offline verifier's path: parts decoded by the caller give the same records and
+    digest as the bytes would; the mesh id and the claims root are still checked."""
+    source = Admission(MemoryStore(), mesh.genesis)
+    made = [
+        source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], f"d{i}", i)], hlc=i + 1)
+        for i in range(3)
+    ]
+
+    def parts(raw: bytes) -> tuple[Envelope, list[GrammarItem], list[Claim]]:
+        env = decode_envelope(raw)
+        items = decode_update(
+            env.payload, client=client_id(env.author, env.epoch), start_clock=None
+        )
+        claims = [decode_claim(i.value, mesh_id=env.mesh_id, verify_signature=False) for i in items]
+        return env, items, claims
+
+    by_bytes = Admission(MemoryStore(), mesh.genesis)
+    by_parts = Admission(MemoryStore(), mesh.genesis)
+    for env in made:
+        assert by_bytes.receive(env.raw).status is Status.INTEGRATED
+        assert by_parts.receive_decoded(*parts(env.raw)).status is Status.INTEGRATED
+    assert by_parts.records.keys() == by_bytes.records.keys()
+    assert by_parts.claims_digest() == by_bytes.claims_digest()
+    assert by_parts.receive_decoded(*parts(made[0].raw)).status is Status.DUPLICATE
+
+    other = MeshFixture("another-mesh", nodes=1, writers=1)
+    stranger = Admission(MemoryStore(), other.genesis).write_local(
+        other.nodes[0], [other.claim(other.writers[0], "x", 1)], hlc=1
+    )
+    fresh = Admission(MemoryStore(), mesh.genesis)
+    outcome = fresh.receive_decoded(*parts(stranger.raw))
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, Reason.WRONG_MESH)
+    env, items, claims = parts(made[0].raw)
+    outcome = fresh.receive_decoded(env, items, claims[:0])
+    assert (outcome.status, outcome.reason) == (Status.REJECTED, Reason.BAD_CLAIMS_ROOT)
+    assert not fresh.records

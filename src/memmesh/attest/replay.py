@@ -17,14 +17,16 @@ it, when the admit arrives.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..admission import Admission, Outcome, Status
+from ..claims import Claim
 from ..envelope import Envelope
 from ..ids import ZERO_ID, LogId
 from ..membership import Genesis
 from ..store import MemoryStore
+from ..ydecode import GrammarItem
 
 __all__ = ["Replay", "replay"]
 
@@ -44,11 +46,15 @@ def replay(
     on_log: Collection[bytes],
     *,
     signatures_checked: bool = False,
+    decoded: Mapping[bytes, tuple[Sequence[GrammarItem], Sequence[Claim]]] | None = None,
 ) -> Replay:
     """Admit ``envelopes`` into ``Admission(MemoryStore(), genesis)``; ``on_log`` names those
     meant to be on their logs (the others are meant to be evidence). ``signatures_checked``:
     the caller verified every envelope and claim signature already (admission skips only
-    that)."""
+    that). ``decoded``: envelope id -> its payload's items and claims, as the caller decoded
+    them while checking those signatures (:meth:`Admission.receive_decoded`; used only with
+    ``signatures_checked``), so nothing is decoded twice."""
+    decoded = decoded if signatures_checked and decoded is not None else {}
     by_id = {env.id: env for env in envelopes}
     on_log_at: dict[tuple[LogId, int], bytes] = {
         (env.log, env.seq): env.id for env in envelopes if env.id in on_log
@@ -88,7 +94,11 @@ def replay(
 
     while ready:
         _, env_id = heapq.heappop(ready)
-        outcome = admission.receive(by_id[env_id].raw, signatures_checked=signatures_checked)
+        parts = decoded.get(env_id)
+        if parts is not None:
+            outcome = admission.receive_decoded(by_id[env_id], *parts)
+        else:
+            outcome = admission.receive(by_id[env_id].raw, signatures_checked=signatures_checked)
         if outcome.status in (Status.REJECTED, Status.DROPPED):
             result.refused.append((env_id, outcome))
             continue

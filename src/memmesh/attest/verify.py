@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..admission import Admission
-from ..claims import decode_claim, signature_ok
+from ..claims import Claim, decode_claim, signature_ok
 from ..envelope import Envelope, decode_envelope, verify_envelope
 from ..errors import Rejected
 from ..ids import ZERO_ID
@@ -57,7 +57,7 @@ from ..membership import Genesis, decode_genesis
 from ..memory.view import View
 from ..merkle import merkle_root
 from ..policy import DEFAULT_REGISTRY, RuleLoadError
-from ..ydecode import client_id, decode_update
+from ..ydecode import GrammarItem, client_id, decode_update
 from .build import resolution_of
 from .bundle import Bundle, decode_bundle
 from .dsse import PAYLOAD_TYPE, DsseEnvelope, decode_dsse
@@ -270,11 +270,11 @@ def _check_bundle(run: _Run, envelope: DsseEnvelope, statement: Statement, data:
         return
     run.bundle_checked = True
     on_log = _closure(run, statement, envelopes)
-    _check_envelope_signatures(run, statement, envelopes)
+    decoded = _check_envelope_signatures(run, statement, envelopes)
     if on_log is None:
         run.resolution_note = "the bundle does not hold the attested set: nothing replayed"
         return
-    _check_replay(run, statement, genesis, envelopes, on_log)
+    _check_replay(run, statement, genesis, envelopes, on_log, decoded=decoded)
 
 
 def _decode_envelopes(run: _Run, bundle: Bundle) -> dict[bytes, Envelope] | None:
@@ -325,7 +325,10 @@ def _closure(
 
 def _check_envelope_signatures(
     run: _Run, statement: Statement, envelopes: dict[bytes, Envelope]
-) -> None:
+) -> dict[bytes, tuple[list[GrammarItem], list[Claim]]]:
+    """Every envelope's and claim's signature (timed); the payloads decoded on the way, by
+    envelope id, for the replay (those whose every claim decoded)."""
+    decoded: dict[bytes, tuple[list[GrammarItem], list[Claim]]] = {}
     for env in envelopes.values():
         run.envelopes += 1
         if not run.timed(functools.partial(_envelope_ok, env)):
@@ -337,15 +340,20 @@ def _check_envelope_signatures(
         except Rejected as exc:
             run.fail(f"envelope_payload:{env.id.hex()}", str(exc))
             continue
+        claims: list[Claim] = []
         for item in items:
             try:
                 claim = decode_claim(item.value, mesh_id=statement.mesh_id, verify_signature=False)
             except Rejected as exc:
                 run.fail(f"claim:{item.claim_id.hex()}", str(exc))
                 continue
+            claims.append(claim)
             run.claims += 1
             if not run.timed(functools.partial(signature_ok, claim)):
                 run.fail(f"claim_signature:{claim.id.hex()}", "not signed by its agent")
+        if len(claims) == len(items):
+            decoded[env.id] = (items, claims)
+    return decoded
 
 
 def _envelope_ok(env: Envelope) -> bool:
@@ -362,13 +370,18 @@ def _check_replay(
     genesis: Genesis,
     envelopes: dict[bytes, Envelope],
     on_log: set[bytes],
+    *,
+    decoded: dict[bytes, tuple[list[GrammarItem], list[Claim]]],
 ) -> None:
     # Every signature was verified in the timed pass above; replay then checks everything
-    # else, and only when that pass found no bad signature is admission told to skip them.
+    # else, and only when that pass found no bad signature is admission told to skip them
+    # (and given the payloads that pass decoded, so none is decoded twice).
     signed = not any(
         f.code.startswith(("envelope_signature:", "claim_signature:")) for f in run.failures
     )
-    result = replay(genesis, list(envelopes.values()), on_log, signatures_checked=signed)
+    result = replay(
+        genesis, list(envelopes.values()), on_log, signatures_checked=signed, decoded=decoded
+    )
     for env_id, outcome in result.refused:
         run.fail(f"replay:{env_id.hex()}", f"{outcome.status}: {outcome.reason}: {outcome.detail}")
     for env_id in result.unadmitted:
