@@ -319,3 +319,35 @@ def test_a_fetch_still_queued_is_not_hedged() -> None:
     first = min(h.author for h in heads)
     assert asked("p", 100) == [first]  # one in flight; the other waits in p's queue
     assert asked("q", 5_000) == [first]  # the sent one is hedged; the queued one is not
+
+
+def test_a_peer_that_never_answers_a_round_does_not_cost_the_others_their_rounds() -> None:
+    """The round's peer is drawn among those not still awaiting an answer: a peer whose
+    frontier never comes back (a lost frame holds its round until the deadline) used to be
+    drawn again and the whole round skipped. Here p never answers and q always does: every
+    anti-entropy interval still starts a round, with q."""
+    limits = SyncLimits(anti_entropy_interval_ms=1_000, request_timeout_ms=60_000)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(3), limits=limits)
+    rounds: list[str] = []
+
+    def answer_q(effects: list[object], now: int) -> None:
+        for effect in effects:
+            if isinstance(effect, Send) and effect.kind == "Frontier":
+                message = decode_message(effect.data, frame_bytes_max=1 << 21)
+                assert isinstance(message, Frontier)
+                if message.reply:
+                    rounds.append(effect.peer)
+                    if effect.peer == "q":
+                        answer = NothingToSend(message.round)
+                        core.handle(Received("q", encode_message(answer)), now)
+
+    answer_q(list(PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)), 0)
+    answer_q(list(PeerScript(MESH.nodes[2], MESH.mesh_id).open(core, "q", 0)), 0)
+    opening = len(rounds)  # a round with each new session
+    now = 0
+    for _ in range(40):
+        now += 250
+        answer_q(list(core.handle(Timer(), now)), now)
+    later = rounds[opening:]
+    assert len(later) >= 9, rounds  # one a second for ten seconds
+    assert set(later) == {"q"}, rounds

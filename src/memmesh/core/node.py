@@ -715,8 +715,11 @@ class MeshCore:
         active = self._active()
         if self._round_due_ms is not None and self._round_due_ms <= now:
             self._round_due_ms = now + self.limits.anti_entropy_interval_ms
-            if active:
-                self._start_round(self.rng.choice(active))
+            # A peer whose last round is still unanswered (a lost frame holds it until the
+            # round's deadline) is passed over, or the draw would skip whole rounds.
+            free = [s for s in active if s.awaiting_round is None]
+            if free:
+                self._start_round(self.rng.choice(free))
         if self._shuffle_due_ms is not None and self._shuffle_due_ms <= now:
             self._shuffle_due_ms = now + self.limits.shuffle_interval_ms
             if active:
