@@ -28,6 +28,7 @@ from .envelope import Envelope, EnvelopeLimits, decode_envelope, envelope_id, op
 from .errors import LocalError, Reason, Rejected
 from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
 from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, Role, parse_op
+from .memo import SharedMemo
 from .merkle import merkle_root
 from .replica import IntegrationFailed, Replica
 from .store import Store, WriteBatch
@@ -150,29 +151,18 @@ def _assembled(env: Envelope, items: list[GrammarItem], claims: tuple[Claim, ...
     return _Prepared(env, items, claims, _membership_ops(claims))
 
 
-class _SharedPreparation:
-    answers: (
-        dict[tuple[bytes, bytes, EnvelopeLimits, bool, bool], _Prepared | tuple[Reason, str]] | None
-    ) = None
+_shared: SharedMemo[
+    tuple[bytes, bytes, EnvelopeLimits, bool, bool], _Prepared | tuple[Reason, str]
+] = SharedMemo(1 << 16)
 
 
-_shared = _SharedPreparation()
-_SHARED_ENTRIES_MAX = 1 << 16
-
-
-@contextlib.contextmanager
-def shared_preparation() -> Iterator[None]:
+def shared_preparation() -> contextlib.AbstractContextManager[None]:
     """Within this block every :class:`Admission` in the process remembers what the checks on
     an envelope's own bytes found (decoded, or rejected with its reason; at most 65,536, then it
-    starts over). For the simulator, whose replicas each check the same bytes again: the checks
-    are a pure function of the bytes, the mesh id, the limits and the mode, which make the key,
-    and nothing later changes a prepared envelope. A node never uses it."""
-    outer = _shared.answers
-    _shared.answers = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _shared.answers = outer
+    starts over): for the simulator (:mod:`memmesh.memo`). The checks are a pure function of
+    the bytes, the mesh id, the limits and the mode, which make the key, and nothing later
+    changes a prepared envelope. A node never uses it."""
+    return _shared.sharing()
 
 
 _Saved = tuple[
@@ -501,8 +491,7 @@ class Admission:
     def _prepare(self, raw: bytes) -> _Prepared:
         """Every check on an envelope's own bytes (:meth:`_prepare_fresh`); inside
         :func:`shared_preparation`, once per distinct envelope and mode in the process."""
-        memo = _shared.answers
-        if memo is None:
+        if _shared.answers is None:
             return self._prepare_fresh(raw)
         key = (
             bytes(raw),
@@ -511,15 +500,13 @@ class Admission:
             self._replaying,
             self._signatures_checked,
         )
-        found = memo.get(key)
+        found = _shared.get(key)
         if found is None:
             try:
                 found = self._prepare_fresh(raw)
             except Rejected as exc:
                 found = (exc.reason, exc.detail)
-            if len(memo) >= _SHARED_ENTRIES_MAX:
-                memo.clear()
-            memo[key] = found
+            _shared.put(key, found)
         if isinstance(found, tuple):
             raise Rejected(*found)
         return found

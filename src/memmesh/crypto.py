@@ -12,7 +12,6 @@ import binascii
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import nacl.bindings
@@ -22,6 +21,7 @@ import nacl.signing
 from .errors import KeyFileError
 from .files import write_file_atomically
 from .ids import short_id
+from .memo import SharedMemo
 
 __all__ = [
     "PUBLIC_KEY_BYTES",
@@ -80,12 +80,10 @@ def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -
     """
     if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
         return False
-    memo = _shared.answers
-    if memo is not None:
-        key = (public_key, signature, domain, message)
-        known = memo.get(key)
-        if known is not None:
-            return known
+    key = (public_key, signature, domain, message)
+    known = _shared.get(key)
+    if known is not None:
+        return known
     try:
         # The binding directly (crypto_sign_open, libsodium's strict checks): PyNaCl's VerifyKey
         # would only add a key object and one more copy of the message.
@@ -93,33 +91,18 @@ def verify(public_key: bytes, domain: bytes, message: bytes, signature: bytes) -
         valid = True
     except (nacl.exceptions.CryptoError, ValueError, TypeError):
         valid = False
-    if memo is not None:
-        if len(memo) >= _SHARED_ENTRIES_MAX:
-            memo.clear()
-        memo[key] = valid
+    _shared.put(key, valid)
     return valid
 
 
-class _Shared:
-    answers: dict[tuple[bytes, bytes, bytes, bytes], bool] | None = None
+_shared: SharedMemo[tuple[bytes, bytes, bytes, bytes], bool] = SharedMemo(1 << 17)
 
 
-_shared = _Shared()
-_SHARED_ENTRIES_MAX = 1 << 17
-
-
-@contextlib.contextmanager
-def shared_verification() -> Iterator[None]:
+def shared_verification() -> contextlib.AbstractContextManager[None]:
     """Within this block :func:`verify` remembers its answers (at most 131,072, then it starts
-    over). For one process that runs many replicas of a mesh, the simulator: each replica checks
-    the same signed bytes again, and the answer is a pure function of them, so checking once is
-    the same run, faster. A node never uses it: it checks each signature it is given."""
-    outer = _shared.answers
-    _shared.answers = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _shared.answers = outer
+    over): for the simulator (:mod:`memmesh.memo`). A node never uses it: it checks each
+    signature it is given."""
+    return _shared.sharing()
 
 
 def write_key_file(path: Path, key: SigningKey, *, overwrite: bool = False) -> None:

@@ -28,6 +28,7 @@ PURE = [
     "replica.py",
     "admission.py",
     "quota.py",
+    "memo.py",
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "core").glob("*.py")),
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "memory").glob("*.py")),
     *sorted(str(p.relative_to(SRC)) for p in (SRC / "policy").glob("*.py")),
