@@ -37,6 +37,8 @@ from memmesh.core.messages import (
     decode_message,
     encode_message,
 )
+from memmesh.crypto import SigningKey
+from memmesh.envelope import Envelope
 from memmesh.errors import Reason
 from memmesh.store import MemoryStore
 from memmesh.testing import MeshFixture, PeerScript, scaled
@@ -198,17 +200,35 @@ def _throttled(effects: list[object]) -> list[Throttled]:
     return [e.notice for e in effects if isinstance(e, Notify) and isinstance(e.notice, Throttled)]
 
 
+def _log_of(author: SigningKey, tag: str, count: int, hlc0: int = 1) -> list[Envelope]:
+    """``count`` envelopes of ``author``'s log, one claim each, keys ``tag0``, ``tag1``..."""
+    source = Admission(MemoryStore(), MESH.genesis)
+    return [
+        source.write_local(author, [MESH.claim(MESH.writers[0], f"{tag}{i}", i)], hlc=hlc0 + i)
+        for i in range(count)
+    ]
+
+
+def _ranges_asked(
+    core: MeshCore, peer: str, heads: list[HeadEntry], now: int, round_: int = 7
+) -> list[GetRange]:
+    """Feed ``peer``'s frontier naming ``heads``; the ranges the core asks of that peer."""
+    message = Frontier(round_, heads, [], True, False, [])
+    sent = [
+        decode_message(e.data, frame_bytes_max=1 << 21)
+        for e in core.handle(Received(peer, encode_message(message)), now)
+        if isinstance(e, Send) and e.peer == peer
+    ]
+    return [m for m in sent if isinstance(m, GetRange)]
+
+
 def test_a_member_pushing_past_its_push_budget_is_throttled_and_flagged() -> None:
     """Valid envelopes a member signs itself, pushed faster than ``author_pushes_per_s``: what
     fits the budget is admitted, the rest is dropped before it is decoded and reported
     (``Throttled``: the author and how many); an answer to a request of ours is never cut, and
     a made-up answer (a ``req`` nobody asked) counts as a push."""
-    source = Admission(MemoryStore(), MESH.genesis)
     author = MESH.nodes[1]
-    envelopes = [
-        source.write_local(author, [MESH.claim(MESH.writers[0], f"f{i}", i)], hlc=i + 1)
-        for i in range(30)
-    ]
+    envelopes = _log_of(author, "f", 30)
     limits = SyncLimits(author_pushes_per_s=10, author_push_burst=10)
     core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
     PeerScript(author, MESH.mesh_id).open(core, "p", 0)
@@ -226,27 +246,8 @@ def test_a_member_pushing_past_its_push_budget_is_throttled_and_flagged() -> Non
     assert len(core.admission.records) == 20
     # An answer to our own request is taken whole: anti-entropy brings what pushes could not.
     core.handle(Timer(), 5_000)  # starts a round: the peer is asked for its frontier
-    sent = [
-        decode_message(e.data, frame_bytes_max=1 << 21)
-        for e in core.handle(
-            Received(
-                "p",
-                encode_message(
-                    Frontier(
-                        core.sessions["p"].round,
-                        [HeadEntry(author.public_key, 1, 30, envelopes[-1].id)],
-                        [],
-                        True,
-                        True,
-                        [],
-                    )
-                ),
-            ),
-            5_001,
-        )
-        if isinstance(e, Send)
-    ]
-    asks = [m for m in sent if isinstance(m, GetRange)]
+    head = HeadEntry(author.public_key, 1, 30, envelopes[-1].id)
+    asks = _ranges_asked(core, "p", [head], 5_001, round_=core.sessions["p"].round)
     assert asks and asks[0].start_seq == 21
     answer = Envelopes(asks[0].req, raws[20:], False)
     assert not _throttled(core.handle(Received("p", encode_message(answer)), 5_002))
@@ -258,31 +259,18 @@ def test_a_fetch_nobody_answers_is_asked_again_of_another_peer_after_the_hedge()
     """A request whose answer never comes (lost, or a peer that stays silent) holds the log
     only for ``fetch_hedge_ms``: a frontier from another peer before that asks nothing, one
     after it asks that peer, long before ``request_timeout_ms``."""
-    source = Admission(MemoryStore(), MESH.genesis)
     author = MESH.nodes[1]
-    envelopes = [
-        source.write_local(author, [MESH.claim(MESH.writers[0], f"h{i}", i)], hlc=i + 1)
-        for i in range(3)
-    ]
+    envelopes = _log_of(author, "h", 3)
     limits = SyncLimits(fetch_hedge_ms=2_000, request_timeout_ms=10_000)
     core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
     PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
     PeerScript(MESH.nodes[2], MESH.mesh_id).open(core, "q", 0)
-    head = HeadEntry(author.public_key, 1, 3, envelopes[-1].id)
+    heads = [HeadEntry(author.public_key, 1, 3, envelopes[-1].id)]
 
-    def frontier_from(peer: str, now: int) -> list[GetRange]:
-        message = Frontier(7, [head], [], True, False, [])
-        effects = core.handle(Received(peer, encode_message(message)), now)
-        sent = [
-            decode_message(e.data, frame_bytes_max=1 << 21)
-            for e in effects
-            if isinstance(e, Send) and e.peer == peer
-        ]
-        return [m for m in sent if isinstance(m, GetRange)]
-
-    assert [(g.start_seq, g.end_seq) for g in frontier_from("p", 100)] == [(1, 3)]
-    assert frontier_from("q", 1_500) == []  # asked of p 1.4 s ago: not yet
-    asks = frontier_from("q", 2_200)  # 2.1 s: asked again, of q
+    asks = _ranges_asked(core, "p", heads, 100)
+    assert [(g.start_seq, g.end_seq) for g in asks] == [(1, 3)]
+    assert _ranges_asked(core, "q", heads, 1_500) == []  # asked of p 1.4 s ago: not yet
+    asks = _ranges_asked(core, "q", heads, 2_200)  # 2.1 s: asked again, of q
     assert [(g.start_seq, g.end_seq) for g in asks] == [(1, 3)]
     answer = Envelopes(asks[0].req, [e.raw for e in envelopes], False)
     core.handle(Received("q", encode_message(answer)), 2_210)
@@ -293,14 +281,7 @@ def test_a_fetch_nobody_answers_is_asked_again_of_another_peer_after_the_hedge()
 def test_a_fetch_still_queued_is_not_hedged() -> None:
     """A fetch waiting in a session's queue (the node paces its own transfer) is not asked of
     another peer however long it waits; one sent and unanswered is, after the hedge."""
-    source = Admission(MemoryStore(), MESH.genesis)
-    logs = [
-        [
-            source.write_local(key, [MESH.claim(MESH.writers[0], f"q{n}{i}", i)], hlc=10 * n + i)
-            for i in range(1, 3)
-        ]
-        for n, key in enumerate(MESH.nodes[1:], start=1)
-    ]
+    logs = [_log_of(key, f"q{n}", 2, hlc0=10 * n + 1) for n, key in enumerate(MESH.nodes[1:], 1)]
     limits = SyncLimits(fetch_hedge_ms=2_000, requests_in_flight_max=1)
     core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
     PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
@@ -310,11 +291,7 @@ def test_a_fetch_still_queued_is_not_hedged() -> None:
     )
 
     def asked(peer: str, now: int) -> list[bytes]:
-        message = Frontier(7, heads, [], True, False, [])
-        effects = core.handle(Received(peer, encode_message(message)), now)
-        sent = [decode_message(e.data, frame_bytes_max=1 << 21) for e in effects
-                if isinstance(e, Send) and e.peer == peer]  # fmt: skip
-        return [m.author for m in sent if isinstance(m, GetRange)]
+        return [g.author for g in _ranges_asked(core, peer, heads, now)]
 
     first = min(h.author for h in heads)
     assert asked("p", 100) == [first]  # one in flight; the other waits in p's queue
