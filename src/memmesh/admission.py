@@ -119,7 +119,9 @@ class EnvelopeRecord:
     rank: int
     clock_end: int
     side: bool
-    """Kept off its log: another branch of an equivocation. Never integrated into pycrdt."""
+    """Kept off its log: a branch of an equivocating log from its fork on (see
+    ``_truncate_at_fork``). Integrated into pycrdt only if it was on the log before the fork was
+    known; excluded either way."""
     claims: tuple[Claim, ...]
     failed: bool = False
     """pycrdt refused it although the grammar accepted it; excluded everywhere the same way."""
@@ -198,7 +200,9 @@ class Admission:
         self.replica = Replica(replica_client_id)
         self.records: dict[bytes, EnvelopeRecord] = {}
         self.logs: dict[LogId, list[bytes]] = {}
-        """Main-branch envelope ids of each log, index seq - 1."""
+        """Main-branch envelope ids of each log, index seq - 1. Of an equivocating log, only the
+        prefix below its lowest fork: every branch from the fork on is kept off the log (see
+        ``_truncate_at_fork``), so replicas holding the same envelopes name the same head."""
         self.forks: dict[LogId, int] = {}
         """Lowest seq at which each log is known to equivocate."""
         self.evidence: dict[bytes, tuple[bytes, bytes]] = {}
@@ -223,6 +227,9 @@ class Admission:
         self._batch: WriteBatch | None = None
         self._staged: list[EnvelopeRecord] = []
         self._saved: _Saved | None = None
+        self._truncated: list[tuple[LogId, list[bytes], dict[str, int]]] = []
+        """Branches this call took off their logs at a fork, to put back if its commit fails:
+        (log, the ids removed, the item keys removed with their seqs)."""
         self._causal_by_author: dict[bytes, int] = {}
         self._causal_unadmitted = 0
         self._unadmitted_ids: set[bytes] = set()
@@ -281,6 +288,8 @@ class Admission:
                 admission.evidence[key] = pair
                 first, second = (decode_envelope(raw, admission.limits.envelope) for raw in pair)
                 admission._note_fork(first, second.id)
+        for log in sorted(admission.forks):
+            admission._truncate_at_fork(log)
         admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
         return admission
@@ -416,6 +425,7 @@ class Admission:
         """
         assert self._batch is None, "admission calls do not nest"
         self._batch, self._staged, self._saved = WriteBatch(), [], None
+        self._truncated = []
         try:
             yield
             if self._batch and not self._replaying:
@@ -426,6 +436,7 @@ class Admission:
         finally:
             staged, self._batch, self._staged = self._staged, None, []
             self._saved = None
+            self._truncated = []
         if self._replaying:
             return  # open() builds the document once the whole index is back
         for record in staged:
@@ -434,6 +445,12 @@ class Admission:
 
     def _undo(self) -> None:
         self.generation += 1
+        for log, removed, keys in reversed(self._truncated):
+            for env_id in removed:
+                self.records[env_id].side = False
+                self._side.discard(env_id)
+            self.logs.setdefault(log, []).extend(removed)
+            self.item_keys.update(keys)
         for record in reversed(self._staged):
             env = record.envelope
             del self.records[env.id]
@@ -582,11 +599,14 @@ class Admission:
             return None, None
         ids = self.logs.get(log, [])
         existing = ids[env.seq - 1] if env.seq <= len(ids) else None
+        fork = self.forks.get(log)
+        past_fork = fork is not None and env.seq >= fork  # every branch from there is off log
         on_main = (
             existing is None and env.seq == len(ids) + 1 and (env.seq == 1 or ids[-1] == env.prev)
         )
         if self._replaying:
             on_main = env.id in self._replay_main
+        on_main = on_main and not past_fork
         self._refuse_replayed_claims(prepared, prev)
         evidence = None
         if not on_main and existing is not None:
@@ -648,6 +668,7 @@ class Admission:
         if evidence is not None:
             self.evidence[evidence[0]] = evidence[1]
             self._note_fork(env, self.logs[env.log][env.seq - 1])
+            self._truncate_at_fork(env.log)
             self._sync_exclusions()
         if not record.side:
             self.logs.setdefault(env.log, []).append(env.id)
@@ -679,6 +700,54 @@ class Admission:
         low, high = sorted((env.id, other_id))
         if known is None or (env.seq, low, high) < known:
             self.fork_pairs[env.log] = (env.seq, low, high)
+
+    def _truncate_at_fork(self, log: LogId) -> None:
+        """Take every envelope of ``log`` from its lowest fork on off the log (DESIGN §4 rule
+        5: the log is excluded from there). Which branch reached a replica first is arrival
+        order; keeping it as the log would make two replicas holding the same envelopes name
+        different heads, per-log trees and attestations. Both branches are then side branches,
+        named by their tips, and the log is its common prefix, the same on every replica that
+        knows the fork. Envelopes already integrated into pycrdt stay there (they are excluded
+        from the view and from every digest)."""
+        ids = self.logs.get(log)
+        fork = self.forks[log]
+        if ids is None or len(ids) < fork:
+            return
+        removed = ids[fork - 1 :]
+        del ids[fork - 1 :]
+        if not ids:
+            del self.logs[log]
+        keys: dict[str, int] = {}
+        client = client_id(log.author, log.epoch)
+        for env_id in removed:
+            record = self.records[env_id]
+            record.side = True
+            self._side.add(env_id)
+            for claim in record.claims:
+                key = item_key(client, claim.id)
+                seq = self.item_keys.pop(key, None)
+                if seq is not None:
+                    keys[key] = seq
+        if self._batch is not None:
+            self._truncated.append((log, removed, keys))
+
+    def chain(self, log: LogId, size: int, head: bytes) -> list[bytes] | None:
+        """The ids of ``log`` from seq 1 to ``size``, ending at ``head``, followed down the prev
+        links (on the log or off it: a log cut at a fork after an attestation named it still
+        holds that chain); None if this replica does not hold it whole."""
+        ids = self.logs.get(log, [])
+        if len(ids) >= size and (size == 0 or ids[size - 1] == head):
+            return ids[:size]
+        out: list[bytes] = []
+        at = head
+        for seq in range(size, 0, -1):
+            record = self.records.get(at)
+            if record is None or record.envelope.log != log or record.envelope.seq != seq:
+                return None
+            out.append(at)
+            at = record.envelope.prev
+        out.reverse()
+        return out
 
     def _integrate(self, record: EnvelopeRecord) -> None:
         try:
@@ -876,6 +945,11 @@ class Admission:
         verified again; everything else goes through the same path as a remote envelope.
         """
         log = LogId(node_key.public_key, epoch)
+        if log in self.forks:
+            raise LocalError(
+                f"this node's log {log} equivocates from seq {self.forks[log]} (another process "
+                "wrote with its key): it is excluded from there and takes no more writes"
+            )
         ids = self.logs.get(log, [])
         head = self.records[ids[-1]] if ids else None
         start = head.clock_end if head is not None else 0

@@ -41,10 +41,14 @@ def test_statement_of_a_rich_mesh(rich: Net) -> None:
     assert statement.top_root == top_root_of(statement.logs)
     assert statement.claims_digest == admission.claims_digest()
     side = sorted(i for i, r in admission.records.items() if r.side)
-    assert list(statement.evidence) == side and len(side) == 1  # node 2's other branch
-    assert admission.records[side[0]].envelope.id not in {
-        i for ids in admission.logs.values() for i in ids
-    }
+    # both branches of node 2's fork are off its log: the log is the prefix below the fork
+    assert list(statement.evidence) == side and len(side) == 2
+    on_logs = {i for ids in admission.logs.values() for i in ids}
+    assert not on_logs & set(side)
+    assert all(
+        admission.records[i].envelope.seq == admission.forks[admission.records[i].envelope.log]
+        for i in side
+    )
     counts = statement.counts
     assert counts.envelopes == len(admission.records)
     assert counts.live_claims == len(admission.live_claims()) < counts.claims
@@ -65,8 +69,10 @@ def test_nodes_that_agree_attest_the_same_digests(rich: Net) -> None:
     assert len({s.claims_digest for s in statements}) == 1
     assert len({s.resolution_digest for s in statements}) == 1
     assert len({s.counts for s in statements}) == 1
-    # Node 1 holds the other branch of node 2's equivocation on the log: another frontier.
-    assert statements[0].logs != statements[1].logs and statements[0].logs == statements[2].logs
+    # Node 1 took the other branch of node 2's equivocation first, but every node holds both
+    # and cuts node 2's log at the fork: the same logs, so the same statement to co-sign.
+    assert statements[0].logs == statements[1].logs == statements[2].logs
+    assert statements[0].evidence == statements[1].evidence == statements[2].evidence
 
 
 def test_resolution_digest_sees_a_changed_winner(kit: Kit) -> None:

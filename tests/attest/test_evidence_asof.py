@@ -15,10 +15,13 @@ from memmesh.attest import (
     Statement,
     check_consistency,
     divergence_proof,
+    make_bundle,
+    prove_consistency,
     rebuild_at,
     rebuild_at_statement,
     sign_statement,
     split_view,
+    verify_attestation,
 )
 from memmesh.attest.proof import LogConsistency, StatementConsistency
 from memmesh.attest.statement import log_label, top_root_of
@@ -168,15 +171,15 @@ def test_rebuild_at_an_attestation_after_many_later_writes(kit: Kit) -> None:
     # Later: updates, new conflicts, a policy change, a revocation that excludes claims that
     # were live at the attestation, and more equivocation evidence.
     w0, w1 = mesh.writers[0], mesh.writers[1]
-    for i in range(20):
-        net.write(i % 3, [mesh.claim(mesh.writers[i % 2], f"later{i % 4}", i, namespace=kit.NS)])
+    for i in range(20):  # node 2 equivocated: its log takes no more writes
+        net.write(i % 2, [mesh.claim(mesh.writers[i % 2], f"later{i % 4}", i, namespace=kit.NS)])
         if i % 5 == 0:
             net.sync()
     net.write(0, [mesh.claim(w0, "acme", "conflicting", namespace=kit.NS)])
     net.write(1, [mesh.claim(w1, "acme", "also", namespace=kit.NS)])
     net.write(1, [kit.policy_claim(mesh, "crm", "manual")])
     net.sync()
-    net.write(2, [mesh.revoke_agent(w1.public_key, 1)])
+    net.write(0, [mesh.revoke_agent(w1.public_key, 1)])
     net.sync()
     assert node.view.snapshot() != snapshot
     assert node.admission.claims_digest() != statement.claims_digest
@@ -217,3 +220,42 @@ def test_rebuild_at_refuses_what_it_cannot_rebuild(rich: Net) -> None:
     with pytest.raises(AsOfError) as caught:
         rebuild_at(envelopes, rich.mesh.genesis, statement.frontier)
     assert caught.value.code == "not_admitted"
+
+
+def test_a_log_cut_at_a_fork_found_later_is_no_split_view(kit: Kit) -> None:
+    """A node attests one branch of an equivocating log, then learns the other branch: its log
+    is cut back below the fork, and the branches become evidence. Its two attestations are an
+    honest chain (no split view, a valid consistency proof), its older attestation can still
+    be bundled and verified, and a cut whose envelopes are not listed as evidence is still
+    caught."""
+    net = kit.Net.make("cut")
+    mesh = net.mesh
+    w0 = mesh.writers[0]
+    net.write(2, [mesh.claim(w0, "base", 1, namespace=kit.NS)])
+    net.sync()
+    spare = Admission(MemoryStore(), mesh.genesis)
+    records = net.nodes[2].admission.records
+    for env_id in sorted(records, key=lambda i: (records[i].rank, i)):
+        spare.receive(records[env_id].envelope.raw)
+    a = net.write(2, [mesh.claim(w0, "fork", "a", namespace=kit.NS)])
+    b = spare.write_local(mesh.nodes[2], [mesh.claim(w0, "fork", "b", namespace=kit.NS)], hlc=99)
+    net.pull(0, 2)  # node 0 holds branch a only
+    node, key = net.nodes[0], mesh.nodes[0]
+    builder = AttestationBuilder(node.admission, node.view)
+    older, older_dsse = builder.attest(key, hlc=10, previous=None)
+    attested = older.entry(a.log)
+    assert attested is not None and attested.head == a.id
+    net.deliver(0, [b.raw])  # now both: node 2's log is cut below seq 2
+    newer, newer_dsse = builder.attest(key, hlc=11, previous=older)
+    cut = newer.entry(a.log)
+    assert cut is not None and (cut.size, set(newer.evidence)) == (1, {a.id, b.id})
+    assert split_view(older_dsse, newer_dsse) is None
+    assert check_consistency(older, newer, prove_consistency(builder, older, newer)) == []
+    report = verify_attestation(
+        older_dsse, bundle=make_bundle(node.admission, older_dsse), pubkey=key.public_key
+    )
+    assert report.ok, report.codes
+    # The same cut without the cut envelope listed as evidence is a shrunk log.
+    hidden = _signed(key, newer, evidence=(b.id,))
+    found = split_view(older_dsse, hidden)
+    assert found is not None and found.reason == f"log_shrank:{log_label(a.log)}"

@@ -48,7 +48,7 @@ def test_every_attested_claim_has_a_proof_that_verifies_against_the_statement_al
     attested: tuple[AttestationBuilder, Statement, list[Claim]],
 ) -> None:
     builder, statement, claims = attested
-    assert len(claims) == statement.counts.claims - 1  # one more is on the evidence branch
+    assert len(claims) == statement.counts.claims - 2  # two more: both branches of the fork
     for claim in claims:
         proof = prove_claim(builder, statement, claim.id).to_bytes()
         assert decode_proof(proof).to_bytes() == proof
@@ -136,10 +136,11 @@ def test_evidence_claims_have_no_inclusion_proof(rich: Net) -> None:
     admission = node.admission
     builder = AttestationBuilder(admission, node.view)
     statement = builder.next_statement(signer=rich.mesh.nodes[0].public_key, hlc=1, previous=None)
-    (side,) = statement.evidence
-    (claim,) = admission.records[side].claims
-    with pytest.raises(LookupError):
-        prove_claim(builder, statement, claim.id)
+    assert len(statement.evidence) == 2  # both branches of node 2's fork
+    for side in statement.evidence:
+        (claim,) = admission.records[side].claims
+        with pytest.raises(LookupError):
+            prove_claim(builder, statement, claim.id)
 
 
 def test_proof_size_at_100k_envelopes() -> None:
@@ -210,8 +211,8 @@ def _two_statements(kit: Kit) -> tuple[Net, AttestationBuilder, Statement, State
     key = net.mesh.nodes[0]
     older = builder.next_statement(signer=key.public_key, hlc=10, previous=None)
     mesh = net.mesh
-    for i in range(5):
-        net.write(i % 3, [mesh.claim(mesh.writers[i % 2], f"n{i}", i, namespace=kit.NS)])
+    for i in range(5):  # node 2 equivocated: its log takes no more writes
+        net.write(i % 2, [mesh.claim(mesh.writers[i % 2], f"n{i}", i, namespace=kit.NS)])
     net.sync()
     newer = builder.next_statement(signer=key.public_key, hlc=20, previous=older)
     return net, builder, older, newer
@@ -270,7 +271,7 @@ def test_inconsistent_statements(kit: Kit) -> None:
     assert [f.code for f in check_consistency(older, dropped, proof)] == [f"log_missing:{label}"]
     no_evidence = dataclasses.replace(newer, evidence=())
     assert [f.code for f in check_consistency(older, no_evidence, proof)] == [
-        f"evidence_dropped:{older.evidence[0].hex()}"
+        f"evidence_dropped:{env_id.hex()}" for env_id in older.evidence
     ]
     assert [
         f.code

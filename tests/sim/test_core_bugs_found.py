@@ -133,14 +133,13 @@ def test_a_refused_handshake_leaves_no_timer_behind() -> None:
     assert core.next_deadline() is None
 
 
-@pytest.mark.xfail(strict=True, reason="core: an equivocating log's head depends on arrival order")
 def test_replicas_with_the_same_envelopes_name_the_same_frontier_under_equivocation() -> None:
-    """Admission: of an equivocating log, each replica keeps on its main branch whichever
-    branch reached it first, and ``frontier()`` names that branch's head. Two replicas holding
-    the same envelopes (both branches, the same evidence, the same claims digest) then report
-    different frontiers, so frontier comparison (anti-entropy, attestations, the simulator's
-    agreement check) sees them as different for ever (sim: ``--byzantine equivocator``, seed 0
-    of the small suite)."""
+    """Admission: of an equivocating log, each replica kept on its main branch whichever
+    branch reached it first, and ``frontier()`` named that branch's head. Two replicas holding
+    the same envelopes (both branches, the same evidence, the same claims digest) then reported
+    different frontiers, so frontier comparison (attestations, the simulator's agreement
+    check) saw them as different for ever (sim: ``--byzantine equivocator``, seed 0 of the
+    small suite). Now a forked log is its prefix below the fork on every replica."""
     mesh = MeshFixture("fork-frontier", nodes=2, writers=1)
     writer = mesh.writers[0]
     liar = Admission(MemoryStore(), mesh.genesis)

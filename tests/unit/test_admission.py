@@ -18,7 +18,7 @@ from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
 from memmesh.claims import CLAIM_ID_TAG, Claim, decode_claim
 from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope, decode_envelope, seal
-from memmesh.errors import Reason, Rejected, StorageFull
+from memmesh.errors import LocalError, Reason, Rejected, StorageFull
 from memmesh.ids import ZERO_ID, LogId, tagged_hash
 from memmesh.membership import Role
 from memmesh.merkle import merkle_root
@@ -296,7 +296,7 @@ def _equivocation(mesh: MeshFixture) -> tuple[list[Envelope], Envelope, Envelope
 
 def test_equivocation_gives_one_live_set_in_every_order(mesh: MeshFixture) -> None:
     envelopes, a2, b2 = _equivocation(mesh)
-    digests, live_sets = set(), set()
+    digests, live_sets, frontiers, sides = set(), set(), set(), set()
     for order in itertools.permutations(envelopes):
         store = MemoryStore()
         replica = Admission(store, mesh.genesis)
@@ -310,9 +310,44 @@ def test_equivocation_gives_one_live_set_in_every_order(mesh: MeshFixture) -> No
         assert replica.forks == {a2.log: 2}
         digests.add(replica.claims_digest())
         live_sets.add(tuple(c.id for c in replica.live_claims()))
+        frontiers.add(tuple(replica.frontier()))
+        sides.add(tuple(replica.side_tips()))
     assert len(digests) == 1 and len(live_sets) == 1
     (live,) = live_sets
     assert len(live) == 2  # e1's claim and c's claim; everything of node0 from seq 2 is out
+    # Whichever branch came first, node0's log is its prefix below the fork, and both branches
+    # are side branches: the same frontier everywhere.
+    (frontier,) = frontiers
+    assert dict(frontier)[a2.log].seq == 1
+    assert sides == {tuple(sorted((envelopes[2].id, b2.id)))}  # a3 and b2, the two tips
+
+
+def test_a_failed_commit_puts_back_a_log_cut_at_a_fork(mesh: MeshFixture) -> None:
+    envelopes, a2, b2 = _equivocation(mesh)
+    e1, _, a3, _, _ = envelopes
+    store = FlakyStore()
+    replica = Admission(store, mesh.genesis)
+    for env in (e1, a2, a3):
+        replica.receive(env.raw)
+    before = (replica.frontier(), replica.side_tips(), dict(replica.item_keys))
+    store.fail_next = True
+    with pytest.raises(StorageFull):
+        replica.receive_many([b2.raw])
+    assert (replica.frontier(), replica.side_tips(), dict(replica.item_keys)) == before
+    assert not replica.forks and not any(r.side for r in replica.records.values())
+    assert replica.receive(b2.raw).status is Status.INTEGRATED
+    assert replica.logs[a2.log] == [e1.id] and replica.side_tips() == sorted((a3.id, b2.id))
+
+
+def test_a_node_whose_own_log_equivocates_takes_no_more_writes(mesh: MeshFixture) -> None:
+    envelopes, _, b2 = _equivocation(mesh)
+    replica = Admission(MemoryStore(), mesh.genesis)
+    for env in envelopes:
+        replica.receive(env.raw)
+    with pytest.raises(LocalError, match="equivocates from seq 2"):
+        replica.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "late")], hlc=9)
+    assert b2.id in replica.records  # and nothing else changed
+    assert replica.write_local(mesh.nodes[1], [mesh.claim(mesh.writers[1], "ok")], hlc=9)
 
 
 def test_equivocation_survives_restart(mesh: MeshFixture) -> None:

@@ -127,14 +127,13 @@ def closure_ids(admission: Admission, statement: Statement) -> list[bytes]:
     evidence envelope)."""
     out: list[bytes] = []
     for entry in statement.logs:
-        ids = admission.logs.get(entry.log, [])
-        if len(ids) < entry.size or ids[entry.size - 1] != entry.head:
+        ids = admission.chain(entry.log, entry.size, entry.head)
+        if ids is None:
             raise ValueError(f"this admission does not hold log {entry.log} up to its head")
-        out.extend(ids[: entry.size])
+        out.extend(ids)
     for env_id in statement.evidence:
-        record = admission.records.get(env_id)
-        if record is None or not record.side:
-            raise ValueError(f"evidence envelope {env_id.hex()} is not held off its log")
+        if admission.records.get(env_id) is None:
+            raise ValueError(f"evidence envelope {env_id.hex()} is not held")
         out.append(env_id)
     return out
 
@@ -144,9 +143,9 @@ def make_bundle(
 ) -> bytes:
     """The bundle of the attestation ``dsse`` from the envelopes ``admission`` holds.
 
-    The admission may have moved on since the attestation: its logs only grow, so the attested
-    prefix of each log is still there. ``envelopes`` overrides the envelope list (tests use it
-    to build damaged bundles).
+    The admission may have moved on since the attestation: it still holds every envelope the
+    attestation named (a log cut at a fork found since keeps its envelopes off the log).
+    ``envelopes`` overrides the envelope list (tests use it to build damaged bundles).
     """
     statement = decode_statement(decode_dsse(dsse).payload)
     if envelopes is None:

@@ -2,14 +2,22 @@
 
 A signer chains its attestations (seq, and ``prev`` = the previous id) and its log trees only
 grow, so it cannot show one history to some and another to others without two of its own
-signatures contradicting each other. :func:`split_view` decides, from two DSSE envelopes alone
-(plus, optionally, a :class:`Divergence`), whether they are such evidence, and why:
+signatures contradicting each other. One exception keeps honest signers out of it: a log found
+to equivocate is cut back to its prefix below the fork (every replica holding the same
+envelopes then names the same log), and the envelopes cut off become evidence; so a later
+statement whose log is shorter, or gone, is no contradiction when it lists the earlier head as
+evidence (``cut_at_fork``). Its bundle holds the two envelopes of the fork.
+
+:func:`split_view` decides, from two DSSE envelopes alone (plus, optionally, a
+:class:`Divergence`), whether they are such evidence, and why:
 
 - ``same_seq``: one seq, two different statements;
 - ``broken_chain``: consecutive seqs whose later ``prev`` is not the earlier id;
 - ``hlc_regressed``: the later seq carries an earlier HLC (a backdated attestation);
-- ``log_dropped:<log>``: a log of the earlier statement is missing from the later one;
-- ``log_shrank:<log>``: a log has fewer envelopes later;
+- ``log_dropped:<log>``: a log of the earlier statement is missing from the later one, and the
+  later one does not list the earlier head as evidence;
+- ``log_shrank:<log>``: a log has fewer envelopes later, and the later statement does not list
+  the earlier head as evidence;
 - ``log_rewritten:<log>``: a log has the same size later but another root or head;
 - ``evidence_dropped:<id>``: equivocation evidence listed earlier is gone later;
 - ``log_diverged:<log>``: a :class:`Divergence` shows two different envelope ids at one position
@@ -24,16 +32,23 @@ are not evidence of anything: :class:`EvidenceError` (codes ``malformed``, ``uns
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 from ..ids import LogId
 from ..merkle import MerkleTree, leaf_hash, verify_inclusion
 from .dsse import PAYLOAD_TYPE, decode_dsse
 from .errors import AttestationError, DsseError, StatementError
-from .statement import Statement, decode_statement, log_label
+from .statement import LogEntry, Statement, decode_statement, log_label
 
-__all__ = ["Divergence", "EvidenceError", "SplitView", "divergence_proof", "split_view"]
+__all__ = [
+    "Divergence",
+    "EvidenceError",
+    "SplitView",
+    "cut_at_fork",
+    "divergence_proof",
+    "split_view",
+]
 
 
 class EvidenceError(AttestationError):
@@ -125,22 +140,31 @@ def _contradiction(
         return "broken_chain", f"seq {later.seq} does not name seq {earlier.seq} as prev"
     if later.hlc < earlier.hlc:
         return "hlc_regressed", f"seq {later.seq} is dated before seq {earlier.seq}"
+    kept = set(later.evidence)
     for entry in earlier.logs:
         label = log_label(entry.log)
         after = later.entry(entry.log)
+        if (after is None or after.size < entry.size) and cut_at_fork(entry, after, kept):
+            continue
         if after is None:
             return f"log_dropped:{label}", "the later statement lacks the log"
         if after.size < entry.size:
             return f"log_shrank:{label}", f"{entry.size} envelopes, later {after.size}"
         if after.size == entry.size and (after.root, after.head) != (entry.root, entry.head):
             return f"log_rewritten:{label}", "same size, another root or head"
-    kept = set(later.evidence)
     for env_id in earlier.evidence:
         if env_id not in kept:
             return f"evidence_dropped:{env_id.hex()}", "equivocation evidence was dropped"
     if divergence is not None and _diverged(earlier, later, divergence):
         return f"log_diverged:{log_label(divergence.log)}", f"position {divergence.index}"
     return None
+
+
+def cut_at_fork(entry: LogEntry, after: LogEntry | None, later_evidence: Set[bytes]) -> bool:
+    """A log that is shorter (or gone) in a later statement because it was found to
+    equivocate: cut back below the fork, its earlier head is now listed as evidence."""
+    shorter = after is None or after.size < entry.size
+    return shorter and entry.head in later_evidence
 
 
 def _diverged(earlier: Statement, later: Statement, d: Divergence) -> bool:

@@ -58,6 +58,7 @@ from ..wire import Reader, Writer
 from ..ydecode import client_id, decode_update, item_key
 from .build import AttestationBuilder
 from .errors import ConsistencyError, ProofError
+from .evidence import cut_at_fork
 from .statement import LOGS_MAX, Statement, log_label, log_leaf
 from .verify import Failure
 
@@ -326,10 +327,14 @@ def prove_consistency(
     builder: AttestationBuilder, older: Statement, newer: Statement
 ) -> StatementConsistency:
     """Consistency proofs from each log of ``older`` to the same log in ``newer``, from the
-    builder's trees (which must hold both states: a builder's trees only grow)."""
+    builder's trees (which must hold both states: a builder's trees only grow, but for a log cut
+    back at a fork, which has no proof: :func:`cut_at_fork`)."""
     out: list[LogConsistency] = []
+    evidence = set(newer.evidence)
     for entry in older.logs:
         later = newer.entry(entry.log)
+        if cut_at_fork(entry, later, evidence):
+            continue  # cut back at a fork found since: nothing grew, nothing to prove
         if later is None or later.size < entry.size:
             raise ValueError(f"log {entry.log} does not grow from the older statement")
         tree = builder.tree(entry.log)
@@ -349,7 +354,9 @@ def check_consistency(
     Codes: ``mesh``, ``signer``, ``seq`` (not later), ``chain`` (consecutive seqs whose ``prev``
     is not the older id), ``hlc`` (time went back), ``log_missing:<log>``,
     ``log_shrank:<log>``, ``log_consistency:<log>`` (no valid proof that the older tree is a
-    prefix), ``evidence_dropped:<id>``, ``malformed:consistency``.
+    prefix), ``evidence_dropped:<id>``, ``malformed:consistency``. A log cut back at a fork
+    (shorter or gone, its older head now listed as evidence: :func:`cut_at_fork`) is no
+    failure.
     """
     failures: list[Failure] = []
     if older.mesh_id != newer.mesh_id:
@@ -368,9 +375,12 @@ def check_consistency(
         parsed = decode_consistency(proof) if isinstance(proof, bytes) else proof
     except ConsistencyError as exc:
         return [*failures, Failure("malformed:consistency", str(exc))]
+    evidence = set(newer.evidence)
     for entry in older.logs:
         label = log_label(entry.log)
         later = newer.entry(entry.log)
+        if cut_at_fork(entry, later, evidence):
+            continue
         if later is None:
             failures.append(Failure(f"log_missing:{label}", "the newer statement lacks the log"))
             continue
@@ -385,10 +395,9 @@ def check_consistency(
             or not verify_consistency(entry.size, later.size, entry.root, later.root, path)
         ):
             failures.append(Failure(f"log_consistency:{label}", "the older tree is no prefix"))
-    newer_evidence = set(newer.evidence)
     failures.extend(
         Failure(f"evidence_dropped:{env_id.hex()}", "evidence the older statement listed")
         for env_id in older.evidence
-        if env_id not in newer_evidence
+        if env_id not in evidence
     )
     return failures

@@ -13,9 +13,10 @@ held (never detection times, local receipts or anything read from a clock):
   ``epoch``, ``size`` (the number of envelopes on the log, which is the seq of its head),
   ``head`` (the head envelope id) and ``root`` (the RFC 6962 root of the log tree: the ids of the
   envelopes on the log, in seq order). This list *is* the frontier, with each log's root;
-- ``evidence``: the sorted ids of the envelopes held off their log (the other branch of an
-  equivocation). They are part of the attested set: they decide which logs are excluded from a
-  fork on, so the claims digest depends on them, and a bundle carries them;
+- ``evidence``: the sorted ids of the envelopes held off their log (both branches of an
+  equivocating log, from its fork on). They are part of the attested set: they decide which
+  logs are excluded from a fork on, so the claims digest depends on them, and a bundle carries
+  them;
 - ``top_root``: the root of the top tree, whose leaves are :func:`log_leaf` of each entry in
   order: ``author (32) || epoch (u64) || size (u64) || root (32)``, 80 bytes;
 - ``claims_digest``: :func:`memmesh.admission.claims_digest` of the live claims;

@@ -68,7 +68,6 @@ def byzantine_report(run: SimRun) -> dict[str, Any]:
         "kinds": list(run.options.byzantine),
         "nodes": [n.index for n in run.cluster.nodes if n.byzantine is not None],
         "equivocation_evidence": len(run.checker.byz_evidence),
-        "forked_heads_differ": run.forked_heads_differ,
         "by_kind": {kind: by_kind[kind] for kind in sorted(by_kind)},
     }
 

@@ -15,10 +15,9 @@ from typing import Any
 
 from ..admission import shared_preparation
 from ..claims import Claim
-from ..core import MeshCore, WriteAcked, WriteFailed
+from ..core import WriteAcked, WriteFailed
 from ..crypto import shared_verification
 from ..envelope import Envelope
-from ..ids import LogId
 from .byzantine import Attacker
 from .checker import Checker, SafetyViolation
 from .clock import EPOCH_MS
@@ -72,9 +71,6 @@ class SimRun:
     """The flooding baseline over the same network, once the report ran it."""
     attackers: list[Attacker] = field(default_factory=list)
     """The Byzantine nodes' attackers (``--byzantine``)."""
-    forked_heads_differ: bool = False
-    """At the end, honest replicas holding the same envelopes named different main-branch
-    heads for an equivocating log (see ``docs/simulation.md``, findings)."""
 
     @property
     def ok(self) -> bool:
@@ -292,14 +288,11 @@ class _Simulation:
         assert all(c is not None for c in cores)
         first = cores[0]
         assert first is not None
-        frontier, digest = _frontier(first), first.claims_digest()
-        raw_frontier = first.frontier()
+        frontier, digest = first.frontier(), first.claims_digest()
         acked = self.checker.acked_ids()
         for node, core in zip(live, cores, strict=True):
             assert core is not None
-            if core.frontier() != raw_frontier:
-                self.run.forked_heads_differ = True
-            if _frontier(core) != frontier or core.claims_digest() != digest:
+            if core.frontier() != frontier or core.claims_digest() != digest:
                 self.run.failure_kind = "divergence"
                 raise SafetyViolation(
                     f"node {node.index} holds every envelope but its frontier or claims digest "
@@ -381,15 +374,6 @@ class _Simulation:
 
     def _admit_again(self, index: int) -> None:
         self._admit(index)
-
-
-def _frontier(core: MeshCore) -> list[tuple[LogId, object]]:
-    """The frontier as replicas compare it: the head of every log, except that a log known to
-    equivocate is named by its lowest fork (seq and both ids) instead of the head of whichever
-    branch this replica took as its main one. Equal sets of envelopes give equal forks; which
-    branch is main depends on arrival order (a core finding: ``forked_heads_differ``)."""
-    forks = core.admission.fork_pairs
-    return [(log, forks.get(log, head)) for log, head in core.frontier()]
 
 
 def run_sim(options: SimOptions, progress: Progress | None = None) -> SimRun:
