@@ -115,6 +115,33 @@ def test_a_ring_with_chords_pushes_each_envelope_to_each_node_once() -> None:
     assert all(len(c.admission.records) == 80 for c in net.cores.values())
 
 
+def test_a_lost_graft_is_repaired_at_the_next_beacon_seq() -> None:
+    """A child whose ``Graft`` was lost is not in its parent's children: the parent only
+    announces to it, and everything below it waits for an announcement's timeout or comes
+    the long way round, for good (the simulator saw 4 such holes of 199 links at 200 nodes
+    with 1 % loss, and 15-hop pushes at 1,000 nodes). Each child grafts its parent again at
+    every beacon seq, so the hole lasts at most one beacon interval."""
+    mesh = MeshFixture("tree", nodes=6)
+    order = [3, 0, 5, 1, 4, 2]
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    root = _lowest(mesh, sorted(net.cores))
+    _check_tree(net, root)
+    child = next(n for n, c in sorted(net.cores.items()) if c.tree.parent not in (None, root))
+    parent = net.cores[child].tree.parent
+    assert parent is not None
+    net.cores[parent].tree.children.discard(child)  # as if its Graft had been lost
+    writer = root  # never below the child: its envelopes reach the child only through parent
+    _write(net, mesh, writer, 1)
+    assert len(net.cores[child].admission.records) < len(net.cores[writer].admission.records)
+    net.tick(net.cores[root].limits.beacon_interval_ms)  # the next seq: the child grafts again
+    net.settle()
+    _check_tree(net, root)
+    head_before = set(net.cores[writer].admission.records)
+    _write(net, mesh, writer, 2)  # pushes only: no timer runs, so nothing is fetched
+    (second,) = set(net.cores[writer].admission.records) - head_before
+    assert second in net.cores[child].admission.records
+
+
 def test_losing_a_parent_moves_the_node_to_its_next_best_peer() -> None:
     mesh = MeshFixture("tree", nodes=6)
     edges = [(i, (i + 1) % 6) for i in range(6)] + [(0, 3)]

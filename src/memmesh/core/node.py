@@ -156,7 +156,8 @@ class SyncStats:
     waiting_dropped: int = 0
     """Envelopes given up on after ``causal_wait_max_ms`` without their causal past."""
     grafts: int = 0
-    """``Graft`` messages sent: this node chose a (new) parent in the push tree."""
+    """``Graft`` messages sent: this node chose a (new) parent in the push tree, or told its
+    parent again at a new beacon seq that it is its child."""
     beacons_sent: int = 0
     """Beacons this node signed as the push tree's root."""
     beacons_refused: int = 0
@@ -1421,7 +1422,14 @@ class MeshCore:
         if not fresh:
             self._resettle(before)
             return
+        parent = tree.parent
         self._reparent()
+        if parent is not None and tree.parent == parent:
+            # Tell the parent again that this is its child: a lost Graft (or a parent that
+            # restarted) would otherwise leave this node's subtree out of every push for good,
+            # reached only by the long way round or by repairs. One small message per seq.
+            self.stats.grafts += 1
+            self._send_to(parent, Graft())
         after = tree.distance()
         if after is not None:  # pass the new seq on, with this node's distance
             for other in self._active():
