@@ -142,6 +142,32 @@ def test_a_lost_graft_is_repaired_at_the_next_beacon_seq() -> None:
     assert second in net.cores[child].admission.records
 
 
+def test_a_child_whose_prune_was_lost_is_dropped_after_two_beacon_seqs() -> None:
+    """A parent that still counts a departed child (its ``Prune`` lost) pushes it everything
+    twice, and that stray link can carry the first copy the long way round. Children graft
+    again at every seq; one that has not for two seqs is dropped."""
+    mesh = MeshFixture("tree", nodes=6)
+    order = [3, 0, 5, 1, 4, 2]
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    root = _lowest(mesh, sorted(net.cores))
+    _check_tree(net, root)
+    parent = next(n for n, c in sorted(net.cores.items()) if c.tree.children)
+    tree = net.cores[parent].tree
+    stray = next(
+        n for n in sorted(net.cores) if n not in (parent, tree.parent) and n not in tree.children
+    )
+    net.cores[parent].tree.graft(stray)  # a child that left, as far as the parent knows
+    interval = net.cores[root].limits.beacon_interval_ms
+    net.tick(interval)
+    net.settle()
+    assert stray in net.cores[parent].tree.children  # one seq of grace: a Graft may be lost
+    for _ in range(2):
+        net.tick(interval)
+        net.settle()
+    assert stray not in net.cores[parent].tree.children
+    _check_tree(net, root)  # the real children grafted again and stayed
+
+
 def test_losing_a_parent_moves_the_node_to_its_next_best_peer() -> None:
     mesh = MeshFixture("tree", nodes=6)
     edges = [(i, (i + 1) % 6) for i in range(6)] + [(0, 3)]

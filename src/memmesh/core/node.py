@@ -1533,11 +1533,11 @@ class MeshCore:
 
     def _on_prune(self, session: Session, message: Prune) -> None:
         before = self.tree.distance()
-        self.tree.children.discard(session.peer)
+        self.tree.prune(session.peer)
         self._resettle(before)  # a former child may be a path to the root now
 
     def _on_graft(self, session: Session, message: Graft) -> None:
-        self.tree.children.add(session.peer)
+        self.tree.graft(session.peer)
 
     def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
         """Eager push along the tree: every eager session gets what it did not bring, paged by

@@ -39,6 +39,13 @@ A node whose distance changes tells every peer at once (a beacon of the same seq
 hops, or 255); by the feasibility rule it does so a bounded number of times per seq, whatever
 the loss, duplication or reordering of the beacons it hears.
 
+**Lost Graft and Prune.** Either can be lost, and each left the tree wrong for good: a parent
+that never heard a child's ``Graft`` only announces to it, so the child's whole subtree waits
+for announcement timeouts or gets envelopes the long way round; a parent that never heard a
+``Prune`` keeps pushing to a peer that left, so every envelope crosses that link twice and
+the first copy may take the long way. So a child grafts its parent again at every new seq,
+and a parent drops a child that has not grafted in the current seq or the one before.
+
 **Eager links.** A link is eager (envelopes are pushed on it) when it joins a node to its
 parent or to one of its children. Until a node has both a root and a parent (a fresh start, a
 lost root, a lost parent with no other peer heard from), every link is eager: flooding, which
@@ -95,6 +102,12 @@ class PushTree:
         self.parent: str | None = None
         self.children: set[str] = set()
         """Peers that chose this node as their parent (they sent ``Graft``)."""
+        self.grafted_at: dict[str, int] = {}
+        self.previous_seq = 0
+        """The seq held before the current one."""
+        """Child -> the seq this node held when that child last sent ``Graft``. A child grafts
+        again at every seq, so one that has not since the seq before is gone (its ``Prune``
+        was lost): see ``_expire_children``."""
         self._ranks: dict[bytes, bytes] = {}
 
     # -- questions ----------------------------------------------------------------------------
@@ -160,6 +173,7 @@ class PushTree:
         the seq before no longer count, but the parent's, until it reports this one."""
         parent = self.parent if root == self.root else None
         kept = self.hops.get(parent) if parent is not None else None
+        self._expire_children(seq if root == self.root else None)
         self.root = root
         self.hops.clear()
         self.parent = self.carried = None
@@ -190,13 +204,44 @@ class PushTree:
     def claim(self, key: SigningKey, now_ms: int) -> None:
         """Become the root, or as the root, sign the next beacon."""
         if not self.is_root:
+            self._expire_children(None)
             self.root = self.node
             self.hops.clear()
             self.parent = self.carried = None
             self.seq = 0
-        self.seq = max(self.seq + 1, now_ms)
+        seq = max(self.seq + 1, now_ms)
+        if self.seq:
+            self._expire_children(seq)
+        self.seq = seq
         self.signature = key.sign(BEACON_DOMAIN, beacon_message(self.mesh_id, self.node, self.seq))
         self.heard_ms = now_ms
+
+    def graft(self, peer: str) -> None:
+        self.children.add(peer)
+        self.grafted_at[peer] = self.seq
+
+    def prune(self, peer: str) -> None:
+        self.children.discard(peer)
+        self.grafted_at.pop(peer, None)
+
+    def _expire_children(self, new_seq: int | None) -> None:
+        """Moving from the current seq to ``new_seq`` (None: to another root, whose seqs are
+        not comparable): drop the children that grafted neither in the current seq nor in the
+        one before. A child re-grafts at every seq, so these left, and their ``Prune`` was
+        lost; pushing to them would send every envelope twice, and the first copy may come the
+        long way round. On a change of root every child gets a fresh seq's grace."""
+        if new_seq is None:
+            self.grafted_at = dict.fromkeys(sorted(self.children), 0)
+            self.previous_seq = 0
+            return
+        if new_seq == self.seq:
+            return
+        floor = self.previous_seq
+        for child in sorted(self.children):
+            if self.grafted_at.get(child, 0) < floor:
+                self.children.discard(child)
+                self.grafted_at.pop(child, None)
+        self.previous_seq = self.seq
 
     def lose_root(self) -> None:
         self.root = None
@@ -208,6 +253,7 @@ class PushTree:
     def forget(self, peer: str) -> None:
         self.hops.pop(peer, None)
         self.children.discard(peer)
+        self.grafted_at.pop(peer, None)
         if self.parent == peer:
             self.parent = self.carried = None
 
