@@ -263,6 +263,11 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="Longest wait between dials; at least dial_backoff_initial_ms.",
     )
+    dial_backoff_alone_max_ms: Int = Field(
+        default=2_000,
+        ge=1,
+        description="Longest wait between dials while the node has no session at all.",
+    )
     agent_writes_per_s_max: Int = Field(
         default=0,
         ge=0,
@@ -510,6 +515,7 @@ class NodeSettings(BaseSettings):
             anti_entropy_interval_ms=self.anti_entropy_interval_ms,
             dial_backoff_initial_ms=self.dial_backoff_initial_ms,
             dial_backoff_max_ms=self.dial_backoff_max_ms,
+            dial_backoff_alone_max_ms=self.dial_backoff_alone_max_ms,
             staged_bytes_max=self.staged_bytes_max,
             active_view_target=self.active_view_target,
             active_view_max=self.active_view_max,

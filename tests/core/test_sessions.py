@@ -275,8 +275,9 @@ def test_an_unreachable_peer_is_redialled_with_growing_jittered_backoff() -> Non
         core.handle(PeerGone("far"), now)
     assert gaps[0] == 0
     limits = core.limits
+    cap = min(limits.dial_backoff_max_ms, limits.dial_backoff_alone_max_ms)  # it has no session
     for attempt, gap in enumerate(gaps[1:]):
-        window = min(limits.dial_backoff_max_ms, limits.dial_backoff_initial_ms << attempt)
+        window = min(cap, limits.dial_backoff_initial_ms << attempt)
         assert window // 2 <= gap <= window
     assert gaps[-1] > gaps[1]
     core.handle(PeerKnown("far", forget=True), now)
@@ -635,3 +636,33 @@ def test_a_node_hours_off_changes_no_validity_decision_and_drags_no_clock() -> N
         # Its next write: past the bound only by the logical counter's carry (one ms per 65,536
         # events), never by the remote node's hours.
         assert hlc_unpack(honest.clock.tick(now + 1))[0] <= now + 60_001
+
+
+def test_a_node_that_loses_its_last_session_redials_at_once_whatever_its_backoff() -> None:
+    """While a node has sessions, an unreachable peer's backoff grows to
+    ``dial_backoff_max_ms`` (30 s). Once the node has no session left, it redials within
+    ``dial_backoff_alone_max_ms``: the simulator saw a node stay cut off 17 s after a
+    partition healed, waiting out backoffs it had earned during the partition."""
+    mesh = MeshFixture("alone", nodes=3)
+    net = FakeNetwork(random.Random(2))
+    for i in range(3):
+        net.add(f"n{i}", MeshCore(mesh.nodes[i], mesh.genesis, MemoryStore(), random.Random(i)))
+    net.connect("n0", "n1")
+    net.partition("n0", "n2")
+    net.know("n0", "n2")
+    net.settle()
+    for _ in range(120):  # two minutes of failed dials to n2 while n1 keeps n0 company
+        net.tick(1_000)
+        net.settle()
+    core = net.cores["n0"]
+    limits = core.limits
+    due = core._dialling["n2"].due_ms
+    assert due is not None and due - net.clock.now_ms > limits.dial_backoff_alone_max_ms
+    net.heal("n0", "n2")
+    net.partition("n0", "n1")  # n0 is alone now
+    waited = 0
+    while not net.connected("n0", "n2"):
+        assert waited <= limits.dial_backoff_alone_max_ms, "n0 waited out its old backoff"
+        net.tick(100)
+        net.settle()
+        waited += 100

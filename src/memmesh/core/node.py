@@ -485,16 +485,38 @@ class MeshCore:
                 dialling.refused, dialling.due_ms = True, None
             elif not dialling.parked:  # a parked address was rotated out: it waits for room
                 self._schedule_dial(dialling)
+        self._hurry_dials_when_alone()
         self._fill_view()
 
     def _schedule_dial(self, dialling: _Dialling) -> None:
-        """Redial after a jittered exponential backoff (full jitter over the capped window)."""
+        """Redial after a jittered exponential backoff (full jitter over the capped window);
+        the cap is ``dial_backoff_alone_max_ms`` while this node has no session."""
         window = min(
-            self.limits.dial_backoff_max_ms,
+            self._backoff_cap(),
             self.limits.dial_backoff_initial_ms << min(dialling.attempts, 30),
         )
         dialling.attempts += 1
         dialling.due_ms = self._now + window // 2 + self.rng.randrange(window // 2 + 1)
+
+    def _backoff_cap(self) -> int:
+        limits = self.limits
+        if self._active():
+            return limits.dial_backoff_max_ms
+        return min(limits.dial_backoff_max_ms, limits.dial_backoff_alone_max_ms)
+
+    def _hurry_dials_when_alone(self) -> None:
+        """A node that just lost its last session redials within ``dial_backoff_alone_max_ms``
+        whatever backoff its peers earned before (a partition often ends long before a backoff
+        of up to ``dial_backoff_max_ms`` does: the simulator saw a node stay cut off 17 s after
+        the heal, seed 1009421)."""
+        if self._active():
+            return
+        cap = self._backoff_cap()
+        for peer in sorted(self._dialling):
+            dialling = self._dialling[peer]
+            due = dialling.due_ms
+            if due is not None and not dialling.dialling and due > self._now + cap:
+                dialling.due_ms = self._now + cap // 2 + self.rng.randrange(cap // 2 + 1)
 
     def _on_hello(self, session: Session, message: Hello) -> None:
         if PROTOCOL_VERSION not in message.versions:

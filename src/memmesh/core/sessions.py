@@ -59,6 +59,10 @@ class SyncLimits:
     anti_entropy_interval_ms: int = 1_000
     dial_backoff_initial_ms: int = 100
     dial_backoff_max_ms: int = 30_000
+    dial_backoff_alone_max_ms: int = 2_000
+    """Longest wait between dials while this node has no session at all: being alone is the
+    worst state, a dial costs little, and a node cut off until its peers' backoffs ran out
+    (up to ``dial_backoff_max_ms``) would stay behind long after a partition healed."""
     local_claims_per_envelope_max: int = 4096
     flush_envelopes_max: int = 256
     """Received envelopes one ``Flush`` admits; the rest wait for the next (another
@@ -133,6 +137,7 @@ class SyncLimits:
             "handshake_timeout_ms",
             "anti_entropy_interval_ms",
             "dial_backoff_initial_ms",
+            "dial_backoff_alone_max_ms",
             "local_claims_per_envelope_max",
             "staged_bytes_max",
             "flush_envelopes_max",
