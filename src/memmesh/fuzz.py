@@ -2433,6 +2433,10 @@ def _config_target(corpus_dir: Path | None) -> FuzzTarget:
         _render_toml(dict(fields)),
         _render_toml({"gossip_port": 7500, "api_port": 7501, "log_level": "debug"}),
         _render_toml({"peers": ["ws://127.0.0.1:7400/v1/sync", "wss://[::1]:7443/v1/sync"]}),
+        # The only length bounds are the two hosts' (at least one character): a seed that
+        # breaks one, so a campaign reaches that refusal whatever the number of settings the
+        # mutator picks among.
+        _render_toml({"api_host": ""}),
         b'# a comment\ndata_dir = "node-a"\nlog_format = "JSON"\n\n',
         b"[table]\nx = 1\n",
     ]
