@@ -666,3 +666,32 @@ def test_a_node_that_loses_its_last_session_redials_at_once_whatever_its_backoff
         net.tick(100)
         net.settle()
         waited += 100
+
+
+def test_a_node_whose_own_log_forked_refuses_writes_at_once() -> None:
+    """Another process wrote with this node's key (a restored backup, a cloned disk): once the
+    fork is known, the node's log is excluded from it on, so a write is refused at once with
+    ``OwnLogForked`` (409 at the API) instead of waiting for a seq its peers already hold."""
+    mesh = MeshFixture("own-fork", nodes=2, writers=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(1))
+    staged = core.handle(LocalWrite(1, [mesh.claim(mesh.writers[0], "before")]), 0)
+    assert not any(isinstance(e, Notify) and isinstance(e.notice, WriteFailed) for e in staged)
+    clone = Admission(MemoryStore(), mesh.genesis)  # the other process, with the same key
+    ours = core.admission.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "a")], hlc=1)
+    theirs = clone.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "b")], hlc=2)
+    assert (ours.seq, theirs.seq) == (1, 1) and ours.id != theirs.id
+    core.admission.receive(theirs.raw)
+    assert core.admission.forks == {ours.log: 1}
+    failed = [
+        e.notice
+        for e in core.handle(LocalWrite(2, [mesh.claim(mesh.writers[0], "after")]), 1)
+        if isinstance(e, Notify) and isinstance(e.notice, WriteFailed)
+    ]
+    assert [(f.token, f.error) for f in failed] == [(2, "OwnLogForked")]
+    assert "equivocates from seq 1" in failed[0].detail
+    flushed = [  # the write staged before the fork was known is refused too
+        e.notice
+        for e in core.handle(Flush(), 2)
+        if isinstance(e, Notify) and isinstance(e.notice, WriteFailed)
+    ]
+    assert [(f.token, f.error) for f in flushed] == [(1, "OwnLogForked")]

@@ -1168,8 +1168,29 @@ class MeshCore:
         if not write.claims:
             self._notify(WriteFailed(write.token, "LocalError", "a write needs at least a claim"))
             return
+        if self._own_log_forked(write.token):
+            return
         self._staged.local.append(write)
         self._ask_persist()
+
+    def _own_log_forked(self, token: int) -> bool:
+        """Refuse a write at once (``OwnLogForked``) when this node's own log equivocates:
+        another process wrote with its key (a restored backup, a cloned disk), so the log is
+        excluded from the fork on everywhere and anything written to it would be excluded
+        too. Without this the write waited for a seq its peers already know, until it timed
+        out."""
+        fork = self.admission.forks.get(self._own_log)
+        if fork is None:
+            return False
+        self._notify(
+            WriteFailed(
+                token,
+                "OwnLogForked",
+                f"this node's log equivocates from seq {fork} (another process wrote with its "
+                "key): it takes no more writes; start this node with a new key or epoch",
+            )
+        )
+        return True
 
     def _cancel_local(self, token: int) -> None:
         kept = [w for w in self._staged.local if w.token != token]
@@ -1187,6 +1208,10 @@ class MeshCore:
         staged = self._staged
         cut = self.limits.flush_envelopes_max
         remote, rest = staged.remote[:cut], staged.remote[cut:]
+        if staged.local and self._own_log in self.admission.forks:
+            for write in staged.local:  # staged before the fork was known
+                self._own_log_forked(write.token)
+            staged.local = []
         local = staged.local if self.may_write() else []
         self._staged = _Staged(
             remote=rest,
