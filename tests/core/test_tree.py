@@ -129,7 +129,7 @@ def test_a_lost_graft_is_repaired_at_the_next_beacon_seq() -> None:
     child = next(n for n, c in sorted(net.cores.items()) if c.tree.parent not in (None, root))
     parent = net.cores[child].tree.parent
     assert parent is not None
-    net.cores[parent].tree.children.discard(child)  # as if its Graft had been lost
+    net.cores[parent].tree.prune(child)  # as if its Graft had been lost
     writer = root  # never below the child: its envelopes reach the child only through parent
     _write(net, mesh, writer, 1)
     assert len(net.cores[child].admission.records) < len(net.cores[writer].admission.records)

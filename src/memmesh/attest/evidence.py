@@ -144,7 +144,7 @@ def _contradiction(
     for entry in earlier.logs:
         label = log_label(entry.log)
         after = later.entry(entry.log)
-        if (after is None or after.size < entry.size) and cut_at_fork(entry, after, kept):
+        if cut_at_fork(entry, after, kept):
             continue
         if after is None:
             return f"log_dropped:{label}", "the later statement lacks the log"

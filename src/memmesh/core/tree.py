@@ -100,14 +100,12 @@ class PushTree:
         """The smallest distance this node has had in the current seq, from a parent that
         reported for it: only peers that reported fewer hops can be its parent now."""
         self.parent: str | None = None
-        self.children: set[str] = set()
-        """Peers that chose this node as their parent (they sent ``Graft``)."""
-        self.grafted_at: dict[str, int] = {}
+        self.children: dict[str, int] = {}
+        """Peers that chose this node as their parent (they sent ``Graft``) -> the seq this
+        node held when that child last grafted. A child grafts again at every seq, so one that
+        has not since the seq before is gone (its ``Prune`` was lost): ``_expire_children``."""
         self.previous_seq = 0
         """The seq held before the current one."""
-        """Child -> the seq this node held when that child last sent ``Graft``. A child grafts
-        again at every seq, so one that has not since the seq before is gone (its ``Prune``
-        was lost): see ``_expire_children``."""
         self._ranks: dict[bytes, bytes] = {}
 
     # -- questions ----------------------------------------------------------------------------
@@ -217,12 +215,10 @@ class PushTree:
         self.heard_ms = now_ms
 
     def graft(self, peer: str) -> None:
-        self.children.add(peer)
-        self.grafted_at[peer] = self.seq
+        self.children[peer] = self.seq
 
     def prune(self, peer: str) -> None:
-        self.children.discard(peer)
-        self.grafted_at.pop(peer, None)
+        self.children.pop(peer, None)
 
     def _expire_children(self, new_seq: int | None) -> None:
         """Moving from the current seq to ``new_seq`` (None: to another root, whose seqs are
@@ -231,16 +227,13 @@ class PushTree:
         lost; pushing to them would send every envelope twice, and the first copy may come the
         long way round. On a change of root every child gets a fresh seq's grace."""
         if new_seq is None:
-            self.grafted_at = dict.fromkeys(sorted(self.children), 0)
+            self.children = dict.fromkeys(sorted(self.children), 0)
             self.previous_seq = 0
             return
         if new_seq == self.seq:
             return
         floor = self.previous_seq
-        for child in sorted(self.children):
-            if self.grafted_at.get(child, 0) < floor:
-                self.children.discard(child)
-                self.grafted_at.pop(child, None)
+        self.children = {c: seq for c, seq in sorted(self.children.items()) if seq >= floor}
         self.previous_seq = self.seq
 
     def lose_root(self) -> None:
@@ -252,8 +245,7 @@ class PushTree:
 
     def forget(self, peer: str) -> None:
         self.hops.pop(peer, None)
-        self.children.discard(peer)
-        self.grafted_at.pop(peer, None)
+        self.children.pop(peer, None)
         if self.parent == peer:
             self.parent = self.carried = None
 
