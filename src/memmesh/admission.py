@@ -945,11 +945,9 @@ class Admission:
         verified again; everything else goes through the same path as a remote envelope.
         """
         log = LogId(node_key.public_key, epoch)
-        if log in self.forks:
-            raise LocalError(
-                f"this node's log {log} equivocates from seq {self.forks[log]} (another process "
-                "wrote with its key): it is excluded from there and takes no more writes"
-            )
+        refusal = self.forked_log_refusal(log)
+        if refusal is not None:
+            raise LocalError(refusal)
         ids = self.logs.get(log, [])
         head = self.records[ids[-1]] if ids else None
         start = head.clock_end if head is not None else 0
@@ -979,6 +977,17 @@ class Admission:
         if outcome.status is not Status.INTEGRATED:
             raise LocalError(f"local envelope not admitted: {outcome.reason}: {outcome.detail}")
         return env
+
+    def forked_log_refusal(self, log: LogId) -> str | None:
+        """Why a node may not write to its own ``log`` any more: another process wrote with
+        its key, so the log equivocates and is excluded from the fork on (None: it may)."""
+        fork = self.forks.get(log)
+        if fork is None:
+            return None
+        return (
+            f"this node's log equivocates from seq {fork} (another process wrote with its key): "
+            "it takes no more writes; start this node with a new key or epoch"
+        )
 
     def _deps_for(self, log: LogId) -> list[bytes]:
         """The DAG heads this node has integrated (its own log's head is its prev), the newest

@@ -1179,17 +1179,10 @@ class MeshCore:
         excluded from the fork on everywhere and anything written to it would be excluded
         too. Without this the write waited for a seq its peers already know, until it timed
         out."""
-        fork = self.admission.forks.get(self._own_log)
-        if fork is None:
+        refusal = self.admission.forked_log_refusal(self._own_log)
+        if refusal is None:
             return False
-        self._notify(
-            WriteFailed(
-                token,
-                "OwnLogForked",
-                f"this node's log equivocates from seq {fork} (another process wrote with its "
-                "key): it takes no more writes; start this node with a new key or epoch",
-            )
-        )
+        self._notify(WriteFailed(token, "OwnLogForked", refusal))
         return True
 
     def _cancel_local(self, token: int) -> None:
