@@ -51,7 +51,7 @@ import traceback
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -2039,13 +2039,29 @@ def _proof_structured(data: bytes, rng: random.Random, mutator: Mutator) -> byte
     return _lying_proof(out, len(body), rng) if op == 8 else out
 
 
+def _zero_dep_proof(am: _AttestMaterial) -> list[bytes]:
+    """A proof whose envelope names the zero id as its first dep (``bad_deps``): the mutations
+    reach that refusal only by luck (seed 4232403108 missed it in 10,000 runs)."""
+    records = am.builder.admission.records
+    for raw in am.proofs:
+        proof = decode_proof(raw)
+        env = next(
+            (r.envelope for r in records.values() if r.envelope.raw.startswith(proof.body)), None
+        )
+        if env is not None and env.deps:
+            at = proof.body.find(env.deps[0])
+            body = proof.body[:at] + ZERO_ID + proof.body[at + len(ZERO_ID) :]
+            return [replace(proof, body=body).to_bytes()]
+    return []
+
+
 def _proof_target(corpus_dir: Path | None) -> FuzzTarget:
     """``verify_proof(newer, data)`` (``decode_proof`` first); an accepted proof must name the
     claim whose bytes it returns."""
     am = _attest_material()
     newer = am.newer
     notes: Counter[str] = Counter()
-    seeds = list(am.proofs) + _corpus_inputs("proof", corpus_dir)
+    seeds = list(am.proofs) + _zero_dep_proof(am) + _corpus_inputs("proof", corpus_dir)
 
     def check(data: bytes) -> None:
         try:
