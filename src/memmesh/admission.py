@@ -38,7 +38,7 @@ from .ydecode import (
     check_start,
     client_id,
     decode_update,
-    encode_update,
+    encode_update_at,
     item_key,
 )
 
@@ -181,6 +181,47 @@ def claims_digest(claim_ids: Iterable[bytes]) -> bytes:
     return tagged_hash(CLAIMS_DIGEST_TAG, b"".join(sorted(claim_ids)))
 
 
+class HeldItems:
+    """The map keys held on the main branches, with the seq of the envelope holding each.
+
+    A map key is ``<client>/<claim id hex>`` (:func:`~memmesh.ydecode.item_key`); this index is
+    kept per client by claim id, whose bytes object the claim itself holds, so 100,000 claims
+    cost no key strings (about 12 MB at that scale).
+    """
+
+    __slots__ = ("_by_client",)
+
+    def __init__(self) -> None:
+        self._by_client: dict[int, dict[bytes, int]] = {}
+
+    def get(self, client: int, claim_id: bytes) -> int | None:
+        held = self._by_client.get(client)
+        return None if held is None else held.get(claim_id)
+
+    def add(self, client: int, claim_id: bytes, seq: int) -> None:
+        self._by_client.setdefault(client, {})[claim_id] = seq
+
+    def pop(self, client: int, claim_id: bytes) -> int | None:
+        held = self._by_client.get(client)
+        if held is None:
+            return None
+        seq = held.pop(claim_id, None)
+        if not held:
+            del self._by_client[client]
+        return seq
+
+    def restore(self, entries: Sequence[tuple[int, bytes, int]]) -> None:
+        for client, claim_id, seq in entries:
+            self.add(client, claim_id, seq)
+
+    def snapshot(self) -> dict[tuple[int, bytes], int]:
+        """Every entry, for comparing two states (tests, checks)."""
+        return {(c, i): seq for c, held in self._by_client.items() for i, seq in held.items()}
+
+    def __len__(self) -> int:
+        return sum(len(held) for held in self._by_client.values())
+
+
 class Admission:
     """One node's admitted envelopes, its pycrdt replica and its membership view."""
 
@@ -209,7 +250,7 @@ class Admission:
         self.fork_pairs: dict[LogId, tuple[int, bytes, bytes]] = {}
         """For each equivocating log, its lowest fork: (seq, smaller id, larger id). Sync sends
         these so every replica learns the fork that decides exclusion (DESIGN §4 rule 5)."""
-        self.item_keys: dict[str, int] = {}
+        self.item_keys = HeldItems()
         """Map keys held on the main branches, with the seq of the envelope that holds each."""
         self.dag_heads: set[bytes] = set()
         self.generation = 0
@@ -227,7 +268,7 @@ class Admission:
         self._batch: WriteBatch | None = None
         self._staged: list[EnvelopeRecord] = []
         self._saved: _Saved | None = None
-        self._truncated: list[tuple[LogId, list[bytes], dict[str, int]]] = []
+        self._truncated: list[tuple[LogId, list[bytes], list[tuple[int, bytes, int]]]] = []
         """Branches this call took off their logs at a fork, to put back if its commit fails:
         (log, the ids removed, the item keys removed with their seqs)."""
         self._causal_by_author: dict[bytes, int] = {}
@@ -450,7 +491,7 @@ class Admission:
                 self.records[env_id].side = False
                 self._side.discard(env_id)
             self.logs.setdefault(log, []).extend(removed)
-            self.item_keys.update(keys)
+            self.item_keys.restore(keys)
         for record in reversed(self._staged):
             env = record.envelope
             del self.records[env.id]
@@ -463,7 +504,7 @@ class Admission:
                     del self.logs[env.log]
                 client = client_id(env.author, env.epoch)
                 for claim in record.claims:
-                    self.item_keys.pop(item_key(client, claim.id), None)
+                    self.item_keys.pop(client, claim.id)
             self.membership.remove(c.id for c in record.claims)
         if self._saved is not None:
             self.dag_heads, self.forks, self.evidence, self.fork_pairs = self._saved
@@ -541,8 +582,15 @@ class Admission:
         items = decode_update(
             env.payload, client=client_id(env.author, env.epoch), start_clock=None
         )
+        at = env.payload_start
         claims = tuple(
-            decode_claim(item.value, mesh_id=self.mesh_id, verify_signature=not trusted)
+            decode_claim(
+                item.value,
+                mesh_id=self.mesh_id,
+                verify_signature=not trusted,
+                held=(env.raw, at + item.at),
+                claim_id=item.claim_id,
+            )
             for item in items
         )
         return _assembled(env, items, claims)
@@ -629,16 +677,18 @@ class Admission:
         down to the fork, then the main branch below it. So the decision is the same on every
         replica whichever branch it took as main.
         """
-        branch_keys: set[str] = set()
+        branch: set[bytes] = set()  # one log, so one client: claim ids name its map keys
         record = prev
         while record is not None and record.side:
             env = record.envelope
-            client = client_id(env.author, env.epoch)
-            branch_keys.update(item_key(client, c.id) for c in record.claims)
+            branch.update(c.id for c in record.claims)
             record = self.records.get(env.prev) if env.seq > 1 else None
         below = record.envelope.seq if record is not None else 0
+        env = prepared.envelope
+        client = client_id(env.author, env.epoch)
         for item in prepared.items:
-            if item.key in branch_keys or self.item_keys.get(item.key, below + 1) <= below:
+            seq = self.item_keys.get(client, item.claim_id)
+            if item.claim_id in branch or (seq is not None and seq <= below):
                 raise Rejected(Reason.DUPLICATE_CLAIM, f"claim {item.key[:40]} is already held")
 
     def _admitted_somewhere(self, author: bytes, prepared: _Prepared) -> bool:
@@ -672,7 +722,9 @@ class Admission:
             self._sync_exclusions()
         if not record.side:
             self.logs.setdefault(env.log, []).append(env.id)
-            self.item_keys.update((item.key, env.seq) for item in prepared.items)
+            client = client_id(env.author, env.epoch)
+            for claim in prepared.claims:
+                self.item_keys.add(client, claim.id, env.seq)
         self.dag_heads.difference_update(self._needs(env))
         self.dag_heads.add(env.id)
         self.membership.add(
@@ -717,17 +769,16 @@ class Admission:
         del ids[fork - 1 :]
         if not ids:
             del self.logs[log]
-        keys: dict[str, int] = {}
+        keys: list[tuple[int, bytes, int]] = []
         client = client_id(log.author, log.epoch)
         for env_id in removed:
             record = self.records[env_id]
             record.side = True
             self._side.add(env_id)
             for claim in record.claims:
-                key = item_key(client, claim.id)
-                seq = self.item_keys.pop(key, None)
+                seq = self.item_keys.pop(client, claim.id)
                 if seq is not None:
-                    keys[key] = seq
+                    keys.append((client, claim.id, seq))
         if self._batch is not None:
             self._truncated.append((log, removed, keys))
 
@@ -952,6 +1003,7 @@ class Admission:
         head = self.records[ids[-1]] if ids else None
         start = head.clock_end if head is not None else 0
         client = client_id(log.author, epoch)
+        payload, offsets = encode_update_at(client, start, [(c.id, c.raw) for c in claims])
         env = seal(
             node_key,
             mesh_id=self.mesh_id,
@@ -961,15 +1013,20 @@ class Admission:
             deps=self._deps_for(log),
             hlc=hlc,
             claims_root=merkle_root([c.id for c in claims]),
-            payload=encode_update(client, start, [(c.id, c.raw) for c in claims]),
+            payload=payload,
             limits=self.limits.envelope,
         )
         items = [
-            GrammarItem(start + i, item_key(client, c.id), c.id, c.raw)
-            for i, c in enumerate(claims)
+            GrammarItem(start + i, item_key(client, c.id), c.id, c.raw, at)
+            for i, (c, at) in enumerate(zip(claims, offsets, strict=True))
         ]
+        # The record keeps the claims' bytes where the envelope holds them, not twice.
+        held = tuple(
+            c.held_in(env.raw, env.payload_start + at)
+            for c, at in zip(claims, offsets, strict=True)
+        )
         with self._batching():
-            outcome = self._route(_Prepared(env, items, tuple(claims), _membership_ops(claims)))
+            outcome = self._route(_Prepared(env, items, held, _membership_ops(held)))
         if outcome.status is Status.WAITING_MEMBER:
             self._pending.pop(env.id, None)
             self._pending_bytes -= len(env.raw)

@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .canonical import (
@@ -73,7 +73,13 @@ _MEMBERS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A decoded, signature-checked claim. ``raw`` is its exact bytes, ``id`` their tagged hash."""
+    """A decoded, signature-checked claim. ``raw`` is its exact bytes, ``id`` their tagged hash.
+
+    The bytes are held where they already are: a claim decoded from an envelope points into the
+    envelope's bytes (``held`` and the offset ``at``) rather than keeping a copy of its own, so
+    a node holding 100,000 claims keeps their bytes once, not twice; ``raw`` slices them out
+    when asked.
+    """
 
     mesh_id: bytes
     agent: bytes
@@ -90,8 +96,29 @@ class Claim:
     based_on: tuple[bytes, ...]
     confidence: int | None
     supersedes: tuple[bytes, ...]
-    raw: bytes
     id: bytes
+    held: bytes = field(repr=False, compare=False)
+    """The bytes holding this claim's: its own, or its envelope's (see ``at``)."""
+    at: int = field(default=0, repr=False, compare=False)
+    """Where this claim's bytes begin in ``held``."""
+
+    @property
+    def raw(self) -> bytes:
+        """The claim's exact bytes (a slice of ``held`` unless it holds exactly these)."""
+        held, at = self.held, self.at
+        end = at + _FRAME_BYTES + int.from_bytes(held[at + 1 : at + 5], "big")
+        return held if at == 0 and end == len(held) else held[at:end]
+
+    @property
+    def size(self) -> int:
+        """``len(self.raw)``, without slicing."""
+        at = self.at
+        return _FRAME_BYTES + int.from_bytes(self.held[at + 1 : at + 5], "big")
+
+    def held_in(self, held: bytes, at: int) -> Claim:
+        """This claim, its bytes held at offset ``at`` of ``held`` (an envelope's bytes, which
+        the caller has built to carry exactly ``raw`` there)."""
+        return replace(self, held=held, at=at)
 
     @property
     def subject(self) -> tuple[tuple[str, ...], str]:
@@ -174,7 +201,7 @@ def make_claim(
             fields["value"] = _loads(body[start:-1].decode())
     else:
         fields = _check_body(_loads(body.decode()))
-    return Claim(**fields, raw=raw, id=tagged_hash(CLAIM_ID_TAG, raw))
+    return Claim(**fields, id=tagged_hash(CLAIM_ID_TAG, raw), held=raw)
 
 
 _CLAIM_FRAME_VERSION = bytes((CLAIM_VERSION,))
@@ -204,12 +231,20 @@ def _plain(doc: dict[str, Any]) -> bool:
 
 
 def decode_claim(
-    data: bytes, *, mesh_id: bytes | None = None, verify_signature: bool = True
+    data: bytes,
+    *,
+    mesh_id: bytes | None = None,
+    verify_signature: bool = True,
+    held: tuple[bytes, int] | None = None,
+    claim_id: bytes | None = None,
 ) -> Claim:
     """Decode and verify a claim's bytes; every refusal is ``Rejected`` with a reason code.
 
     ``verify_signature=False`` is for replaying this node's own store, whose claims were verified
     before they were committed (and whose records are checksummed); never for outside bytes.
+    ``held``: (bytes, offset) where ``data`` also lies, for instance its envelope's bytes; the
+    claim keeps those instead of ``data`` (which the caller may drop). ``claim_id``: the tagged
+    hash of ``data``, when the caller has just computed it (the grammar checks every item's).
     """
     data = bytes(data)
     if len(data) > CLAIM_BYTES_MAX:
@@ -236,7 +271,14 @@ def decode_claim(
         raise Rejected(
             Reason.BAD_CLAIM_SIGNATURE, f"claim not signed by agent {short_id(fields['agent'])}"
         )
-    return Claim(**fields, raw=data, id=tagged_hash(CLAIM_ID_TAG, data))
+    if claim_id is None:
+        claim_id = tagged_hash(CLAIM_ID_TAG, data)
+    if held is None:
+        return Claim(**fields, id=claim_id, held=data)
+    buffer, at = held
+    if buffer[at : at + len(data)] != data:
+        raise ValueError("decode_claim: the claim's bytes are not where `held` says")
+    return Claim(**fields, id=claim_id, held=buffer, at=at)
 
 
 def signature_ok(claim: Claim) -> bool:

@@ -37,6 +37,7 @@ __all__ = [
     "client_id",
     "decode_update",
     "encode_update",
+    "encode_update_at",
     "encode_varuint",
     "item_key",
 ]
@@ -78,6 +79,8 @@ class GrammarItem:
     key: str
     claim_id: bytes
     value: bytes
+    at: int = -1
+    """Where ``value`` begins in the payload (-1: not taken from a payload)."""
 
 
 def encode_update(client: int, start_clock: int, claims: Sequence[tuple[bytes, bytes]]) -> bytes:
@@ -86,15 +89,28 @@ def encode_update(client: int, start_clock: int, claims: Sequence[tuple[bytes, b
     Built directly from the grammar, without touching any live document: a local write is a few
     bytes the node encodes itself.
     """
+    return encode_update_at(client, start_clock, claims)[0]
+
+
+def encode_update_at(
+    client: int, start_clock: int, claims: Sequence[tuple[bytes, bytes]]
+) -> tuple[bytes, list[int]]:
+    """:func:`encode_update`, and where each claim's bytes begin in it."""
     if not claims:
         raise ValueError("an update carries at least one claim")
     owner = f"{client}/".encode()
     prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + _varuint(len(owner) + 64) + owner
     parts = [b"\x01", _varuint(len(claims)), _varuint(client), _varuint(start_clock)]
+    at = sum(len(p) for p in parts)
+    offsets: list[int] = []
     for claim_id, value in claims:
-        parts += (prefix, claim_id.hex().encode(), _varuint(len(value)), value)
+        length = _varuint(len(value))
+        parts += (prefix, claim_id.hex().encode(), length, value)
+        at += len(prefix) + 64 + len(length)
+        offsets.append(at)
+        at += len(value)
     parts.append(b"\x00")
-    return b"".join(parts)
+    return b"".join(parts), offsets
 
 
 def decode_update(payload: bytes, *, client: int, start_clock: int | None) -> list[GrammarItem]:
@@ -175,7 +191,9 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
                 claim_id = tagged_hash(CLAIM_ID_TAG, value)
                 if claim_id.hex() == claim_hex:  # also proves the key is lowercase hex
                     r.skip_to(end)
-                    items.append(GrammarItem(clock + i, owner + claim_hex, claim_id, value))
+                    items.append(
+                        GrammarItem(clock + i, owner + claim_hex, claim_id, value, value_at)
+                    )
                     continue
         items.append(_item(r, client, clock + i))
     return items
@@ -211,7 +229,7 @@ def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
         raise Rejected(
             Reason.CLAIM_ID_MISMATCH, f"item at clock {clock}: value does not hash to its key"
         )
-    return GrammarItem(clock=clock, key=key, claim_id=claim_id, value=value)
+    return GrammarItem(clock, key, claim_id, value, r.position - len(value))
 
 
 def encode_varuint(value: int) -> bytes:

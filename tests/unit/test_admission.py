@@ -329,11 +329,11 @@ def test_a_failed_commit_puts_back_a_log_cut_at_a_fork(mesh: MeshFixture) -> Non
     replica = Admission(store, mesh.genesis)
     for env in (e1, a2, a3):
         replica.receive(env.raw)
-    before = (replica.frontier(), replica.side_tips(), dict(replica.item_keys))
+    before = (replica.frontier(), replica.side_tips(), replica.item_keys.snapshot())
     store.fail_next = True
     with pytest.raises(StorageFull):
         replica.receive_many([b2.raw])
-    assert (replica.frontier(), replica.side_tips(), dict(replica.item_keys)) == before
+    assert (replica.frontier(), replica.side_tips(), replica.item_keys.snapshot()) == before
     assert not replica.forks and not any(r.side for r in replica.records.values())
     assert replica.receive(b2.raw).status is Status.INTEGRATED
     assert replica.logs[a2.log] == [e1.id] and replica.side_tips() == sorted((a3.id, b2.id))

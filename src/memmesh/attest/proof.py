@@ -55,7 +55,7 @@ from ..errors import Rejected
 from ..ids import HASH_BYTES, ZERO_ID, LogId, tagged_hash
 from ..merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from ..wire import Reader, Writer
-from ..ydecode import client_id, decode_update, item_key
+from ..ydecode import client_id, decode_update
 from .build import AttestationBuilder
 from .errors import ConsistencyError, ProofError
 from .evidence import cut_at_fork
@@ -189,8 +189,7 @@ def prove_claim(builder: AttestationBuilder, statement: Statement, claim_id: byt
     logs it still holds); ``LookupError`` if no attested envelope carries the claim."""
     admission = builder.admission
     for entry in statement.logs:
-        key = item_key(client_id(entry.author, entry.epoch), claim_id)
-        seq = admission.item_keys.get(key)
+        seq = admission.item_keys.get(client_id(entry.author, entry.epoch), claim_id)
         if seq is None or seq > entry.size:
             continue
         record = admission.records[admission.logs[entry.log][seq - 1]]
