@@ -198,9 +198,10 @@ def make_claim(
         fields = _check_body(doc)
         if builtins.type(value) not in _IMMUTABLE_SCALARS:
             start = body.index(_VALUE_MEMBER) + len(_VALUE_MEMBER)
-            fields["value"] = _loads(body[start:-1].decode())
+            fields["value"] = _shared_names(_loads(body[start:-1].decode()))
     else:
         fields = _check_body(_loads(body.decode()))
+        fields["value"] = _shared_names(fields["value"])
     return Claim(**fields, id=tagged_hash(CLAIM_ID_TAG, raw), held=raw)
 
 
@@ -265,6 +266,7 @@ def decode_claim(
     signature = r.raw(SIGNATURE_BYTES, "signature")
     doc = parse_canonical(body, what="claim body", bytes_max=CLAIM_BYTES_MAX)
     fields = _check_body(doc)
+    fields["value"] = _shared_names(fields["value"])
     if mesh_id is not None and fields["mesh_id"] != mesh_id:
         raise Rejected(Reason.WRONG_MESH, f"claim for mesh {short_id(fields['mesh_id'])}")
     if verify_signature and not verify(fields["agent"], CLAIM_SIGNATURE_DOMAIN, body, signature):
@@ -376,6 +378,19 @@ def _shared(value: _T) -> _T:
         return held  # type: ignore[return-value]
     if len(_shared_values) < _SHARED_MAX:
         _shared_values[value] = value
+    return value
+
+
+def _shared_names(value: JsonValue) -> JsonValue:
+    """``value`` with the member names of its objects shared across claims: values of one
+    schema repeat their names in every claim, and a decoder makes new strings for each."""
+    kind = builtins.type(value)
+    if kind is dict:
+        assert isinstance(value, dict)
+        return {_shared(name): _shared_names(item) for name, item in value.items()}
+    if kind is list:
+        assert isinstance(value, list)
+        return [_shared_names(item) for item in value]
     return value
 
 

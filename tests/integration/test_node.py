@@ -399,6 +399,8 @@ def test_a_member_past_its_push_budget_is_flagged_and_still_converges(
     and then fetches all of it by anti-entropy: nothing is lost, only slower."""
     nodes = swarm(2, extra_config={"author_pushes_per_s": 1, "author_push_burst": 2})["nodes"]
     apis = [n["api"] for n in nodes]
+    # Writes made before the session is up reach the other node by anti-entropy, not by push.
+    wait_until(lambda: all(call(a, "/v1/state")["active_peers"] == 1 for a in apis), 15, "peered")
     for i in range(15):
         put(apis[0], f"burst{i}", i)
     wait_until(lambda: converged(apis), 15, "both nodes on one frontier after the burst")

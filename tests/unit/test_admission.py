@@ -100,6 +100,41 @@ def test_valid_local_write_reaches_a_peer(mesh: MeshFixture) -> None:
     assert b.receive(env.raw).status is Status.DUPLICATE
 
 
+def test_claims_hold_their_bytes_inside_their_envelope(mesh: MeshFixture, tmp_path: Path) -> None:
+    """Written, received or loaded from the store, a record's claims point into the envelope's
+    bytes (one copy of each claim's bytes, not two), and slice out exactly their own bytes."""
+    made = [mesh.claim(mesh.writers[0], f"k{i}", {"n": i, "tier": "gold"}) for i in range(3)]
+    made.append(mesh.claim(mesh.writers[1], "big", "x" * 300))  # a two-byte length varuint
+    with LmdbStore(tmp_path / "a") as store:
+        a = Admission(store, mesh.genesis)
+        env = a.write_local(mesh.nodes[0], made, hlc=5)
+        b = Admission(MemoryStore(), mesh.genesis)
+        assert b.receive(env.raw).status is Status.INTEGRATED
+    with LmdbStore(tmp_path / "a") as store:
+        loaded = Admission.open(store, mesh.genesis)
+        for replica in (a, b, loaded):
+            record = replica.records[env.id]
+            assert [c.id for c in record.claims] == [c.id for c in made]
+            for claim, original in zip(record.claims, made, strict=True):
+                assert claim.held is record.envelope.raw
+                assert claim.raw == original.raw and claim.size == len(original.raw)
+                assert tagged_hash(CLAIM_ID_TAG, claim.raw) == claim.id
+                assert claim == original
+    # Values of one schema share their member names across claims.
+    names = [next(iter(c.value)) for c in b.records[env.id].claims[:3]]  # type: ignore[arg-type]
+    assert names == ["n"] * 3 and names[0] is names[1] is names[2]
+
+
+def test_decode_claim_refuses_a_held_offset_that_does_not_hold_the_claim(
+    mesh: MeshFixture,
+) -> None:
+    claim = mesh.claim(mesh.writers[0], "k", 1)
+    raw = claim.raw
+    assert decode_claim(raw, held=(b"xx" + raw, 2)).held[2:] == raw
+    with pytest.raises(ValueError, match="not where"):
+        decode_claim(raw, held=(b"xxx" + raw, 2))
+
+
 @pytest.mark.parametrize("crasher", CRASHERS, ids=lambda p: p.name)
 def test_signed_pycrdt_crashers_are_rejected_and_nothing_changes(
     mesh: MeshFixture, crasher: Path
