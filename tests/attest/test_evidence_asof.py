@@ -16,12 +16,14 @@ from memmesh.attest import (
     check_consistency,
     divergence_proof,
     make_bundle,
+    prove_claim,
     prove_consistency,
     rebuild_at,
     rebuild_at_statement,
     sign_statement,
     split_view,
     verify_attestation,
+    verify_proof,
 )
 from memmesh.attest.proof import LogConsistency, StatementConsistency
 from memmesh.attest.statement import log_label, top_root_of
@@ -255,6 +257,15 @@ def test_a_log_cut_at_a_fork_found_later_is_no_split_view(kit: Kit) -> None:
         older_dsse, bundle=make_bundle(node.admission, older_dsse), pubkey=key.public_key
     )
     assert report.ok, report.codes
+    # The claim of the branch the older statement attested, and one below the fork, are still
+    # proven against it, over the chain it attested (and not against the newer one).
+    forked = node.admission.records[a.id].claims[0].id
+    base = node.admission.records[node.admission.logs[a.log][0]].claims[0].id
+    for claim_id in (forked, base):
+        verify_proof(older, prove_claim(builder, older, claim_id).to_bytes(), claim=claim_id)
+    with pytest.raises(LookupError):
+        prove_claim(builder, newer, forked)
+    verify_proof(newer, prove_claim(builder, newer, base).to_bytes(), claim=base)
     # The same cut without the cut envelope listed as evidence is a shrunk log.
     hidden = _signed(key, newer, evidence=(b.id,))
     found = split_view(older_dsse, hidden)

@@ -186,16 +186,45 @@ def proof_for(
 
 def prove_claim(builder: AttestationBuilder, statement: Statement, claim_id: bytes) -> ClaimProof:
     """The proof that ``claim_id`` is in ``statement``, which ``builder`` made (or one of whose
-    logs it still holds); ``LookupError`` if no attested envelope carries the claim."""
+    logs it still holds); ``LookupError`` if no attested envelope carries the claim.
+
+    A log the statement attests may since have been cut back below a fork found later (its
+    envelopes from the fork on are side envelopes now): the proof is then made over the
+    attested chain, followed down its prev links, as the statement saw it."""
     admission = builder.admission
     for entry in statement.logs:
         seq = admission.item_keys.get(client_id(entry.author, entry.epoch), claim_id)
-        if seq is None or seq > entry.size:
-            continue
-        record = admission.records[admission.logs[entry.log][seq - 1]]
-        position = next(i for i, c in enumerate(record.claims) if c.id == claim_id)
-        return proof_for(record.envelope, position, builder.tree(entry.log), statement)
+        ids = admission.logs.get(entry.log, [])
+        if len(ids) >= entry.size and ids[entry.size - 1] == entry.head:  # the log as attested
+            if seq is None or seq > entry.size:
+                continue
+            record = admission.records[ids[seq - 1]]
+            position = next(i for i, c in enumerate(record.claims) if c.id == claim_id)
+            return proof_for(record.envelope, position, builder.tree(entry.log), statement)
+        proof = _prove_in_cut_log(builder, statement, entry.log, claim_id)
+        if proof is not None:
+            return proof
     raise LookupError(f"no attested envelope carries claim {claim_id.hex()}")
+
+
+def _prove_in_cut_log(
+    builder: AttestationBuilder, statement: Statement, log: LogId, claim_id: bytes
+) -> ClaimProof | None:
+    """The proof over the chain ``statement`` attests for ``log``, which is no longer its main
+    branch here; None if the claim is not on that chain (``LookupError`` if the chain is not
+    held whole)."""
+    admission = builder.admission
+    entry = statement.entry(log)
+    assert entry is not None
+    chain = admission.chain(log, entry.size, entry.head)
+    if chain is None:
+        raise LookupError(f"the attested chain of log {log_label(log)} is not held whole")
+    for env_id in chain:
+        record = admission.records[env_id]
+        for position, claim in enumerate(record.claims):
+            if claim.id == claim_id:
+                return proof_for(record.envelope, position, MerkleTree(chain), statement)
+    return None
 
 
 def verify_proof(
