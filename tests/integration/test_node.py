@@ -136,6 +136,33 @@ def test_five_nodes_converge_after_random_writes_everywhere(
             os.kill(pid, 0)
 
 
+def test_swarm_down_reaps_a_node_killed_by_pid_and_started_again(tmp_path: Path) -> None:
+    """A crash test kills a node by pid and starts it again under a new one: the first process
+    must not stay a zombie of this one once the swarm is down."""
+    directory = tmp_path / "swarm"
+    (node,) = swarm_up(1, directory, no_peers=True)["nodes"]
+    first = int(node["pid"])
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: _state_of(first) in ("Z", None), 10, "the node killed")
+    again = _run_node(node["data_dir"])
+    swarm_file = directory / "swarm.json"
+    recorded = json.loads(swarm_file.read_text())
+    recorded["nodes"][0]["pid"] = again.pid
+    swarm_file.write_text(json.dumps(recorded))
+    wait_until(lambda: _ready(node["api"]), 15, "the node started again")
+    swarm_down(directory, grace_s=5)
+    assert again.wait(10) is not None
+    assert _state_of(first) is None  # reaped: gone, not a zombie
+
+
+def _state_of(pid: int) -> str | None:
+    """The process state letter of ``pid`` (``Z``: a zombie), None if there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
 def test_a_node_killed_during_writes_loses_no_acknowledged_write(
     swarm: Callable[..., dict[str, Any]],
 ) -> None:

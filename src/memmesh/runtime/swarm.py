@@ -120,10 +120,20 @@ def swarm_down(directory: Path, *, grace_s: float = 10.0) -> dict[str, Any]:
     pids = [int(node["pid"]) for node in swarm["nodes"]]
     killed = _stop(pids, grace_s=grace_s)
     left = [pid for pid in pids if _alive(pid)]
+    _reap_exited()
     if left:
         raise SwarmError(f"processes still running: {left}")
     path.unlink()
     return {"stopped": len(pids), "killed": killed}
+
+
+def _reap_exited() -> None:
+    """Collect every node this process started that has exited since, whoever stopped it: a
+    node killed by pid and started again (a crash test) leaves its first process behind, and
+    unreaped it stays a zombie until this process exits."""
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            del _CHILDREN[pid]
 
 
 def _toml(config: dict[str, Any]) -> str:
