@@ -426,14 +426,25 @@ class Admission:
         id, ``decode_claim`` of each item with this mesh id) and whose envelope and claim
         signatures it verified: an offline verifier, which then decodes nothing twice. Every
         other check still runs (mesh id, claims root, causal and membership rules)."""
+        return self.receive_decoded_many([(envelope, items, claims)])[0]
+
+    def receive_decoded_many(
+        self, decoded: Sequence[tuple[Envelope, Sequence[GrammarItem], Sequence[Claim]]]
+    ) -> list[Outcome]:
+        """:meth:`receive_decoded` for many envelopes, in the given order, with one commit."""
         with self._batching():
-            try:
-                if envelope.mesh_id != self.mesh_id:
-                    raise Rejected(Reason.WRONG_MESH, "the envelope belongs to another mesh")
-                prepared = _assembled(envelope, list(items), tuple(claims))
-            except Rejected as exc:
-                return self._reject(None, exc)
-            return self._route(prepared)
+            return [self._receive_decoded_one(*parts) for parts in decoded]
+
+    def _receive_decoded_one(
+        self, envelope: Envelope, items: Sequence[GrammarItem], claims: Sequence[Claim]
+    ) -> Outcome:
+        try:
+            if envelope.mesh_id != self.mesh_id:
+                raise Rejected(Reason.WRONG_MESH, "the envelope belongs to another mesh")
+            prepared = _assembled(envelope, list(items), tuple(claims))
+        except Rejected as exc:
+            return self._reject(None, exc)
+        return self._route(prepared)
 
     def receive_many(
         self, raws: Sequence[bytes], *, signatures_checked: bool = False

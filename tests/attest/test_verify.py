@@ -25,6 +25,7 @@ from memmesh.attest import (
     sign_statement,
     verify_attestation,
 )
+from memmesh.attest import replay as replay_module
 from memmesh.attest.bundle import BUNDLE_MAGIC, BundleLimits, closure_ids
 from memmesh.attest.dsse import sign_payload
 from memmesh.attest.statement import PolicyVersion, log_label, top_root_of
@@ -424,3 +425,33 @@ def test_replay_admits_an_envelope_that_came_before_its_authors_admit() -> None:
     report = verify_attestation(dsse, bundle=make_bundle(attester, dsse), pubkey=node.public_key)
     assert report.ok, report.failures
     assert statement.counts.live_claims == 4
+
+
+def test_the_batched_replay_of_an_honest_bundle_matches_the_careful_one(
+    rich: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Honest bundles are replayed in batches in an order computed up front; refusals fall back
+    to the careful loop that feeds an envelope only once its past was admitted. On every node's
+    set (an equivocation, its evidence, a revoked writer) both give the same replica."""
+    taken: list[bool] = []
+    fast = replay_module._replay_in_order
+
+    def spy(*args: object) -> object:
+        out = fast(*args)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
+    for node in rich.nodes:
+        admission = node.admission
+        envelopes = [r.envelope for r in admission.records.values()]
+        on_log = {i for ids in admission.logs.values() for i in ids}
+        monkeypatch.setattr(replay_module, "_replay_in_order", spy)
+        batched = replay_module.replay(admission.genesis, envelopes, on_log).admission
+        monkeypatch.setattr(replay_module, "_replay_in_order", lambda *_: None)
+        careful = replay_module.replay(admission.genesis, envelopes, on_log).admission
+        for replica in (batched, careful):
+            assert replica.frontier() == admission.frontier()
+            assert replica.logs == admission.logs and replica.evidence == admission.evidence
+            assert replica.claims_digest() == admission.claims_digest()
+            assert replica.item_keys.snapshot() == admission.item_keys.snapshot()
+    assert taken == [True] * len(rich.nodes)
