@@ -1032,10 +1032,9 @@ class Admission:
             for i, (c, at) in enumerate(zip(claims, offsets, strict=True))
         ]
         # The record keeps the claims' bytes where the envelope holds them, not twice.
-        held = tuple(
-            c.held_in(env.raw, env.payload_start + at)
-            for c, at in zip(claims, offsets, strict=True)
-        )
+        for claim, at in zip(claims, offsets, strict=True):
+            claim.move_into(env.raw, env.payload_start + at)
+        held = tuple(claims)
         with self._batching():
             outcome = self._route(_Prepared(env, items, held, _membership_ops(held)))
         if outcome.status is Status.WAITING_MEMBER:

@@ -133,6 +133,11 @@ def test_decode_claim_refuses_a_held_offset_that_does_not_hold_the_claim(
     assert decode_claim(raw, held=(b"xx" + raw, 2)).held[2:] == raw
     with pytest.raises(ValueError, match="not where"):
         decode_claim(raw, held=(b"xxx" + raw, 2))
+    with pytest.raises(ValueError, match="not where"):
+        claim.move_into(b"xxx" + raw, 2)
+    assert claim.held is raw  # a refused move changes nothing
+    claim.move_into(b"xx" + raw, 2)
+    assert claim.raw == raw and claim.at == 2
 
 
 @pytest.mark.parametrize("crasher", CRASHERS, ids=lambda p: p.name)
