@@ -20,7 +20,7 @@ import itertools
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .canonical import (
@@ -115,16 +115,12 @@ class Claim:
         at = self.at
         return _FRAME_BYTES + int.from_bytes(self.held[at + 1 : at + 5], "big")
 
-    def held_in(self, held: bytes, at: int) -> Claim:
-        """This claim, its bytes held at offset ``at`` of ``held`` (which must carry exactly
-        ``raw`` there)."""
-        return replace(self, held=held, at=at)
-
     def move_into(self, held: bytes, at: int) -> None:
         """Hold this claim's bytes at offset ``at`` of ``held`` from now on: for a local write,
         whose envelope has just been built to carry exactly ``raw`` there. Only where the bytes
         are kept changes (not ``raw``, nothing compared or hashed), so the claim stays the same
-        value; done in place because a copy (``held_in``) costs 4 us a claim on the write path.
+        value; done in place because a copy (``dataclasses.replace``) costs 4 us a claim on the
+        write path.
         ``ValueError`` if ``held`` does not carry ``raw`` at ``at``."""
         raw = self.raw
         if held[at : at + len(raw)] != raw:
@@ -393,13 +389,27 @@ def _shared(value: _T) -> _T:
     return value
 
 
+_member_names: dict[str, str] = {}
+
+
 def _shared_names(value: JsonValue) -> JsonValue:
     """``value`` with the member names of its objects shared across claims: values of one
-    schema repeat their names in every claim, and a decoder makes new strings for each."""
+    schema repeat their names in every claim, and a decoder makes new strings for each. The
+    names have their own bounded table, so a writer of many odd names cannot crowd the mesh
+    ids, keys and namespaces out of theirs."""
     kind = builtins.type(value)
     if kind is dict:
         assert isinstance(value, dict)
-        return {_shared(name): _shared_names(item) for name, item in value.items()}
+        names = _member_names
+        out: dict[str, JsonValue] = {}
+        for name, item in value.items():
+            held = names.get(name)
+            if held is None:
+                held = name
+                if len(names) < _SHARED_MAX:
+                    names[name] = name
+            out[held] = _shared_names(item)
+        return out
     if kind is list:
         assert isinstance(value, list)
         return [_shared_names(item) for item in value]

@@ -402,5 +402,5 @@ def test_the_signature_status_is_checked_not_assumed(mesh: MeshFixture) -> None:
     a.write([claim])
     entry = a.view.get(NS, "k").entries[claim.id]  # type: ignore[union-attr]
     assert describe(entry)["signature"] == "verified"
-    forged = claim.held_in(claim.raw[:-1] + bytes([claim.raw[-1] ^ 1]), 0)
+    forged = dataclasses.replace(claim, held=claim.raw[:-1] + bytes([claim.raw[-1] ^ 1]), at=0)
     assert describe(dataclasses.replace(entry, claim=forged))["signature"] == "invalid"
