@@ -17,6 +17,7 @@ from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope
 from memmesh.memory import Invalid, View, describe
 from memmesh.memory.types import POLICY_NAMESPACE, TYPES_NAMESPACE
+from memmesh.memory.view import Entries, Entry
 from memmesh.store import MemoryStore
 from memmesh.testing import MeshFixture, seeded_key
 
@@ -404,3 +405,26 @@ def test_the_signature_status_is_checked_not_assumed(mesh: MeshFixture) -> None:
     assert describe(entry)["signature"] == "verified"
     forged = dataclasses.replace(claim, held=claim.raw[:-1] + bytes([claim.raw[-1] ^ 1]), at=0)
     assert describe(dataclasses.replace(entry, claim=forged))["signature"] == "invalid"
+
+
+def test_a_subjects_entries_behave_as_a_dict_of_claim_ids() -> None:
+    """One entry is held without a dict; the second turns it into one, in arrival order."""
+    mesh = MeshFixture("entries")
+    claims = [mesh.claim(mesh.writers[0], "k", i, namespace=NS) for i in range(3)]
+    made = [Entry(c, b"\0" * 32, None, None) for c in claims]
+    entries, plain = Entries(), {}
+    assert len(entries) == 0 and entries.get(claims[0].id) is None and list(entries) == []
+    for entry in (*made, made[0]):  # the last replaces the first, in its place
+        entries[entry.claim.id] = entry
+        plain[entry.claim.id] = entry
+        assert list(entries) == list(plain) and entries.values() == list(plain.values())
+        assert len(entries) == len(plain)
+        assert all(entries[k] is v and k in entries for k, v in plain.items())
+    one, other = Entries(), Entries()
+    one[claims[1].id], one[claims[2].id] = made[1], made[2]
+    other[claims[2].id], other[claims[1].id] = made[2], made[1]
+    assert one == other and one != entries and b"x" not in one
+    with pytest.raises(KeyError):
+        one[claims[0].id]
+    with pytest.raises(ValueError, match="own claim"):
+        one[claims[0].id] = made[1]

@@ -87,9 +87,68 @@ class Conflict:
     """``policy``, or ``write`` (a resolution or an update that saw the candidates)."""
 
 
+class Entries:
+    """A subject's entries by claim id, in the order they came (each keyed by its own claim's
+    id). Most subjects hold one claim, and a one-entry ``dict`` costs 224 bytes: the first entry
+    is held alone (about 18 MB less per 100,000 subjects), a dict only from the second on."""
+
+    __slots__ = ("_many", "_one")
+
+    def __init__(self) -> None:
+        self._one: Entry | None = None
+        self._many: dict[bytes, Entry] | None = None
+
+    def __setitem__(self, claim_id: bytes, entry: Entry) -> None:
+        if entry.claim.id != claim_id:
+            raise ValueError("an entry is keyed by its own claim's id")
+        if self._many is not None:
+            self._many[claim_id] = entry
+        elif self._one is None or self._one.claim.id == claim_id:
+            self._one = entry
+        else:
+            self._many = {self._one.claim.id: self._one, claim_id: entry}
+            self._one = None
+
+    def get(self, claim_id: bytes) -> Entry | None:
+        if self._many is not None:
+            return self._many.get(claim_id)
+        one = self._one
+        return one if one is not None and one.claim.id == claim_id else None
+
+    def __getitem__(self, claim_id: bytes) -> Entry:
+        entry = self.get(claim_id)
+        if entry is None:
+            raise KeyError(claim_id)
+        return entry
+
+    def __contains__(self, claim_id: object) -> bool:
+        return isinstance(claim_id, bytes) and self.get(claim_id) is not None
+
+    def __len__(self) -> int:
+        if self._many is not None:
+            return len(self._many)
+        return 0 if self._one is None else 1
+
+    def values(self) -> list[Entry]:
+        if self._many is not None:
+            return list(self._many.values())
+        return [] if self._one is None else [self._one]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter([entry.claim.id for entry in self.values()])
+
+    def __eq__(self, other: object) -> bool:
+        """Equal as the ``dict`` it stands for (whatever the order)."""
+        if not isinstance(other, Entries):
+            return NotImplemented
+        return {e.claim.id: e for e in self.values()} == {e.claim.id: e for e in other.values()}
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dict
+
+
 @dataclass(slots=True)
 class Subject:
-    entries: dict[bytes, Entry] = field(default_factory=dict)
+    entries: Entries = field(default_factory=Entries)
     live: tuple[bytes, ...] = ()
     decision: Decision | None = None
     conflict: bytes | None = None
