@@ -343,7 +343,12 @@ def _check_envelope_signatures(
         claims: list[Claim] = []
         for item in items:
             try:
-                claim = decode_claim(item.value, mesh_id=statement.mesh_id, verify_signature=False)
+                claim = decode_claim(
+                    item.value,
+                    mesh_id=statement.mesh_id,
+                    verify_signature=False,
+                    claim_id=item.claim_id,  # the grammar has just hashed it
+                )
             except Rejected as exc:
                 run.fail(f"claim:{item.claim_id.hex()}", str(exc))
                 continue
