@@ -218,9 +218,6 @@ class HeldItems:
         """Every entry, for comparing two states (tests, checks)."""
         return {(c, i): seq for c, held in self._by_client.items() for i, seq in held.items()}
 
-    def __len__(self) -> int:
-        return sum(len(held) for held in self._by_client.values())
-
 
 class Admission:
     """One node's admitted envelopes, its pycrdt replica and its membership view."""

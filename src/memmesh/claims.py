@@ -109,12 +109,6 @@ class Claim:
         end = at + _FRAME_BYTES + int.from_bytes(held[at + 1 : at + 5], "big")
         return held if at == 0 and end == len(held) else held[at:end]
 
-    @property
-    def size(self) -> int:
-        """``len(self.raw)``, without slicing."""
-        at = self.at
-        return _FRAME_BYTES + int.from_bytes(self.held[at + 1 : at + 5], "big")
-
     def move_into(self, held: bytes, at: int) -> None:
         """Hold this claim's bytes at offset ``at`` of ``held`` from now on: for a local write,
         whose envelope has just been built to carry exactly ``raw`` there. Only where the bytes

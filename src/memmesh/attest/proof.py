@@ -59,7 +59,7 @@ from ..ydecode import client_id, decode_update
 from .build import AttestationBuilder
 from .errors import ConsistencyError, ProofError
 from .evidence import cut_at_fork
-from .statement import LOGS_MAX, Statement, log_label, log_leaf
+from .statement import LOGS_MAX, LogEntry, Statement, log_label, log_leaf
 from .verify import Failure
 
 __all__ = [
@@ -193,32 +193,30 @@ def prove_claim(builder: AttestationBuilder, statement: Statement, claim_id: byt
     attested chain, followed down its prev links, as the statement saw it."""
     admission = builder.admission
     for entry in statement.logs:
-        seq = admission.item_keys.get(client_id(entry.author, entry.epoch), claim_id)
         ids = admission.logs.get(entry.log, [])
         if len(ids) >= entry.size and ids[entry.size - 1] == entry.head:  # the log as attested
+            seq = admission.item_keys.get(client_id(entry.author, entry.epoch), claim_id)
             if seq is None or seq > entry.size:
                 continue
             record = admission.records[ids[seq - 1]]
             position = next(i for i, c in enumerate(record.claims) if c.id == claim_id)
             return proof_for(record.envelope, position, builder.tree(entry.log), statement)
-        proof = _prove_in_cut_log(builder, statement, entry.log, claim_id)
+        proof = _prove_in_cut_log(builder, statement, entry, claim_id)
         if proof is not None:
             return proof
     raise LookupError(f"no attested envelope carries claim {claim_id.hex()}")
 
 
 def _prove_in_cut_log(
-    builder: AttestationBuilder, statement: Statement, log: LogId, claim_id: bytes
+    builder: AttestationBuilder, statement: Statement, entry: LogEntry, claim_id: bytes
 ) -> ClaimProof | None:
-    """The proof over the chain ``statement`` attests for ``log``, which is no longer its main
-    branch here; None if the claim is not on that chain (``LookupError`` if the chain is not
-    held whole)."""
+    """The proof over the chain ``statement`` attests in ``entry``, which is no longer its
+    log's main branch here; None if the claim is not on that chain (``LookupError`` if the
+    chain is not held whole)."""
     admission = builder.admission
-    entry = statement.entry(log)
-    assert entry is not None
-    chain = admission.chain(log, entry.size, entry.head)
+    chain = admission.chain(entry.log, entry.size, entry.head)
     if chain is None:
-        raise LookupError(f"the attested chain of log {log_label(log)} is not held whole")
+        raise LookupError(f"the attested chain of log {log_label(entry.log)} is not held whole")
     for env_id in chain:
         record = admission.records[env_id]
         for position, claim in enumerate(record.claims):

@@ -1168,13 +1168,13 @@ class MeshCore:
         if not write.claims:
             self._notify(WriteFailed(write.token, "LocalError", "a write needs at least a claim"))
             return
-        if self._own_log_forked(write.token):
+        if self._refused_as_forked([write.token]):
             return
         self._staged.local.append(write)
         self._ask_persist()
 
-    def _own_log_forked(self, token: int) -> bool:
-        """Refuse a write at once (``OwnLogForked``) when this node's own log equivocates:
+    def _refused_as_forked(self, tokens: Sequence[int]) -> bool:
+        """Refuse these writes at once (``OwnLogForked``) when this node's own log equivocates:
         another process wrote with its key (a restored backup, a cloned disk), so the log is
         excluded from the fork on everywhere and anything written to it would be excluded
         too. Without this the write waited for a seq its peers already know, until it timed
@@ -1182,7 +1182,8 @@ class MeshCore:
         refusal = self.admission.forked_log_refusal(self._own_log)
         if refusal is None:
             return False
-        self._notify(WriteFailed(token, "OwnLogForked", refusal))
+        for token in tokens:
+            self._notify(WriteFailed(token, "OwnLogForked", refusal))
         return True
 
     def _cancel_local(self, token: int) -> None:
@@ -1201,10 +1202,8 @@ class MeshCore:
         staged = self._staged
         cut = self.limits.flush_envelopes_max
         remote, rest = staged.remote[:cut], staged.remote[cut:]
-        if staged.local and self._own_log in self.admission.forks:
-            for write in staged.local:  # staged before the fork was known
-                self._own_log_forked(write.token)
-            staged.local = []
+        if staged.local and self._refused_as_forked([w.token for w in staged.local]):
+            staged.local = []  # staged before the fork was known
         local = staged.local if self.may_write() else []
         self._staged = _Staged(
             remote=rest,
