@@ -302,17 +302,19 @@ class Admission:
         (``checkpoint_problem`` says why).
         """
         admission = cls(store, genesis, limits=limits, replica_client_id=replica_client_id)
-        on_logs: list[bytes] = []
-        for log, _ in store.heads():
-            on_logs.extend(env_id for _, env_id in store.iter_log(log))
-        admission._replay_main = set(on_logs)
+        side = list(store.iter_side_envelopes())
         admission._replaying = True
         try:
-            for env_id in [*on_logs, *store.iter_side_envelopes()]:
-                raw = store.get_envelope(env_id)
-                assert raw is not None, f"stored id {short_id(env_id)} has no envelope"
-                outcome = admission.receive(raw)
-                assert outcome.status in (Status.INTEGRATED, Status.WAITING_CAUSAL), outcome
+            for log, _ in store.heads():
+                for _, raw in store.iter_log_envelopes(log):
+                    # Main-branch ids are known before each is received (an envelope is judged
+                    # when it is received or released, never before): no second pass to list.
+                    admission._replay_main.add(envelope_id(raw))
+                    admission._replay_one(raw)
+            for env_id in side:
+                side_raw = store.get_side_envelope(env_id)
+                assert side_raw is not None, f"side envelope {short_id(env_id)} vanished"
+                admission._replay_one(side_raw)
             assert not admission._causal, "a stored envelope lost its causal past"
             assert not admission._pending, "a stored envelope lost its author's admit"
         finally:
@@ -331,6 +333,10 @@ class Admission:
         admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
         return admission
+
+    def _replay_one(self, raw: bytes) -> None:
+        outcome = self.receive(raw)
+        assert outcome.status in (Status.INTEGRATED, Status.WAITING_CAUSAL), outcome
 
     # -- checkpoints --------------------------------------------------------------------------
 

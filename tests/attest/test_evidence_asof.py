@@ -158,8 +158,8 @@ def _log_order(admission: Admission) -> list[bytes]:
     store = admission.store
     out = []
     for log, _ in store.heads():
-        out.extend(store.get_envelope(env_id) for _, env_id in store.iter_log(log))  # type: ignore[misc]
-    out.extend(store.get_envelope(env_id) for env_id in store.iter_side_envelopes())  # type: ignore[misc]
+        out.extend(raw for _, raw in store.iter_log_envelopes(log))
+    out.extend(store.get_side_envelope(env_id) for env_id in store.iter_side_envelopes())  # type: ignore[misc]
     return out
 
 

@@ -58,10 +58,13 @@ def test_commit_then_read_back_after_reopen(opened: tuple[Store, Reopen]) -> Non
         assert s.head(log) == Head(3, envs[2].id)
         assert [seq for seq, _ in s.iter_log(log)] == [1, 2, 3]
         for env in envs:
-            assert s.get_envelope(env.id) == env.raw
+            assert s.get_log_envelope(log, env.seq) == env.raw
             assert s.get_log_entry(log, env.seq) == env.id
+            assert s.get_side_envelope(env.id) is None  # on its log, not off it
+        assert list(s.iter_log_envelopes(log, 2)) == [(2, envs[1].raw), (3, envs[2].raw)]
         assert s.get_log_entry(log, 4) is None
         assert s.get_log_entry(log, 0) is None
+        assert s.get_log_envelope(log, 4) is None
 
 
 def test_group_commit_many_logs_in_one_batch(opened: tuple[Store, Reopen]) -> None:
@@ -97,15 +100,16 @@ def test_recommit_of_the_same_envelopes_is_a_noop(opened: tuple[Store, Reopen]) 
 
 def test_a_seq_is_never_reused(opened: tuple[Store, Reopen]) -> None:
     store, reopen = opened
-    honest = writer("a")
-    store.commit(WriteBatch(envelopes=honest.take(2)))
+    honest = writer("a").take(2)
+    store.commit(WriteBatch(envelopes=honest))
     fork = writer("a")  # same key, starts over: a different envelope for seq 1
     forged = fork.next(b"something else")
     with pytest.raises(LogConflict, match="never reused"):
         store.commit(WriteBatch(envelopes=[forged]))
     store = reopen()
-    assert store.get_log_entry(forged.log, 1) != forged.id
-    assert store.get_envelope(forged.id) is None
+    assert store.get_log_entry(forged.log, 1) == honest[0].id
+    assert store.get_log_envelope(forged.log, 1) == honest[0].raw
+    assert store.get_side_envelope(forged.id) is None
 
 
 def test_gap_and_broken_chain_are_refused(opened: tuple[Store, Reopen]) -> None:
@@ -145,7 +149,7 @@ def test_a_refused_batch_writes_nothing(opened: tuple[Store, Reopen]) -> None:
     assert store.get_evidence(b"e") is None
     assert store.latest_checkpoint() is None
     for env in good:
-        assert store.get_envelope(env.id) is None
+        assert store.get_log_envelope(env.log, env.seq) is None
 
 
 def test_iter_log_ranges(opened: tuple[Store, Reopen]) -> None:
@@ -238,6 +242,7 @@ def test_side_envelopes_are_kept_by_id_off_their_log(opened: tuple[Store, Reopen
     other_branch = fork.next(b"the other seq 2")
     store.commit(WriteBatch(envelopes=honest, side_envelopes=[other_branch]))
     store = reopen()
-    assert store.get_envelope(other_branch.id) == other_branch.raw
+    assert store.get_side_envelope(other_branch.id) == other_branch.raw
+    assert store.get_log_envelope(other_branch.log, 2) == honest[1].raw
     assert store.get_log_entry(other_branch.log, 2) == honest[1].id
     assert list(store.iter_side_envelopes()) == [other_branch.id]

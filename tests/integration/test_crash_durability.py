@@ -57,7 +57,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
                     assert store.get_log_entry(log, seq) == env_id, f"seq {seq} lost; {repro}"
             # ...and the log is whole: contiguous, hash-chained, every envelope intact and signed.
             for seq, env_id in store.iter_log(log, verified_to + 1):
-                raw = store.get_envelope(env_id)
+                raw = store.get_log_envelope(log, seq)
                 assert raw is not None, f"seq {seq} indexed without its envelope; {repro}"
                 env = open_envelope(raw, mesh_id=fixed_mesh_id())
                 assert (env.seq, env.id) == (seq, env_id), repro

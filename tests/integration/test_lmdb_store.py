@@ -17,7 +17,7 @@ from memmesh.errors import CorruptRecord, DataDirLocked, StorageError, StorageFu
 from memmesh.ids import Head
 from memmesh.store import LmdbStore, WriteBatch
 from memmesh.testing import LogWriter, fixed_mesh_id, seeded_key
-from memmesh.wire import crc32, pack_u32
+from memmesh.wire import crc32, pack_u32, pack_u64
 
 MESH = fixed_mesh_id()
 
@@ -85,16 +85,82 @@ def test_damaged_record_is_reported_not_served(tmp_path: Path) -> None:
         store.commit(WriteBatch(envelopes=[env]))
     # Flip one payload byte behind the store's back, keeping LMDB itself consistent.
     raw = lmdb.open(str(tmp_path / "s"), max_dbs=8)
-    db = raw.open_db(b"envelopes")
+    db = raw.open_db(b"logs")
+    key = env.author + pack_u32(env.epoch) + pack_u64(env.seq)
     with raw.begin(write=True) as txn:
-        record = bytearray(txn.get(env.id, db=db))
+        record = bytearray(txn.get(key, db=db))
         record[-1] ^= 0x01
-        txn.put(env.id, bytes(record), db=db)
+        txn.put(key, bytes(record), db=db)
     raw.close()
     with LmdbStore(tmp_path / "s") as store:
         with pytest.raises(CorruptRecord, match="checksum"):
-            store.get_envelope(env.id)
+            store.get_log_envelope(env.log, 1)
+        with pytest.raises(CorruptRecord, match="checksum"):
+            list(store.iter_log(env.log))
         assert store.head(env.log) == Head(1, env.id)  # other records still read
+
+
+def _write_format_1(path: Path, log: list[Envelope], side: list[Envelope]) -> None:
+    """A store as format 1 laid it out: envelopes by id, log entries and side records naming
+    them."""
+    raw = lmdb.open(str(path), max_dbs=8, subdir=True)
+    dbs = {n: raw.open_db(n) for n in (b"envelopes", b"logs", b"heads", b"side", b"info")}
+    for n in (b"checkpoints", b"evidence", b"meta"):
+        raw.open_db(n)
+
+    def put(txn: lmdb.Transaction, name: bytes, key: bytes, value: bytes) -> None:
+        txn.put(key, pack_u32(crc32(key, value)) + value, db=dbs[name])
+
+    with raw.begin(write=True) as txn:
+        put(txn, b"info", b"format", pack_u32(1))
+        for env in [*log, *side]:
+            put(txn, b"envelopes", env.id, env.raw)
+        for env in log:
+            put(txn, b"logs", env.author + pack_u32(env.epoch) + pack_u64(env.seq), env.id)
+        head = log[-1]
+        put(txn, b"heads", head.author + pack_u32(head.epoch), pack_u64(head.seq) + head.id)
+        for env in side:
+            put(txn, b"side", env.id, b"")
+    raw.close()
+
+
+def test_a_format_1_store_is_migrated_when_opened(tmp_path: Path) -> None:
+    honest = LogWriter(seeded_key("a"), MESH).take(3)
+    fork = LogWriter(seeded_key("a"), MESH)
+    fork.seq, fork.prev = 1, honest[0].id
+    other_branch = fork.next(b"the other seq 2")
+    _write_format_1(tmp_path / "s", honest, [other_branch])
+    with LmdbStore(tmp_path / "s") as store:
+        assert store.head(honest[0].log) == Head(3, honest[2].id)
+        assert list(store.iter_log(honest[0].log)) == [(e.seq, e.id) for e in honest]
+        assert [raw for _, raw in store.iter_log_envelopes(honest[0].log)] == [
+            e.raw for e in honest
+        ]
+        assert list(store.iter_side_envelopes()) == [other_branch.id]
+        assert store.get_side_envelope(other_branch.id) == other_branch.raw
+        store.commit(WriteBatch(envelopes=[LogWriter(seeded_key("b"), MESH).next()]))
+    raw = lmdb.open(str(tmp_path / "s"), max_dbs=8, readonly=True)
+    with raw.begin() as txn:
+        assert txn.get(b"envelopes") is None  # the old database is gone from the main tree
+    raw.close()
+    with LmdbStore(tmp_path / "s") as store:  # and reopening finds format 2
+        assert len(store.heads()) == 2
+
+
+def test_a_damaged_format_1_store_is_left_as_it_was(tmp_path: Path) -> None:
+    honest = LogWriter(seeded_key("a"), MESH).take(2)
+    _write_format_1(tmp_path / "s", honest, [])
+    raw = lmdb.open(str(tmp_path / "s"), max_dbs=8)
+    db = raw.open_db(b"envelopes")
+    with raw.begin(write=True) as txn:
+        record = bytearray(txn.get(honest[1].id, db=db))
+        record[-1] ^= 0x01
+        txn.put(honest[1].id, bytes(record), db=db)
+    raw.close()
+    before = (tmp_path / "s" / "data.mdb").read_bytes()
+    with pytest.raises(CorruptRecord, match="checksum"):
+        LmdbStore(tmp_path / "s")
+    assert (tmp_path / "s" / "data.mdb").read_bytes() == before
 
 
 def test_unknown_format_version_is_refused(tmp_path: Path) -> None:
@@ -128,7 +194,7 @@ def _assert_all_present(path: Path, acked: list[Envelope]) -> None:
     with LmdbStore(path) as store:
         assert store.head(acked[0].log) == Head(len(acked), acked[-1].id)
         for env in acked:
-            assert store.get_envelope(env.id) == env.raw
+            assert store.get_log_envelope(env.log, env.seq) == env.raw
 
 
 def test_full_map_without_growth_gives_storage_full(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The integrity scrub on real LMDB files damaged at rest.
 
-Store level: one byte of one envelope flipped is found and its log cut back there; random bit
+Store level: one byte of one envelope flipped is found and its log cut back there (the store
+keeps envelopes in their log entries, so the entry is what is damaged); random bit
 flips anywhere in ``data.mdb``: every record whose bytes changed is reported, the repaired store
 opens, and every envelope left verifies. Node level: a stopped node's ``data.mdb`` gets a random
 bit flip, the node process starts anyway, quarantines the damage, fetches what it lost from its
@@ -26,12 +27,14 @@ from memmesh.admission import Admission
 from memmesh.envelope import open_envelope
 from memmesh.runtime.swarm import swarm_down, swarm_up
 from memmesh.store import LmdbStore
-from memmesh.store.scrub import repair, scan, scrub_in_child
-from memmesh.testing import MeshFixture, scaled
+from memmesh.store.scrub import repair, scan, scrub_before_open, scrub_in_child
+from memmesh.testing import LogWriter, MeshFixture, fixed_mesh_id, scaled, seeded_key
+from memmesh.wire import pack_u32, pack_u64
 
+from .test_lmdb_store import _write_format_1
 from .test_memory_api import call, wait_until
 
-_DBS = ("envelopes", "logs", "heads", "side", "checkpoints", "evidence", "meta", "info")
+_DBS = ("logs", "heads", "side", "checkpoints", "evidence", "meta", "info")
 
 
 def _build(path: Path, mesh: MeshFixture) -> Admission:
@@ -69,7 +72,12 @@ def _reopen_and_check(path: Path, mesh: MeshFixture) -> int:
     with LmdbStore(path) as store:
         admission = Admission.open(store, mesh.genesis)
         for record in admission.records.values():
-            raw = store.get_envelope(record.envelope.id)
+            env = record.envelope
+            raw = (
+                store.get_side_envelope(env.id)
+                if record.side
+                else store.get_log_envelope(env.log, env.seq)
+            )
             assert raw is not None
             open_envelope(raw, mesh_id=mesh.mesh_id)
         return len(admission.records)
@@ -82,13 +90,18 @@ def test_a_flipped_envelope_byte_is_found_and_its_log_cut_there(tmp_path: Path) 
     victim_log = sorted(admission.logs)[0]
     victim = admission.records[admission.logs[victim_log][9]].envelope  # seq 10
     data = bytearray((path / "data.mdb").read_bytes())
+    # Every copy: a log's leaf page is copied at each commit that appends to it, so stale
+    # copies of the entry sit in free pages beside the live one.
     at = data.find(victim.raw)
     assert at > 0
-    data[at + len(victim.raw) // 2] ^= 0x10
+    while at > 0:
+        data[at + len(victim.raw) // 2] ^= 0x10
+        at = data.find(victim.raw, at + 1)
     (path / "data.mdb").write_bytes(bytes(data))
 
     report = scrub_in_child(path)
-    assert report.damaged == {"envelopes": [victim.id.hex()]}
+    entry_key = victim_log.author + pack_u32(victim_log.epoch) + pack_u64(victim.seq)
+    assert report.damaged == {"logs": [entry_key.hex()]}
     label = f"{victim_log.author.hex()}@{victim_log.epoch}"
     assert report.cut[label] == 10
     # The two nodes wrote in turn, each envelope naming the other's latest as a dep: what came
@@ -97,7 +110,7 @@ def test_a_flipped_envelope_byte_is_found_and_its_log_cut_there(tmp_path: Path) 
     quarantined = repair(path, report, tmp_path / "quarantine")
     assert quarantined is not None
     rows = [json.loads(line) for line in quarantined.read_text().splitlines()]
-    assert {r["db"] for r in rows} >= {"envelopes", "logs", "heads"}
+    assert {r["db"] for r in rows} == {"logs", "heads"}
     assert scan(path).clean
     with LmdbStore(path) as store:
         kept = Admission.open(store, mesh.genesis)
@@ -204,8 +217,8 @@ def test_a_node_with_a_damaged_store_starts_refetches_and_serves_nothing_damaged
             if trial == 0:  # surely damaging: one bit inside a stored envelope
                 with LmdbStore(data_dir / "store") as store:
                     heads = store.heads()
-                    _, head = heads[rng.randrange(len(heads))]
-                    raw = store.get_envelope(head.id)
+                    log, head = heads[rng.randrange(len(heads))]
+                    raw = store.get_log_envelope(log, head.seq)
                 assert raw is not None
                 # Every copy: LMDB copies pages on write, so stale copies of the record can sit
                 # in free pages before the live one.
@@ -284,3 +297,30 @@ def _restart(directory: Path, data_dir: Path) -> None:
         assert process.poll() is None, (data_dir / "node.log").read_text()[-3000:]
         time.sleep(0.05)
     raise AssertionError("the restarted node never became ready")
+
+
+def test_a_format_1_store_is_migrated_then_scrubbed_before_a_node_opens_it(tmp_path: Path) -> None:
+    honest = LogWriter(seeded_key("a"), fixed_mesh_id()).take(3)
+    path = tmp_path / "store"
+    _write_format_1(path, honest, [])
+    assert scan(path).outdated_format == 1
+    report, quarantined = scrub_before_open(path, tmp_path / "quarantine")
+    assert report.clean and quarantined is None
+    with LmdbStore(path) as store:
+        assert [raw for _, raw in store.iter_log_envelopes(honest[0].log)] == [
+            e.raw for e in honest
+        ]
+
+
+def test_a_format_1_store_that_cannot_be_migrated_is_moved_aside(tmp_path: Path) -> None:
+    honest = LogWriter(seeded_key("a"), fixed_mesh_id()).take(3)
+    path = tmp_path / "store"
+    _write_format_1(path, honest, [])
+    env = lmdb.open(str(path), max_dbs=8)
+    with env.begin(write=True) as txn:  # the log names an envelope the store lacks
+        txn.delete(honest[1].id, db=env.open_db(b"envelopes", txn=txn))
+    env.close()
+    report, quarantined = scrub_before_open(path, tmp_path / "quarantine")
+    assert report.structural is not None and "could not be migrated" in report.structural
+    assert quarantined is not None and (quarantined / "REASON").exists()
+    assert not path.exists()  # the node starts empty and fetches everything from its peers

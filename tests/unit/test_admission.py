@@ -152,7 +152,7 @@ def test_signed_pycrdt_crashers_are_rejected_and_nothing_changes(
     outcome = admission.receive(poison.raw)
     assert outcome.status is Status.REJECTED
     assert outcome.reason is not None
-    assert store.get_envelope(poison.id) is None
+    assert store.get_log_entry(poison.log, poison.seq) is None
     assert store.head(poison.log) is None
     assert poison.id not in admission.records
     assert admission.replica.encode_state() == before  # the live document still encodes
@@ -225,7 +225,7 @@ def test_each_grammar_violation_has_its_own_reason(mesh: MeshFixture) -> None:
         env = _sign(mesh.nodes[0], mesh, payload, claims=[claim])  # a correct claims root
         outcome = admission.receive(env.raw)
         assert (outcome.status, outcome.reason) == (Status.REJECTED, reason), name
-        assert store.get_envelope(env.id) is None, name
+        assert store.get_log_entry(env.log, env.seq) is None, name
         assert len(admission.replica) == 0, name
     distinct = {reason for _, reason in cases.values()}
     assert len(distinct) >= 12

@@ -101,9 +101,19 @@ class FaultyStore:
         self._inner.commit(batch)
         disk.on_commit([*batch.envelopes, *batch.side_envelopes])
 
-    def get_envelope(self, envelope_id: bytes) -> bytes | None:
+    def get_log_envelope(self, log: LogId, seq: int) -> bytes | None:
         self._read()
-        return self._inner.get_envelope(envelope_id)
+        return self._inner.get_log_envelope(log, seq)
+
+    def get_side_envelope(self, envelope_id: bytes) -> bytes | None:
+        self._read()
+        return self._inner.get_side_envelope(envelope_id)
+
+    def iter_log_envelopes(
+        self, log: LogId, start_seq: int = 1, end_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        self._read()
+        return self._inner.iter_log_envelopes(log, start_seq, end_seq)
 
     def get_log_entry(self, log: LogId, seq: int) -> bytes | None:
         self._read()

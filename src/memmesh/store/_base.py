@@ -2,9 +2,10 @@
 
 A store keeps, durably and atomically per :class:`WriteBatch`:
 
-- envelopes by id (their exact signed bytes), including "side" envelopes kept off their log
-  (the other branch of an equivocation, still needed as evidence and to satisfy others' deps);
-- logs: (author, epoch, seq) -> envelope id, contiguous from seq 1 and hash-chained by ``prev``;
+- logs: (author, epoch, seq) -> the envelope there (its id and exact signed bytes), contiguous
+  from seq 1 and hash-chained by ``prev``;
+- "side" envelopes by id, kept off their log (the other branch of an equivocation, still needed
+  as evidence and to satisfy others' deps);
 - heads: (author, epoch) -> (seq, id) of the last envelope of each log;
 - checkpoints by number, evidence by key, and metadata by name.
 
@@ -50,16 +51,28 @@ class Store(Protocol):
     def commit(self, batch: WriteBatch) -> None:
         """Write ``batch`` atomically and durably, or raise and write nothing of it."""
 
-    def get_envelope(self, envelope_id: bytes) -> bytes | None:
-        """The exact bytes of an envelope, or None."""
-
     def get_log_entry(self, log: LogId, seq: int) -> bytes | None:
         """The id of the envelope at ``seq`` in ``log``, or None."""
+
+    def get_log_envelope(self, log: LogId, seq: int) -> bytes | None:
+        """The exact bytes of the envelope at ``seq`` in ``log``, or None."""
+
+    def get_side_envelope(self, envelope_id: bytes) -> bytes | None:
+        """The exact bytes of a side envelope (kept off its log), or None.
+
+        There is no look-up by id for envelopes on their logs: a store keeps them in log order,
+        so a commit appends instead of inserting at random, and the node indexes ids in memory.
+        """
 
     def iter_log(
         self, log: LogId, start_seq: int = 1, end_seq: int | None = None
     ) -> Iterator[tuple[int, bytes]]:
         """(seq, envelope id) for ``start_seq <= seq <= end_seq`` of ``log``, in seq order."""
+
+    def iter_log_envelopes(
+        self, log: LogId, start_seq: int = 1, end_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        """(seq, envelope bytes), as :meth:`iter_log`."""
 
     def head(self, log: LogId) -> Head | None:
         """The last envelope of ``log``, or None when the store has none of it."""

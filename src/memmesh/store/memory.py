@@ -61,14 +61,19 @@ class MemoryStore:
         disk.checkpoints.update(batch.checkpoints)
         disk.commits += 1
 
-    def get_envelope(self, envelope_id: bytes) -> bytes | None:
-        return self._check_open().envelopes.get(envelope_id)
-
     def get_log_entry(self, log: LogId, seq: int) -> bytes | None:
         ids = self._check_open().logs.get(log)
         if ids is None or not 1 <= seq <= len(ids):
             return None
         return ids[seq - 1]
+
+    def get_log_envelope(self, log: LogId, seq: int) -> bytes | None:
+        env_id = self.get_log_entry(log, seq)
+        return None if env_id is None else self.disk.envelopes[env_id]
+
+    def get_side_envelope(self, envelope_id: bytes) -> bytes | None:
+        disk = self._check_open()
+        return disk.envelopes[envelope_id] if envelope_id in disk.side else None
 
     def iter_log(
         self, log: LogId, start_seq: int = 1, end_seq: int | None = None
@@ -77,6 +82,12 @@ class MemoryStore:
         last = len(ids) if end_seq is None else min(end_seq, len(ids))
         for seq in range(max(start_seq, 1), last + 1):
             yield seq, ids[seq - 1]
+
+    def iter_log_envelopes(
+        self, log: LogId, start_seq: int = 1, end_seq: int | None = None
+    ) -> Iterator[tuple[int, bytes]]:
+        for seq, env_id in self.iter_log(log, start_seq, end_seq):
+            yield seq, self.disk.envelopes[env_id]
 
     def head(self, log: LogId) -> Head | None:
         ids = self._check_open().logs.get(log)

@@ -1,9 +1,10 @@
 """The integrity scrub: every record of a stopped LMDB store checked before a node opens it.
 
 **What is checked.** Every record of every named database against its checksum
-(``crc32(key || value)``, see :mod:`memmesh.store.lmdb`); every envelope's id against the hash
-of its bytes and its author's signature; every log entry against the envelope it names, every
-head against its log. A record that fails is **damaged**.
+(``crc32(key || value)``, see :mod:`memmesh.store.lmdb`); every log entry's envelope against its
+author's signature, the id stored beside it (the hash of its bytes) and the place it is stored
+at; every side envelope likewise against its key; every head against its log. A record that
+fails is **damaged**.
 
 **In a child process.** The scan maps the file, and damage in LMDB's own pages can crash the
 reader (a bus error or a segfault inside the C library) rather than raise. So the node runs
@@ -13,7 +14,7 @@ its JSON report; a child that dies, hangs or cannot open the environment reports
 
 **Repair** (:func:`repair`). Damaged records are quarantined: their bytes go to
 ``quarantine/scrub-<n>.jsonl`` in the data dir, then they are deleted in one transaction, and
-every log is cut back to its longest intact prefix (a log entry or envelope damaged at seq k
+every log is cut back to its longest intact prefix (a log entry damaged at seq k
 drops seq k and everything after it from that log: sync fetches them again from peers, the
 node's own log included, before it writes, DESIGN §4 rule 6). Damaged checkpoints are dropped
 (the document is rebuilt from the log). With structural damage the whole store directory is
@@ -35,10 +36,10 @@ from typing import Any
 import lmdb
 
 from ..envelope import Envelope, decode_envelope, envelope_id, verify_envelope
-from ..errors import Rejected
+from ..errors import DataDirLocked, Rejected, StorageError
 from ..ids import HASH_BYTES
 from ..wire import crc32, pack_u32, pack_u64, unpack_u32, unpack_u64
-from .lmdb import _acquire_lock
+from .lmdb import FORMAT_VERSION, LmdbStore, _acquire_lock
 
 __all__ = [
     "ScrubReport",
@@ -49,7 +50,9 @@ __all__ = [
     "scrub_in_child",
 ]
 
-_DBS = ("envelopes", "logs", "heads", "side", "checkpoints", "evidence", "meta", "info")
+_DBS = ("logs", "heads", "side", "checkpoints", "evidence", "meta", "info")
+_MIGRATED = frozenset({pack_u32(1)})
+"""Older formats that opening an ``LmdbStore`` migrates."""
 _HEAD_KEY = HASH_BYTES + 4
 _LOG_KEY = HASH_BYTES + 4 + 8
 SCRUB_TIMEOUT_S = 600.0
@@ -65,10 +68,17 @@ class ScrubReport:
     """Log (author hex @ epoch) -> the first seq to drop (everything from it on goes)."""
     structural: str | None = None
     """Why the store could not be read as a whole (then nothing in it is trusted)."""
+    outdated_format: int | None = None
+    """The store's format when it is an older one this build migrates (nothing else checked)."""
 
     @property
     def clean(self) -> bool:
-        return self.structural is None and not any(self.damaged.values()) and not self.cut
+        return (
+            self.structural is None
+            and self.outdated_format is None
+            and not any(self.damaged.values())
+            and not self.cut
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +86,7 @@ class ScrubReport:
             "damaged": self.damaged,
             "cut": self.cut,
             "structural": self.structural,
+            "outdated_format": self.outdated_format,
         }
 
     @classmethod
@@ -85,6 +96,7 @@ class ScrubReport:
             damaged={str(k): [str(x) for x in v] for k, v in data["damaged"].items()},
             cut={str(k): int(v) for k, v in data["cut"].items()},
             structural=data["structural"],
+            outdated_format=data.get("outdated_format"),
         )
 
 
@@ -122,8 +134,15 @@ def scan(path: Path) -> ScrubReport:
     if b"format" not in records["info"]:
         report.structural = "the format record is missing or damaged"
         return report
-    _check_envelopes(records, report)
-    _check_logs(records, report)
+    stored = records["info"][b"format"]
+    if stored != pack_u32(FORMAT_VERSION):
+        if stored in _MIGRATED:
+            report.outdated_format = unpack_u32(stored)
+        else:
+            report.structural = f"store format {stored.hex()}, this build reads {FORMAT_VERSION}"
+        return report
+    decoded = _check_envelopes(records, report)
+    _check_logs(records, decoded, report)
     report.damaged = {k: sorted(v) for k, v in report.damaged.items() if v}
     return report
 
@@ -159,42 +178,53 @@ class _Unreachable(Exception):
     """The database's tree does not lead lookups to its own records: structural damage."""
 
 
-def _check_envelopes(records: dict[str, dict[bytes, bytes]], report: ScrubReport) -> None:
-    envelopes = records["envelopes"]
-    for key in sorted(envelopes):
-        raw = envelopes[key]
-        try:
-            env = decode_envelope(raw)
-            verify_envelope(env)
-            good = env.id == key and envelope_id(raw) == key
-        except Rejected:
-            good = False
-        if not good:
-            report.damaged.setdefault("envelopes", []).append(key.hex())
-            del envelopes[key]
+def _check_envelopes(
+    records: dict[str, dict[bytes, bytes]], report: ScrubReport
+) -> dict[bytes, Envelope]:
+    """Decode and verify the envelope in every log entry and side record; the damaged ones are
+    reported and dropped. Returns the intact ones by id; log entries keep only their id."""
+    decoded: dict[bytes, Envelope] = {}
+    for name in ("logs", "side"):
+        table = records[name]
+        for key in sorted(table):
+            value = table[key]
+            on_log = name == "logs"
+            env_id, raw = (value[:HASH_BYTES], value[HASH_BYTES:]) if on_log else (key, value)
+            try:
+                env = decode_envelope(raw)
+                verify_envelope(env)
+                good = env.id == env_id and envelope_id(raw) == env_id
+                if on_log:
+                    good = good and len(key) == _LOG_KEY and key == _log_of(env) + pack_u64(env.seq)
+            except Rejected:
+                good = False
+            if not good:
+                report.damaged.setdefault(name, []).append(key.hex())
+                del table[key]
+                continue
+            decoded[env_id] = env
+            if on_log:
+                table[key] = env_id
+    return decoded
 
 
-def _check_logs(records: dict[str, dict[bytes, bytes]], report: ScrubReport) -> None:
-    """Cut each log at its first seq whose entry or envelope is damaged or missing, or whose
-    envelope is not the one its key names; then, until nothing changes, at the first envelope
-    that names a dropped one among its deps (its causal past must be held). Side envelopes
-    whose past was dropped go too. Heads must match what stays."""
-    envelopes, logs, heads = records["envelopes"], records["logs"], records["heads"]
+def _check_logs(
+    records: dict[str, dict[bytes, bytes]], decoded: dict[bytes, Envelope], report: ScrubReport
+) -> None:
+    """Cut each log at its first seq whose entry is damaged or missing; then, until nothing
+    changes, at the first envelope that names a dropped one among its deps (its causal past must
+    be held). Side envelopes whose past was dropped go too. Heads must match what stays."""
+    logs, heads = records["logs"], records["heads"]
     damaged_logs = {bytes.fromhex(k)[:_HEAD_KEY] for k in report.damaged.get("logs", [])}
     by_log: dict[bytes, list[tuple[int, bytes]]] = {}
-    for key, value in logs.items():
-        if len(key) != _LOG_KEY:
-            report.damaged.setdefault("logs", []).append(key.hex())
-            continue
-        by_log.setdefault(key[:_HEAD_KEY], []).append((unpack_u64(key[_HEAD_KEY:]), value))
-    decoded = {key: decode_envelope(raw) for key, raw in envelopes.items()}
+    for key, env_id in logs.items():
+        by_log.setdefault(key[:_HEAD_KEY], []).append((unpack_u64(key[_HEAD_KEY:]), env_id))
     entries = {log: sorted(by_log.get(log, [])) for log in set(by_log) | damaged_logs | set(heads)}
     keep = _kept_prefixes(entries, decoded)
     held = {env_id for log, listed in entries.items() for seq, env_id in listed if seq <= keep[log]}
-    for key, value in records["side"].items():
-        env = decoded.get(key)
-        if value != b"" or env is None or any(d not in held for d in (*env.deps, env.prev)
-                                              if d != bytes(HASH_BYTES)):  # fmt: skip
+    for key in sorted(records["side"]):
+        env = decoded[key]
+        if any(d not in held for d in (*env.deps, env.prev) if d != bytes(HASH_BYTES)):
             report.damaged.setdefault("side", []).append(key.hex())
     for log in sorted(entries):
         listed, kept = entries[log], keep[log]
@@ -321,17 +351,14 @@ def _plan_cuts(
         log = bytes.fromhex(author_hex) + pack_u32(int(epoch))
         cursor = txn.cursor(db=dbs["logs"])
         if cursor.set_range(log + pack_u64(first)):
-            for raw_key, raw_value in cursor:
+            for raw_key in cursor.iternext(keys=True, values=False):
                 key = bytes(raw_key)
                 if not key.startswith(log):
                     break
                 doomed.append(("logs", key))
-                env_id = _intact(key, bytes(raw_value))
-                if env_id is not None and len(env_id) == HASH_BYTES:
-                    doomed.append(("envelopes", env_id))
         kept = txn.get(log + pack_u64(first - 1), db=dbs["logs"]) if first > 1 else None
-        kept_id = None if kept is None else _intact(log + pack_u64(first - 1), bytes(kept))
-        heads[log] = None if kept_id is None else pack_u64(first - 1) + kept_id
+        kept_entry = None if kept is None else _intact(log + pack_u64(first - 1), bytes(kept))
+        heads[log] = None if kept_entry is None else pack_u64(first - 1) + kept_entry[:HASH_BYTES]
     return doomed, heads
 
 
@@ -351,12 +378,43 @@ def scrub_before_open(store_dir: Path, quarantine_dir: Path) -> tuple[ScrubRepor
     clean."""
     if not (store_dir / "data.mdb").exists():
         return ScrubReport(), None
+    report = _scrub_and_repair(store_dir, quarantine_dir)
+    if report[0].outdated_format is None:
+        return report
+    # An older format: migrated by opening it (an LmdbStore takes the lock itself), then
+    # scanned again in the layout this build knows.
+    failed = _migrate(store_dir)
+    if failed is not None:
+        assert failed.structural is not None
+        return failed, quarantine_store(store_dir, quarantine_dir, failed.structural)
+    return _scrub_and_repair(store_dir, quarantine_dir)
+
+
+def _scrub_and_repair(store_dir: Path, quarantine_dir: Path) -> tuple[ScrubReport, Path | None]:
     fd = _acquire_lock(store_dir / "LOCK")
     try:
         report = scrub_in_child(store_dir)
+        if report.outdated_format is not None:
+            return report, None
         return report, repair(store_dir, report, quarantine_dir)
     finally:
         os.close(fd)
+
+
+def _migrate(store_dir: Path) -> ScrubReport | None:
+    """Bring a store of an older format to this one (opening it does; see
+    :mod:`memmesh.store.lmdb`) so the scan reads the layout it knows. A store whose migration
+    fails (a damaged record in it) is reported as structural damage: it is moved aside whole."""
+    try:
+        LmdbStore(store_dir).close()
+    except StorageError as exc:
+        if isinstance(exc, DataDirLocked):
+            raise
+        return ScrubReport(structural=f"the store could not be migrated to format "
+                           f"{FORMAT_VERSION}: {exc}")  # fmt: skip
+    except lmdb.Error as exc:
+        return ScrubReport(structural=f"the store could not be opened to migrate it: {exc}")
+    return None
 
 
 def main() -> int:
