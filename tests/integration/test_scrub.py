@@ -26,7 +26,7 @@ import lmdb
 from memmesh.admission import Admission
 from memmesh.envelope import open_envelope
 from memmesh.runtime.swarm import swarm_down, swarm_up
-from memmesh.store import LmdbStore
+from memmesh.store import LmdbStore, WriteBatch
 from memmesh.store.scrub import repair, scan, scrub_before_open, scrub_in_child
 from memmesh.testing import LogWriter, MeshFixture, fixed_mesh_id, scaled, seeded_key
 from memmesh.wire import pack_u32, pack_u64
@@ -324,3 +324,26 @@ def test_a_format_1_store_that_cannot_be_migrated_is_moved_aside(tmp_path: Path)
     assert report.structural is not None and "could not be migrated" in report.structural
     assert quarantined is not None and (quarantined / "REASON").exists()
     assert not path.exists()  # the node starts empty and fetches everything from its peers
+
+
+def test_damage_that_only_the_repair_meets_moves_the_store_aside(tmp_path: Path) -> None:
+    """A checkpoint big enough for an overflow chain, with one byte of its value flipped (so the
+    scan reports the record) and its first overflow page's type flag cleared (so LMDB, which
+    reads the value without checking it, refuses to free the chain when the repair deletes the
+    record): the node must not crash at start but move the store aside and resync."""
+    path = tmp_path / "store"
+    big = os.urandom(20_000)
+    with LmdbStore(path) as store:
+        store.commit(WriteBatch(checkpoints={1: big}))
+    data = bytearray((path / "data.mdb").read_bytes())
+    at = data.find(big)
+    page = at - at % 4096  # the chain's first page: its header, then the record
+    assert at - page < 64
+    data[page + 10] ^= 0x04  # mp_flags: P_OVERFLOW cleared
+    data[at + 100] ^= 0x01
+    (path / "data.mdb").write_bytes(bytes(data))
+    assert scan(path).damaged == {"checkpoints": ["0000000000000001"]}
+    report, moved = scrub_before_open(path, tmp_path / "quarantine")
+    assert report.structural is not None and "the repair failed" in report.structural
+    assert moved is not None and (moved / "REASON").exists()
+    assert not path.exists()

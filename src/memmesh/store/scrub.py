@@ -396,9 +396,16 @@ def _scrub_and_repair(store_dir: Path, quarantine_dir: Path) -> tuple[ScrubRepor
         report = scrub_in_child(store_dir)
         if report.outdated_format is not None:
             return report, None
-        return report, repair(store_dir, report, quarantine_dir)
+        try:
+            return report, repair(store_dir, report, quarantine_dir)
+        except lmdb.Error as exc:
+            # The scan read every record, but deleting one walks LMDB's pages again (an
+            # overflow chain's header, say) and met damage there: nothing was deleted (the
+            # transaction aborted), and the store cannot be trusted as a whole.
+            report.structural = f"the repair failed: {exc}"
     finally:
         os.close(fd)
+    return report, quarantine_store(store_dir, quarantine_dir, report.structural)
 
 
 def _migrate(store_dir: Path) -> ScrubReport | None:
