@@ -5,8 +5,8 @@ noise evenly over the variants):
 
 - ``raw_lmdb_commits_per_s``: py-lmdb alone with the store's flags (``sync=True``,
   ``writemap=False``), one ``put`` of an envelope-sized value per transaction: the baseline.
-- ``durable_commits_per_s``: ``LmdbStore.commit`` of one envelope per commit (envelope record,
-  log index and head, with checksums; the lock held).
+- ``durable_commits_per_s``: ``LmdbStore.commit`` of one envelope per commit (its log entry,
+  holding its id and bytes, and its log's head, with checksums; the lock held).
 - ``group_commit_envelopes_per_s``: ``LmdbStore.commit`` of 64 envelopes per commit.
 
 ``store_vs_raw_lmdb`` = durable / raw (goal >= 0.8). Envelopes are signed before timing starts:
