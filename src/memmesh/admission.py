@@ -332,6 +332,7 @@ class Admission:
             admission._truncate_at_fork(log)
         admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
+        store.release_mapped_pages()  # every envelope read is held in the records now
         return admission
 
     def _replay_one(self, raw: bytes) -> None:

@@ -256,3 +256,29 @@ def test_full_disk_gives_storage_full_and_recovers(tmp_path: Path) -> None:
             more = writer.take(20)
             store.commit(WriteBatch(envelopes=more))  # writes resume, continuing the same log
         _assert_all_present(path, acked + more)
+
+
+def _rss_file_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+def test_released_pages_leave_resident_memory_and_reads_still_work(tmp_path: Path) -> None:
+    writer = LogWriter(seeded_key("a"), MESH)
+    envs = [writer.next(os.urandom(8_000)) for _ in range(2_500)]  # about 20 MB
+    with LmdbStore(tmp_path / "s", map_size_bytes=64 << 20) as store:
+        for start in range(0, len(envs), 250):
+            store.commit(WriteBatch(envelopes=envs[start : start + 250]))
+    with LmdbStore(tmp_path / "s") as store:
+        before = _rss_file_bytes()
+        read = sum(len(raw) for _, raw in store.iter_log_envelopes(envs[0].log))
+        assert read == sum(len(e.raw) for e in envs)
+        mapped = _rss_file_bytes()
+        assert mapped - before > 15 << 20  # the reads mapped the store's pages
+        store.release_mapped_pages()
+        assert _rss_file_bytes() - before < 2 << 20
+        assert store.get_log_envelope(envs[-1].log, envs[-1].seq) == envs[-1].raw
+        store.commit(WriteBatch(envelopes=[writer.next()]))
+        assert store.head(envs[0].log) == Head(len(envs) + 1, writer.prev)

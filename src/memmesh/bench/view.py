@@ -12,8 +12,9 @@
   start (``Admission.open``) and builds the view; ``rss_vs_doc``: that over the resident memory
   of a process holding only a bare pycrdt document with the same items (the same keys and the
   same claim bytes as values), both measured here in fresh interpreters after a full GC
-  (goal <= 2.0). ``rss_anon_mb`` and ``rss_file_mb`` split ``rss_mb``: LMDB's pages, mapped
-  from the store file, are file-backed.
+  (goal <= 2.0). ``rss_anon_mb`` and ``rss_file_mb`` split ``rss_mb``: shared libraries and
+  LMDB's pages, mapped from the store file, are file-backed (``Admission.open`` unmaps the
+  store's pages it read once it holds their envelopes).
 - ``conflict_visible_p50_ms``: two real node processes on loopback, connected; in each round
   both are asked at once to write a fresh key; from the later of the two acknowledgements until
   both list the conflict (``GET /v1/conflicts``, polled every millisecond). Rounds where one

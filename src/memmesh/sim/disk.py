@@ -135,6 +135,9 @@ class FaultyStore:
     def iter_side_envelopes(self) -> Iterator[bytes]:
         return self._inner.iter_side_envelopes()
 
+    def release_mapped_pages(self) -> None:
+        self._inner.release_mapped_pages()
+
     def get_meta(self, name: str) -> bytes | None:
         return self._inner.get_meta(name)
 

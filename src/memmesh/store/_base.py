@@ -99,6 +99,10 @@ class Store(Protocol):
 
     def get_checkpoint(self, number: int) -> bytes | None: ...
 
+    def release_mapped_pages(self) -> None:
+        """Let go of file pages that reads mapped into the process (content is unaffected;
+        a hint about resident memory, called after a node's start has read everything)."""
+
     def close(self) -> None:
         """Release the store; later calls raise ``StoreClosed``. Idempotent."""
 

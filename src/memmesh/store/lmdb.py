@@ -89,21 +89,8 @@ class LmdbStore:
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = _acquire_lock(self.path / "LOCK")
         try:
-            self._env = lmdb.open(
-                str(self.path),
-                map_size=map_size_bytes,
-                subdir=True,
-                readonly=False,
-                metasync=True,
-                sync=True,
-                map_async=False,
-                writemap=False,
-                lock=True,
-                mode=0o600,
-                max_dbs=len(_DB_NAMES) + 1,  # the legacy database, while migrating
-            )
+            self._open_environment(map_size_bytes)
             self._env.reader_check()  # clear reader slots left by killed processes
-            self._dbs = {name: self._env.open_db(name) for name in _DB_NAMES}
             self._check_format()
         except BaseException:
             with contextlib.suppress(Exception):
@@ -112,7 +99,35 @@ class LmdbStore:
             raise
         self._closed = False
 
+    def _open_environment(self, map_size_bytes: int) -> None:
+        self._env = lmdb.open(
+            str(self.path),
+            map_size=map_size_bytes,
+            subdir=True,
+            readonly=False,
+            metasync=True,
+            sync=True,
+            map_async=False,
+            writemap=False,
+            lock=True,
+            mode=0o600,
+            max_dbs=len(_DB_NAMES) + 1,  # the legacy database, while migrating
+        )
+        self._dbs = {name: self._env.open_db(name) for name in _DB_NAMES}
+
     # -- lifecycle --------------------------------------------------------------------------
+
+    def release_mapped_pages(self) -> None:
+        """Unmap the pages reads have mapped (by closing the environment and opening it again,
+        the lock held throughout). They stay in the page cache, and the kernel maps them again
+        on the next read; but after a node's start, which reads every envelope once into its
+        heap, the process would otherwise count each envelope twice in its resident memory
+        (and in its OOM score) until the kernel reclaimed the mapped copy. No transaction may
+        be open."""
+        self._check_open()
+        size: int = self._env.info()["map_size"]
+        self._env.close()
+        self._open_environment(size)
 
     @property
     def closed(self) -> bool:

@@ -126,5 +126,9 @@ class MemoryStore:
     def get_checkpoint(self, number: int) -> bytes | None:
         return self._check_open().checkpoints.get(number)
 
+    def release_mapped_pages(self) -> None:
+        """Nothing is mapped here."""
+        self._check_open()
+
     def close(self) -> None:
         self._closed = True
