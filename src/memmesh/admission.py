@@ -18,14 +18,16 @@ numbers: the sync core, the runtime and the simulator all drive this same code.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Claim, decode_claim
-from .crypto import SigningKey
+from .crypto import SIGNATURE_BYTES, SigningKey
 from .envelope import Envelope, EnvelopeLimits, decode_envelope, envelope_id, open_envelope, seal
-from .errors import LocalError, Reason, Rejected
+from .errors import LocalError, Reason, Rejected, StorageError
 from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
 from .membership import ADMIT, REVOKE, Genesis, Membership, MembershipOp, Role, parse_op
 from .memo import SharedMemo
@@ -109,6 +111,9 @@ class AdmissionLimits:
     causal_buffer_bytes_max: int = 64 << 20
     pending_buffer_max: int = 1024
     pending_buffer_bytes_max: int = 16 << 20
+    held_envelope_bytes_max: int = 8 << 20
+    """Bytes of the newest stored envelopes kept in memory; older ones are read from the store
+    when asked for (served, proved, bundled)."""
 
 
 @dataclass(slots=True)
@@ -125,6 +130,10 @@ class EnvelopeRecord:
     claims: tuple[Claim, ...]
     failed: bool = False
     """pycrdt refused it although the grammar accepted it; excluded everywhere the same way."""
+    stored_off_log: bool = False
+    """Committed as a side envelope (by id), not at its place in its log: where the store has
+    it, whatever ``side`` says later (a fork found later takes envelopes off the log in memory
+    only)."""
 
 
 _Op = tuple[int, Claim, tuple[str, bytes, Role | None, tuple[int, int] | None, int | None]]
@@ -275,6 +284,9 @@ class Admission:
         self._signatures_checked = False
         """The envelopes of the current call had every signature verified by the caller."""
         self._replay_main: set[bytes] = set()
+        self._held: dict[bytes, None] = {}
+        """Ids of the stored envelopes whose bytes are held in memory, oldest first."""
+        self._held_bytes = 0
         """On restart, the ids the store holds on their logs: replay keeps them there."""
         self.rejected: dict[Reason, int] = {}
         self.checkpoint_used: int | None = None
@@ -332,7 +344,7 @@ class Admission:
             admission._truncate_at_fork(log)
         admission._sync_exclusions()
         admission._restore_document(store.latest_checkpoint())
-        store.release_mapped_pages()  # every envelope read is held in the records now
+        store.release_mapped_pages()  # nothing read at start is needed from the map now
         return admission
 
     def _replay_one(self, raw: bytes) -> None:
@@ -493,11 +505,71 @@ class Admission:
             staged, self._batch, self._staged = self._staged, None, []
             self._saved = None
             self._truncated = []
-        if self._replaying:
-            return  # open() builds the document once the whole index is back
-        for record in staged:
-            if not record.side:
-                self._integrate(record)
+        if not self._replaying:  # open() builds the document once the whole index is back
+            for record in staged:
+                if not record.side:
+                    self._integrate(record)
+        # At start too, envelope by envelope: memory freed as the replay goes is reused by the
+        # next envelope read, where freeing it all at the end would leave the heap in holes.
+        self._hold_recent(staged)
+
+    # -- envelope bytes -----------------------------------------------------------------------
+
+    def envelope_bytes(self, env_id: bytes) -> bytes:
+        """The exact bytes of a stored envelope: held in memory for the most recent ones
+        (``limits.held_envelope_bytes_max``), read from the store for the rest.
+        ``KeyError`` for an envelope this replica does not hold; ``StorageError`` when the
+        store cannot read it (a damaged record is never returned)."""
+        record = self.records[env_id]
+        env = record.envelope
+        if env.held is not None:
+            return env.held
+        raw = (
+            self.store.get_side_envelope(env_id)
+            if record.stored_off_log
+            else self.store.get_log_envelope(env.log, env.seq)
+        )
+        if raw is None or len(raw) != env.size:
+            raise StorageError(f"envelope {short_id(env_id)} is not where the store put it")
+        return raw
+
+    def envelope(self, env_id: bytes) -> Envelope:
+        """A stored envelope with its bytes (read from the store if they are not held)."""
+        env = self.records[env_id].envelope
+        if env.held is not None:
+            return env
+        return dataclasses.replace(env, held=self.envelope_bytes(env_id))
+
+    def _payload(self, record: EnvelopeRecord) -> bytes:
+        env = record.envelope
+        raw = env.held if env.held is not None else self.envelope_bytes(env.id)
+        return raw[env.payload_start : env.size - SIGNATURE_BYTES]
+
+    def _hold_recent(self, records: Iterable[EnvelopeRecord]) -> None:
+        """Keep the bytes of the newest committed envelopes in memory, up to the limit, and
+        let go of older ones (their claims then read their bytes from the store too): pushes,
+        fetches and proofs mostly ask for what is new, and a node's memory must not grow with
+        its store.
+
+        Not while preparations are shared (:func:`shared_preparation`, the simulator): the
+        replicas there share decoded claims, which must not be pointed at one replica's
+        store."""
+        if _shared.answers is not None:
+            return
+        held, budget = self._held, self.limits.held_envelope_bytes_max
+        for record in records:
+            held[record.envelope.id] = None
+            self._held_bytes += record.envelope.size
+        while self._held_bytes > budget and held:
+            env_id = next(iter(held))
+            del held[env_id]
+            record = self.records[env_id]
+            env = record.envelope
+            self._held_bytes -= env.size
+            record.envelope = env.detached()
+            read = functools.partial(self.envelope_bytes, env_id)
+            for claim in record.claims:
+                claim.detach(read)
 
     def _undo(self) -> None:
         self.generation += 1
@@ -673,7 +745,7 @@ class Admission:
         self._refuse_replayed_claims(prepared, prev)
         evidence = None
         if not on_main and existing is not None:
-            evidence = _evidence(self.records[existing].envelope, env)
+            evidence = _evidence(existing, self.envelope_bytes(existing), env)
         rank = 1 + max((self.records[d].rank for d in self._needs(env)), default=0)
         record = EnvelopeRecord(
             envelope=env,
@@ -681,6 +753,7 @@ class Admission:
             clock_end=prepared.items[-1].clock + 1,
             side=not on_main,
             claims=prepared.claims,
+            stored_off_log=not on_main,
         )
         return record, evidence
 
@@ -817,7 +890,7 @@ class Admission:
 
     def _integrate(self, record: EnvelopeRecord) -> None:
         try:
-            self.replica.integrate(record.envelope.payload)
+            self.replica.integrate(self._payload(record))
         except IntegrationFailed:
             # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
             record.failed = True
@@ -843,7 +916,7 @@ class Admission:
             for env_id in self.logs[log]:
                 record = self.records[env_id]
                 if not record.failed:
-                    self.replica.integrate(record.envelope.payload)
+                    self.replica.integrate(self._payload(record))
 
     # -- buffers ------------------------------------------------------------------------------
 
@@ -1116,10 +1189,12 @@ class Admission:
         return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]
 
 
-def _evidence(first: Envelope, second: Envelope) -> tuple[bytes, tuple[bytes, bytes]]:
+def _evidence(
+    held_id: bytes, held_raw: bytes, second: Envelope
+) -> tuple[bytes, tuple[bytes, bytes]]:
     """The evidence of an equivocation: its key and both envelopes' bytes, ordered by id."""
-    a, b = sorted((first, second), key=lambda e: e.id)
-    return EVIDENCE_PREFIX + tagged_hash(EVIDENCE_TAG, a.id + b.id), (a.raw, b.raw)
+    (a_id, a_raw), (b_id, b_raw) = sorted(((held_id, held_raw), (second.id, second.raw)))
+    return EVIDENCE_PREFIX + tagged_hash(EVIDENCE_TAG, a_id + b_id), (a_raw, b_raw)
 
 
 def _pack_pair(pair: tuple[bytes, bytes]) -> bytes:

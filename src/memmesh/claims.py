@@ -19,7 +19,7 @@ import builtins
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -84,7 +84,8 @@ class Claim:
     mesh_id: bytes
     agent: bytes
     aseq: int
-    hlc: tuple[int, int]
+    hlc_packed: int = field(repr=False)
+    """``physical << 16 | logical`` (see :attr:`hlc`): one int per claim, not a tuple of two."""
     namespace: tuple[str, ...]
     key: str
     type: str
@@ -97,8 +98,9 @@ class Claim:
     confidence: int | None
     supersedes: tuple[bytes, ...]
     id: bytes
-    held: bytes = field(repr=False, compare=False)
-    """The bytes holding this claim's: its own, or its envelope's (see ``at``)."""
+    held: bytes | Callable[[], bytes] = field(repr=False, compare=False)
+    """The bytes holding this claim's: its own, or its envelope's (see ``at``); or, for a
+    stored envelope whose bytes a node does not keep in memory, what reads them again."""
     at: int = field(default=0, repr=False, compare=False)
     """Where this claim's bytes begin in ``held``."""
 
@@ -106,8 +108,16 @@ class Claim:
     def raw(self) -> bytes:
         """The claim's exact bytes (a slice of ``held`` unless it holds exactly these)."""
         held, at = self.held, self.at
+        if not isinstance(held, bytes):
+            held = held()
         end = at + _FRAME_BYTES + int.from_bytes(held[at + 1 : at + 5], "big")
         return held if at == 0 and end == len(held) else held[at:end]
+
+    def detach(self, read: Callable[[], bytes]) -> None:
+        """Read this claim's bytes with ``read`` from now on, instead of holding them: ``read``
+        returns the bytes held now (its envelope's, from the store). In place, as
+        :meth:`move_into`: only where the bytes are kept changes."""
+        object.__setattr__(self, "held", read)
 
     def move_into(self, held: bytes, at: int) -> None:
         """Hold this claim's bytes at offset ``at`` of ``held`` from now on: for a local write,
@@ -121,6 +131,12 @@ class Claim:
             raise ValueError("move_into: the claim's bytes are not where `held` says")
         object.__setattr__(self, "held", held)
         object.__setattr__(self, "at", at)
+
+    @property
+    def hlc(self) -> tuple[int, int]:
+        """(physical ms, logical): the hybrid logical clock the author gave the claim."""
+        packed = self.hlc_packed
+        return packed >> 16, packed & 0xFFFF
 
     @property
     def subject(self) -> tuple[tuple[str, ...], str]:
@@ -288,8 +304,9 @@ def decode_claim(
 def signature_ok(claim: Claim) -> bool:
     """Check the agent's signature of a decoded claim again, from its bytes (what a reader
     shows as the claim's signature status)."""
-    body = claim.raw[_FRAME_BYTES - SIGNATURE_BYTES : len(claim.raw) - SIGNATURE_BYTES]
-    return verify(claim.agent, CLAIM_SIGNATURE_DOMAIN, body, claim.raw[-SIGNATURE_BYTES:])
+    raw = claim.raw  # once: it may be read from the store
+    body = raw[_FRAME_BYTES - SIGNATURE_BYTES : len(raw) - SIGNATURE_BYTES]
+    return verify(claim.agent, CLAIM_SIGNATURE_DOMAIN, body, raw[-SIGNATURE_BYTES:])
 
 
 def _bad(detail: str) -> Rejected:
@@ -334,7 +351,7 @@ def _check_body(doc: JsonValue) -> dict[str, Any]:
         "mesh_id": _shared(_hex32(doc, "mesh")),
         "agent": _shared(_hex32(doc, "agent")),
         "aseq": aseq,
-        "hlc": (physical, logical),
+        "hlc_packed": physical << 16 | logical,
         "namespace": _shared(_namespace(doc["ns"])),
         "key": key,
         "type": _shared(claim_type),
@@ -407,7 +424,22 @@ def _shared_names(value: JsonValue) -> JsonValue:
     if kind is list:
         assert isinstance(value, list)
         return [_shared_names(item) for item in value]
+    if kind is str:  # a short string is often one of a few (a status, a tier, a unit)
+        assert isinstance(value, str)
+        if len(value) <= _SHARED_STRING_CHARS_MAX:
+            known = _short_strings.get(value)
+            if known is not None:
+                return known
+            if len(_short_strings) < _SHORT_STRINGS_MAX:
+                _short_strings[value] = value
     return value
+
+
+_SHARED_STRING_CHARS_MAX = 32
+_SHORT_STRINGS_MAX = 4096
+_short_strings: dict[str, str] = {}
+"""Short strings in claim values, shared across claims: their own small table, so values that
+are all different fill it once and then are simply not shared."""
 
 
 def _hex32(doc: dict[str, JsonValue], name: str) -> bytes:

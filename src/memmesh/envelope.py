@@ -18,9 +18,10 @@ in the admission order of DESIGN §4 rule 3.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
@@ -33,6 +34,7 @@ __all__ = [
     "ID_TAG",
     "SIGNATURE_DOMAIN",
     "Envelope",
+    "EnvelopeDetached",
     "EnvelopeKind",
     "EnvelopeLimits",
     "decode_envelope",
@@ -78,9 +80,15 @@ class EnvelopeLimits:
 DEFAULT_LIMITS = EnvelopeLimits()
 
 
+class EnvelopeDetached(LookupError):
+    """The bytes of an envelope that a node no longer holds in memory were asked of the envelope
+    itself; they are in the store (``Admission.envelope_bytes``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """A decoded, structurally valid envelope. ``raw`` is its exact canonical encoding."""
+    """A decoded, structurally valid envelope. ``raw`` is its exact canonical encoding, held
+    until the envelope is :meth:`detached` (a stored envelope whose bytes stay in the store)."""
 
     kind: EnvelopeKind
     mesh_id: bytes
@@ -94,8 +102,22 @@ class Envelope:
     payload_start: int
     """Where the payload begins in ``raw`` (it ends before the signature)."""
     signature: bytes
-    raw: bytes
+    held: bytes | None = field(compare=False, repr=False)
+    """The envelope's bytes, or None once detached."""
     id: bytes
+    size: int
+    """``len(raw)``, known when the bytes are not held."""
+
+    @property
+    def raw(self) -> bytes:
+        held = self.held
+        if held is None:
+            raise EnvelopeDetached(f"envelope {short_id(self.id)}: its bytes are in the store")
+        return held
+
+    def detached(self) -> Envelope:
+        """The same envelope without its bytes (``raw`` then raises ``EnvelopeDetached``)."""
+        return dataclasses.replace(self, held=None)
 
     @property
     def payload(self) -> bytes:
@@ -117,7 +139,7 @@ class Envelope:
     def __repr__(self) -> str:
         return (
             f"Envelope({short_id(self.id)} {self.log} seq={self.seq} "
-            f"deps={len(self.deps)} payload={len(self.payload)}B)"
+            f"deps={len(self.deps)} payload={self.size - self.payload_start - SIGNATURE_BYTES}B)"
         )
 
 
@@ -244,8 +266,9 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
         claims_root=claims_root,
         payload_start=payload_start,
         signature=signature,
-        raw=data,
+        held=data,
         id=tagged_hash(ID_TAG, body),
+        size=len(data),
     )
 
 

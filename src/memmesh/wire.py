@@ -130,7 +130,7 @@ def pack_u64(value: int) -> bytes:
     return _U64.pack(value)
 
 
-def unpack_u32(data: bytes) -> int:
+def unpack_u32(data: bytes | memoryview) -> int:
     value: int = _U32.unpack(data)[0]
     return value
 
@@ -140,7 +140,7 @@ def unpack_u64(data: bytes) -> int:
     return value
 
 
-def crc32(*parts: bytes) -> int:
+def crc32(*parts: bytes | memoryview) -> int:
     """CRC-32 (zlib) over the concatenation of ``parts``: detects accidental damage at rest."""
     value = 0
     for part in parts:

@@ -62,9 +62,10 @@ class Net:
 
     def pull(self, dst: int, src: int) -> None:
         """``dst`` receives everything ``src`` holds, in ``src``'s causal order."""
-        records = self.nodes[src].admission.records
+        admission = self.nodes[src].admission
+        records = admission.records
         order = sorted(records, key=lambda i: (records[i].rank, i))
-        self.deliver(dst, [records[i].envelope.raw for i in order])
+        self.deliver(dst, [admission.envelope_bytes(i) for i in order])
 
     def sync(self) -> None:
         for dst in range(len(self.nodes)):
@@ -124,7 +125,7 @@ def rich_net(label: str = "attest") -> Net:
     for record in sorted(
         net.nodes[2].admission.records.values(), key=lambda r: (r.rank, r.envelope.id)
     ):
-        spare.receive(record.envelope.raw)
+        spare.receive(net.nodes[2].admission.envelope_bytes(record.envelope.id))
     a = net.write(2, [mesh.claim(w0, "hooli", "a", namespace=NS)])
     b = spare.write_local(mesh.nodes[2], [mesh.claim(w0, "hooli", "b", namespace=NS)], hlc=99)
     assert a.seq == b.seq and a.id != b.id

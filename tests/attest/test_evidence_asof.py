@@ -238,7 +238,7 @@ def test_a_log_cut_at_a_fork_found_later_is_no_split_view(kit: Kit) -> None:
     spare = Admission(MemoryStore(), mesh.genesis)
     records = net.nodes[2].admission.records
     for env_id in sorted(records, key=lambda i: (records[i].rank, i)):
-        spare.receive(records[env_id].envelope.raw)
+        spare.receive(net.nodes[2].admission.envelope_bytes(env_id))
     a = net.write(2, [mesh.claim(w0, "fork", "a", namespace=kit.NS)])
     b = spare.write_local(mesh.nodes[2], [mesh.claim(w0, "fork", "b", namespace=kit.NS)], hlc=99)
     net.pull(0, 2)  # node 0 holds branch a only

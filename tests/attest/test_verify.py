@@ -112,7 +112,7 @@ def test_bundle_holds_the_attested_closure(att: Attested) -> None:
     assert bundle.dsse == att.dsse and bundle.genesis == att.net.mesh.genesis.raw
     ids = closure_ids(att.admission, att.statement)
     records = att.admission.records
-    assert list(bundle.envelopes) == [records[i].envelope.raw for i in ids]
+    assert list(bundle.envelopes) == [att.admission.envelope_bytes(i) for i in ids]
     assert sorted(ids) == sorted(records)  # nothing was written since: everything is attested
     assert encode_bundle(bundle) == att.bundle
 
@@ -408,14 +408,14 @@ def test_replay_admits_an_envelope_that_came_before_its_authors_admit() -> None:
         payload=encode_update(client_id(newcomer.public_key, 1), 0, [(claim.id, claim.raw)]),
     )
     elsewhere = Admission(MemoryStore(), mesh.genesis)
-    for raw in (source.records[i].envelope.raw for i in source.logs[admit.log]):
+    for raw in (source.envelope_bytes(i) for i in source.logs[admit.log]):
         elsewhere.receive(raw)
     assert elsewhere.receive(early.raw).admitted == (early.id,)
     later = elsewhere.write_local(newcomer, [mesh.claim(mesh.writers[0], "again", 2)], hlc=3)
     assert early.id in (later.prev, *later.deps)
     attester = Admission(MemoryStore(), mesh.genesis)
     assert attester.receive(early.raw).status.value == "waiting_member"
-    for raw in (elsewhere.records[i].envelope.raw for i in elsewhere.logs[admit.log]):
+    for raw in (elsewhere.envelope_bytes(i) for i in elsewhere.logs[admit.log]):
         attester.receive(raw)
     assert attester.receive(later.raw).status.value == "integrated"
     assert early.id in attester.records and later.id in attester.records
@@ -443,7 +443,7 @@ def test_the_batched_replay_of_an_honest_bundle_matches_the_careful_one(
 
     for node in rich.nodes:
         admission = node.admission
-        envelopes = [r.envelope for r in admission.records.values()]
+        envelopes = [admission.envelope(i) for i in admission.records]
         on_log = {i for ids in admission.logs.values() for i in ids}
         monkeypatch.setattr(replay_module, "_replay_in_order", spy)
         batched = replay_module.replay(admission.genesis, envelopes, on_log).admission

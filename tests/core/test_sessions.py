@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from memmesh.admission import Admission
+from memmesh.admission import Admission, AdmissionLimits
 from memmesh.claims import make_claim
 from memmesh.core import (
     CancelWrite,
@@ -41,8 +41,9 @@ from memmesh.core.messages import (
     decode_message,
     encode_message,
 )
-from memmesh.errors import Reason
+from memmesh.errors import CorruptRecord, Reason
 from memmesh.hlc import hlc_pack, hlc_unpack
+from memmesh.ids import LogId
 from memmesh.store import MemoryStore
 from memmesh.store.memory import MemoryDisk
 from memmesh.testing import FakeNetwork, MeshFixture, PeerScript, seeded_key
@@ -311,7 +312,7 @@ def test_missing_deps_are_fetched_by_id_from_the_peer_that_pushed() -> None:
     net.write("n1", 2, [mesh.claim(mesh.writers[0], "b", 2)])
     net.settle()
     [head] = [h for log, h in net.cores["n1"].frontier() if log.author == mesh.nodes[1].public_key]
-    later = net.cores["n1"].admission.records[head.id].envelope
+    later = net.cores["n1"].admission.envelope(head.id)
     [first] = later.deps  # n1's envelope depends on n0's
     # A fresh node hears n1's envelope first, pushed by n1: it asks n1 for the dependency.
     fresh = MeshCore(mesh.nodes[2], mesh.genesis, MemoryStore(), random.Random(2))
@@ -320,7 +321,7 @@ def test_missing_deps_are_fetched_by_id_from_the_peer_that_pushed() -> None:
     asked = [m for m in _decoded(fresh.handle(Flush(), 0)) if isinstance(m, GetIds)]
     assert [m.ids for m in asked] == [[first]]
     assert fresh.admission.buffered["causal"] == 1
-    page = Envelopes(asked[0].req, [net.cores["n1"].admission.records[first].envelope.raw], False)
+    page = Envelopes(asked[0].req, [net.cores["n1"].admission.envelope_bytes(first)], False)
     fresh.handle(Received("n1", encode_message(page)), 0)
     fresh.handle(Flush(), 0)
     assert set(fresh.admission.records) == {first, later.id}
@@ -695,3 +696,46 @@ def test_a_node_whose_own_log_forked_refuses_writes_at_once() -> None:
         if isinstance(e, Notify) and isinstance(e.notice, WriteFailed)
     ]
     assert [(f.token, f.error) for f in flushed] == [(1, "OwnLogForked")]
+
+
+class _BadReads(MemoryStore):
+    """Reads of envelopes' bytes fail while ``broken`` (a damaged record): the core must leave
+    them out of its answers, never send anything else in their place."""
+
+    broken = False
+
+    def get_log_envelope(self, log: LogId, seq: int) -> bytes | None:
+        if self.broken:
+            raise CorruptRecord("injected: record failed its checksum")
+        return super().get_log_envelope(log, seq)
+
+
+def test_envelopes_no_longer_held_in_memory_are_served_from_the_store() -> None:
+    mesh = MeshFixture("sessions", nodes=3)
+    store = _BadReads()
+    held_none = AdmissionLimits(held_envelope_bytes_max=0)
+    n0 = MeshCore(mesh.nodes[0], mesh.genesis, store, random.Random(0), admission_limits=held_none)
+    net = FakeNetwork(random.Random(0))
+    net.add("n0", n0)
+    for i in range(3):
+        net.write("n0", i + 1, [mesh.claim(mesh.writers[0], f"k{i}", i)])
+    assert all(r.envelope.held is None for r in n0.admission.records.values())
+    net.add("n1", MeshCore(mesh.nodes[1], mesh.genesis, MemoryStore(), random.Random(1)))
+    net.connect("n0", "n1")
+    net.settle()
+    assert net.cores["n1"].claims_digest() == n0.claims_digest()
+    assert n0.stats.store_read_errors == 0
+
+    store.broken = True
+    net.write("n0", 4, [mesh.claim(mesh.writers[0], "late", 4)])  # pushed while still held
+    net.add("n2", MeshCore(mesh.nodes[2], mesh.genesis, MemoryStore(), random.Random(2)))
+    net.connect("n0", "n2")
+    net.settle()
+    n2 = net.cores["n2"]
+    assert n0.stats.store_read_errors > 0
+    assert "injected" in n0.stats.last_store_read_error
+    assert n2.admission.rejected == {}  # nothing damaged or made up reached it
+    assert n2.claims_digest() != n0.claims_digest()  # it lacks what could not be read
+    store.broken = False
+    net.quiesce()  # anti-entropy asks again, and gets everything once the store reads
+    assert n2.claims_digest() == n0.claims_digest()

@@ -89,14 +89,17 @@ def test_a_flipped_envelope_byte_is_found_and_its_log_cut_there(tmp_path: Path) 
     admission = _build(path, mesh)
     victim_log = sorted(admission.logs)[0]
     victim = admission.records[admission.logs[victim_log][9]].envelope  # seq 10
+    with LmdbStore(path) as store:
+        victim_raw = store.get_log_envelope(victim_log, 10)
+    assert victim_raw is not None
     data = bytearray((path / "data.mdb").read_bytes())
     # Every copy: a log's leaf page is copied at each commit that appends to it, so stale
     # copies of the entry sit in free pages beside the live one.
-    at = data.find(victim.raw)
+    at = data.find(victim_raw)
     assert at > 0
     while at > 0:
-        data[at + len(victim.raw) // 2] ^= 0x10
-        at = data.find(victim.raw, at + 1)
+        data[at + len(victim_raw) // 2] ^= 0x10
+        at = data.find(victim_raw, at + 1)
     (path / "data.mdb").write_bytes(bytes(data))
 
     report = scrub_in_child(path)

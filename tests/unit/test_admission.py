@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
 from memmesh.claims import CLAIM_ID_TAG, Claim, decode_claim
 from memmesh.crypto import SigningKey
-from memmesh.envelope import Envelope, decode_envelope, seal
-from memmesh.errors import LocalError, Reason, Rejected, StorageFull
+from memmesh.envelope import Envelope, EnvelopeDetached, decode_envelope, seal
+from memmesh.errors import LocalError, Reason, Rejected, StorageError, StorageFull
 from memmesh.ids import ZERO_ID, LogId, tagged_hash
 from memmesh.membership import Role
 from memmesh.merkle import merkle_root
@@ -105,21 +105,29 @@ def test_claims_hold_their_bytes_inside_their_envelope(mesh: MeshFixture, tmp_pa
     bytes (one copy of each claim's bytes, not two), and slice out exactly their own bytes."""
     made = [mesh.claim(mesh.writers[0], f"k{i}", {"n": i, "tier": "gold"}) for i in range(3)]
     made.append(mesh.claim(mesh.writers[1], "big", "x" * 300))  # a two-byte length varuint
+    expected = [c.raw for c in made]  # `made` lend their bytes to a's envelope from now on
+
+    def check(replica: Admission) -> None:
+        record = replica.records[env.id]
+        assert [c.id for c in record.claims] == [c.id for c in made]
+        for claim, original, raw in zip(record.claims, made, expected, strict=True):
+            held = record.envelope.held
+            # The bytes once, in the envelope's (or read again from the store when the
+            # envelope is no longer held in memory).
+            assert claim.held is held if held is not None else callable(claim.held)
+            assert claim.raw == raw
+            assert tagged_hash(CLAIM_ID_TAG, claim.raw) == claim.id
+            assert claim == original
+
     with LmdbStore(tmp_path / "a") as store:
         a = Admission(store, mesh.genesis)
         env = a.write_local(mesh.nodes[0], made, hlc=5)
         b = Admission(MemoryStore(), mesh.genesis)
         assert b.receive(env.raw).status is Status.INTEGRATED
+        check(a)
+        check(b)
     with LmdbStore(tmp_path / "a") as store:
-        loaded = Admission.open(store, mesh.genesis)
-        for replica in (a, b, loaded):
-            record = replica.records[env.id]
-            assert [c.id for c in record.claims] == [c.id for c in made]
-            for claim, original in zip(record.claims, made, strict=True):
-                assert claim.held is record.envelope.raw
-                assert claim.raw == original.raw
-                assert tagged_hash(CLAIM_ID_TAG, claim.raw) == claim.id
-                assert claim == original
+        check(Admission.open(store, mesh.genesis))
     # Values of one schema share their member names across claims.
     names = [next(iter(c.value)) for c in b.records[env.id].claims[:3]]  # type: ignore[arg-type]
     assert names == ["n"] * 3 and names[0] is names[1] is names[2]
@@ -964,3 +972,54 @@ def test_receive_decoded_admits_what_receive_admits_and_checks_the_rest(
     outcome = fresh.receive_decoded(env, items, claims[:0])
     assert (outcome.status, outcome.reason) == (Status.REJECTED, Reason.BAD_CLAIMS_ROOT)
     assert not fresh.records
+
+
+def test_only_the_newest_envelopes_keep_their_bytes_in_memory(
+    mesh: MeshFixture, tmp_path: Path
+) -> None:
+    """Past ``held_envelope_bytes_max``, the oldest stored envelopes let go of their bytes (and
+    so do their claims): they are read from the store when asked for, byte for byte, and the
+    bytes held stay within the budget. Reopening does the same as it replays."""
+    limits = AdmissionLimits(held_envelope_bytes_max=6_000)
+    writer = mesh.writers[0]
+    with LmdbStore(tmp_path / "s") as store:
+        admission = Admission(store, mesh.genesis, limits=limits)
+        written = []
+        for i in range(12):
+            claims = [mesh.claim(writer, f"k{i}-{j}", "x" * 200) for j in range(3)]
+            expected = [c.raw for c in claims]
+            written.append((admission.write_local(mesh.nodes[0], claims, hlc=i + 1), expected))
+        held = [e for e, _ in written if admission.records[e.id].envelope.held is not None]
+        assert 0 < len(held) < len(written)
+        assert held == [e for e, _ in written][-len(held) :]  # the newest ones
+        assert sum(e.size for e in held) <= 6_000
+        for env, expected in written:
+            assert admission.envelope_bytes(env.id) == env.raw
+            record = admission.records[env.id]
+            assert [c.raw for c in record.claims] == expected
+            if record.envelope.held is None:
+                with pytest.raises(EnvelopeDetached):
+                    _ = record.envelope.raw
+                assert all(callable(c.held) for c in record.claims)
+        digest = admission.claims_digest()
+    with LmdbStore(tmp_path / "s") as store:
+        reopened = Admission.open(store, mesh.genesis, limits=limits)
+        assert reopened.claims_digest() == digest
+        kept = [r for r in reopened.records.values() if r.envelope.held is not None]
+        assert sum(r.envelope.size for r in kept) <= 6_000
+        assert all(reopened.envelope_bytes(e.id) == e.raw for e, _ in written)
+
+
+def test_a_detached_envelope_the_store_cannot_read_is_an_error_not_wrong_bytes(
+    mesh: MeshFixture,
+) -> None:
+    class Forgetful(MemoryStore):
+        def get_log_envelope(self, log: LogId, seq: int) -> bytes | None:
+            return None
+
+    admission = Admission(
+        Forgetful(), mesh.genesis, limits=AdmissionLimits(held_envelope_bytes_max=0)
+    )
+    env = admission.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], "k")], hlc=1)
+    with pytest.raises(StorageError, match="not where the store put it"):
+        admission.envelope_bytes(env.id)

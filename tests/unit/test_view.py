@@ -43,7 +43,7 @@ class Replica:
         for other in others:
             records = other.admission.records
             for env_id in sorted(records, key=lambda i: (records[i].rank, i)):
-                outcome = self.admission.receive(records[env_id].envelope.raw)
+                outcome = self.admission.receive(other.admission.envelope_bytes(env_id))
                 assert outcome.status in (Status.INTEGRATED, Status.DUPLICATE), outcome
                 self.view.apply(outcome.admitted, self.now)
 

@@ -149,6 +149,6 @@ def make_bundle(
     """
     statement = decode_statement(decode_dsse(dsse).payload)
     if envelopes is None:
-        records = admission.records
-        envelopes = [records[env_id].envelope.raw for env_id in closure_ids(admission, statement)]
+        ids = closure_ids(admission, statement)
+        envelopes = [admission.envelope_bytes(env_id) for env_id in ids]
     return encode_bundle(Bundle(dsse, admission.genesis.raw, tuple(envelopes)))

@@ -200,7 +200,8 @@ def prove_claim(builder: AttestationBuilder, statement: Statement, claim_id: byt
                 continue
             record = admission.records[ids[seq - 1]]
             position = next(i for i, c in enumerate(record.claims) if c.id == claim_id)
-            return proof_for(record.envelope, position, builder.tree(entry.log), statement)
+            envelope = admission.envelope(ids[seq - 1])
+            return proof_for(envelope, position, builder.tree(entry.log), statement)
         proof = _prove_in_cut_log(builder, statement, entry, claim_id)
         if proof is not None:
             return proof
@@ -221,7 +222,8 @@ def _prove_in_cut_log(
         record = admission.records[env_id]
         for position, claim in enumerate(record.claims):
             if claim.id == claim_id:
-                return proof_for(record.envelope, position, MerkleTree(chain), statement)
+                envelope = admission.envelope(env_id)
+                return proof_for(envelope, position, MerkleTree(chain), statement)
     return None
 
 

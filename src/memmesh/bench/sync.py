@@ -210,7 +210,7 @@ def _wire_cost(per_envelope: int, total: int) -> dict[str, Any]:
     sweeps = net.quiesce()
     _check_acked(net, "a", len(batches))
     _check_same(a, b, total, f"wire, {per_envelope} claims per envelope")
-    envelope_bytes = sum(len(r.envelope.raw) for r in a.admission.records.values())
+    envelope_bytes = sum(r.envelope.size for r in a.admission.records.values())
     return {
         "bytes_per_claim": round(net.bytes_sent / total, 2),
         "push_bytes_per_claim": round(push_bytes / total, 2),

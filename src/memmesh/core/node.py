@@ -166,6 +166,9 @@ class SyncStats:
     """Shuffles this node started (periodic ones; a new session's records are not counted)."""
     view_refusals: int = 0
     """Handshakes refused with ``view_full`` (the active view was at its maximum)."""
+    store_read_errors: int = 0
+    """Stored envelopes left out of an answer because the store could not read them."""
+    last_store_read_error: str = ""
     rotations: int = 0
     """Sessions dropped to make room after a rotation dial."""
     priority_joins: int = 0
@@ -1096,10 +1099,18 @@ class MeshCore:
         items: list[bytes] = []
         records = self.admission.records
         for env_id in ids:
-            raw = records[env_id].envelope.raw
-            if len(raw) + _ITEM_OVERHEAD_BYTES > room:
+            size = records[env_id].envelope.size
+            if size + _ITEM_OVERHEAD_BYTES > room:
                 return items, False
-            room -= len(raw) + _ITEM_OVERHEAD_BYTES
+            try:
+                raw = self.admission.envelope_bytes(env_id)
+            except StorageError as exc:
+                # Skipped, not served: the peer asks again (another peer, or anti-entropy) and
+                # the damage is for the next start's scrub. Never a damaged envelope served.
+                self.stats.store_read_errors += 1
+                self.stats.last_store_read_error = f"{short_id(env_id)}: {exc}"
+                continue
+            room -= size + _ITEM_OVERHEAD_BYTES
             items.append(raw)
         return items, True
 

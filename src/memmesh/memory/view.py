@@ -148,6 +148,7 @@ class Entries:
 
 @dataclass(slots=True)
 class Subject:
+    key: SubjectKey
     entries: Entries = field(default_factory=Entries)
     live: tuple[bytes, ...] = ()
     decision: Decision | None = None
@@ -248,9 +249,12 @@ class View:
             for claim in record.claims:
                 subject = claim.subject
                 entry = self._entry(record, claim)
-                self.subjects.setdefault(subject, Subject()).entries[claim.id] = entry
+                held = self.subjects.get(subject)
+                if held is None:
+                    held = self.subjects[subject] = Subject(key=subject)
+                held.entries[claim.id] = entry
                 self.counts.add(claim)
-                self._located[claim.id] = subject
+                self._located[claim.id] = held.key  # one key tuple per subject, not per claim
                 self.namespaces.setdefault(claim.namespace, set()).add(claim.key)
                 dirty.add(subject)
                 policies_changed |= claim.type == POLICY

@@ -40,6 +40,7 @@ from ..attest.bundle import closure_ids
 from ..attest.verify import policies_match
 from ..canonical import canonical_bytes, parse_canonical
 from ..crypto import SigningKey
+from ..errors import StorageError
 from ..memory import View
 from ..memory.receipts import frontier_hash
 from ..store import WriteBatch
@@ -298,8 +299,10 @@ class AttestationService:
             ids = closure_ids(self.admission, statement)
         except ValueError as exc:
             raise Disagreement("not_held", str(exc)) from None
-        records = self.admission.records
-        raws = [records[env_id].envelope.raw for env_id in ids]
+        try:
+            raws = [self.admission.envelope_bytes(env_id) for env_id in ids]
+        except StorageError as exc:
+            raise Disagreement("not_held", f"the store cannot read it: {exc}") from None
         try:
             view = rebuild_at_statement(raws, self.admission.genesis, statement, trusted=True)
         except AttestationError as exc:

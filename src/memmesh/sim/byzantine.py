@@ -366,7 +366,7 @@ class Attacker:
         assert core is not None
         held = sorted(core.admission.records)
         old = self.rng.sample(held, min(4, len(held)))
-        raws = [core.admission.records[i].envelope.raw for i in old]
+        raws = [core.admission.envelope_bytes(i) for i in old]
         if self.own:
             raws.append(self.own[self.rng.randrange(len(self.own))])
         self._send(sessions, raws, "replay")
