@@ -390,6 +390,12 @@ class NodeSettings(BaseSettings):
     pending_buffer_max: Int = Field(
         default=1024, ge=1, description="Envelopes held waiting for their author's admission."
     )
+    held_envelope_bytes_max: Int = Field(
+        default=8 << 20,
+        ge=0,
+        description="Bytes of the newest stored envelopes kept in memory; older ones are read "
+        "from the store when served or proved.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -542,6 +548,7 @@ class NodeSettings(BaseSettings):
         return AdmissionLimits(
             causal_buffer_max=self.causal_buffer_max,
             pending_buffer_max=self.pending_buffer_max,
+            held_envelope_bytes_max=self.held_envelope_bytes_max,
         )
 
 
