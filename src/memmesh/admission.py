@@ -284,10 +284,10 @@ class Admission:
         self._signatures_checked = False
         """The envelopes of the current call had every signature verified by the caller."""
         self._replay_main: set[bytes] = set()
+        """On restart, the ids the store holds on their logs: replay keeps them there."""
         self._held: dict[bytes, None] = {}
         """Ids of the stored envelopes whose bytes are held in memory, oldest first."""
         self._held_bytes = 0
-        """On restart, the ids the store holds on their logs: replay keeps them there."""
         self.rejected: dict[Reason, int] = {}
         self.checkpoint_used: int | None = None
         self.checkpoint_problem: str | None = None
@@ -529,6 +529,8 @@ class Admission:
             if record.stored_off_log
             else self.store.get_log_envelope(env.log, env.seq)
         )
+        # Where the commit put it, so by construction this envelope (a log never reuses a seq;
+        # the record's checksum covers damage); the size is a cheap check of the construction.
         if raw is None or len(raw) != env.size:
             raise StorageError(f"envelope {short_id(env_id)} is not where the store put it")
         return raw
