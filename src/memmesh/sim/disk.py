@@ -112,8 +112,12 @@ class FaultyStore:
     def iter_log_envelopes(
         self, log: LogId, start_seq: int = 1, end_seq: int | None = None
     ) -> Iterator[tuple[int, bytes]]:
+        """A read for the log, then one for each envelope, as separate look-ups would be: a
+        fault can strike at any envelope read at start."""
         self._read()
-        return self._inner.iter_log_envelopes(log, start_seq, end_seq)
+        for item in self._inner.iter_log_envelopes(log, start_seq, end_seq):
+            self._read()
+            yield item
 
     def get_log_entry(self, log: LogId, seq: int) -> bytes | None:
         self._read()
