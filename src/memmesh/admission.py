@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from .claims import Claim, decode_claim
-from .crypto import SIGNATURE_BYTES, SigningKey
+from .crypto import SigningKey
 from .envelope import Envelope, EnvelopeLimits, decode_envelope, envelope_id, open_envelope, seal
 from .errors import LocalError, Reason, Rejected, StorageError
 from .ids import ZERO_ID, Head, LogId, short_id, tagged_hash
@@ -543,9 +543,7 @@ class Admission:
         return dataclasses.replace(env, held=self.envelope_bytes(env_id))
 
     def _payload(self, record: EnvelopeRecord) -> bytes:
-        env = record.envelope
-        raw = env.held if env.held is not None else self.envelope_bytes(env.id)
-        return raw[env.payload_start : env.size - SIGNATURE_BYTES]
+        return self.envelope(record.envelope.id).payload
 
     def _hold_recent(self, records: Iterable[EnvelopeRecord]) -> None:
         """Keep the bytes of the newest committed envelopes in memory, up to the limit, and

@@ -388,15 +388,15 @@ _SHARED_MAX = 1 << 16
 _shared_values: dict[object, object] = {}
 
 
-def _shared(value: _T) -> _T:
-    """One object for each mesh id, agent key, namespace and type seen, so 100,000 claims by a
-    few agents in a few namespaces hold a few copies, not 100,000. Bounded: past the limit new
-    values are simply not shared."""
-    held = _shared_values.get(value)
+def _shared(value: _T, table: dict[Any, Any] = _shared_values, limit: int = _SHARED_MAX) -> _T:
+    """One object for each mesh id, agent key, namespace and type seen (or for each value of
+    another ``table``), so 100,000 claims by a few agents in a few namespaces hold a few copies,
+    not 100,000. Bounded: past ``limit`` new values are simply not shared."""
+    held = table.get(value)
     if held is not None:
-        return held  # type: ignore[return-value]
-    if len(_shared_values) < _SHARED_MAX:
-        _shared_values[value] = value
+        return held  # type: ignore[no-any-return]
+    if len(table) < limit:
+        table[value] = value
     return value
 
 
@@ -411,27 +411,14 @@ def _shared_names(value: JsonValue) -> JsonValue:
     kind = builtins.type(value)
     if kind is dict:
         assert isinstance(value, dict)
-        names = _member_names
-        out: dict[str, JsonValue] = {}
-        for name, item in value.items():
-            held = names.get(name)
-            if held is None:
-                held = name
-                if len(names) < _SHARED_MAX:
-                    names[name] = name
-            out[held] = _shared_names(item)
-        return out
+        return {_shared(name, _member_names): _shared_names(item) for name, item in value.items()}
     if kind is list:
         assert isinstance(value, list)
         return [_shared_names(item) for item in value]
     if kind is str:  # a short string is often one of a few (a status, a tier, a unit)
         assert isinstance(value, str)
         if len(value) <= _SHARED_STRING_CHARS_MAX:
-            known = _short_strings.get(value)
-            if known is not None:
-                return known
-            if len(_short_strings) < _SHORT_STRINGS_MAX:
-                _short_strings[value] = value
+            return _shared(value, _short_strings, _SHORT_STRINGS_MAX)
     return value
 
 

@@ -44,8 +44,11 @@ from ._base import WriteBatch, check_meta_names, plan_log_appends
 __all__ = ["FORMAT_VERSION", "LmdbStore"]
 
 _T = TypeVar("_T")
+_Bytes = TypeVar("_Bytes", bytes, memoryview)
 
 FORMAT_VERSION = 2
+MIGRATED_FORMATS = frozenset({1})
+"""Older formats that opening a store migrates to ``FORMAT_VERSION``."""
 _DB_NAMES = (
     b"logs",
     b"heads",
@@ -229,18 +232,14 @@ class LmdbStore:
         # only the envelope's bytes are copied out (a node reads envelopes it no longer holds
         # in memory whenever it serves or proves them; copies of 100 KB add up).
         key = _log_key(log, seq)
-        self._check_open()
-        try:
-            with self._env.begin(buffers=True) as txn:
-                value = txn.get(key, db=self._dbs[b"logs"])
-                if value is None:
-                    return None
-                record = memoryview(value)
-                if len(record) < 4 + HASH_BYTES or unpack_u32(record[:4]) != crc32(key, record[4:]):
-                    raise CorruptRecord(f"record {key.hex()} in logs failed its checksum")
-                return bytes(record[4 + HASH_BYTES :])
-        except lmdb.Error as exc:
-            raise self._translate(exc, "read") from exc
+
+        def read(txn: lmdb.Transaction) -> bytes | None:
+            value = txn.get(key, db=self._dbs[b"logs"])
+            if value is None:
+                return None
+            return bytes(_open_record(b"logs", key, memoryview(value))[HASH_BYTES:])
+
+        return self._read(read, buffers=True)
 
     def get_side_envelope(self, envelope_id: bytes) -> bytes | None:
         return self._read(lambda txn: self._get(txn, b"side", envelope_id))
@@ -359,10 +358,13 @@ class LmdbStore:
         if self._closed:
             raise StoreClosed(f"{self.path}: store is closed")
 
-    def _read(self, body: Callable[[lmdb.Transaction], _T]) -> _T:
+    def _read(self, body: Callable[[lmdb.Transaction], _T], *, buffers: bool = False) -> _T:
+        """``body`` in a read transaction; with ``buffers``, values are views into the map,
+        valid only inside it."""
         self._check_open()
         try:
-            with self._env.begin(buffers=False) as txn:
+            begun = self._env.begin(buffers=True) if buffers else self._env.begin(buffers=False)
+            with begun as txn:
                 return body(txn)
         except lmdb.Error as exc:
             raise self._translate(exc, "read") from exc
@@ -384,7 +386,7 @@ class LmdbStore:
             stored = self._get(txn, b"info", b"format")
             if stored is None:
                 _put(txn, self._dbs[b"info"], b"format", pack_u32(FORMAT_VERSION))
-            elif unpack_u32(stored) == 1:
+            elif unpack_u32(stored) in MIGRATED_FORMATS:
                 self._migrate_from_1(txn)
                 _put(txn, self._dbs[b"info"], b"format", pack_u32(FORMAT_VERSION))
             elif unpack_u32(stored) != FORMAT_VERSION:
@@ -418,7 +420,8 @@ class LmdbStore:
                 env_id = value if name == b"logs" else key
                 if len(env_id) != HASH_BYTES or (name == b"side" and value != b""):
                     raise CorruptRecord(f"{self.path}: {name.decode()} record {key.hex()} is bad")
-                _put(txn, db, key, value + envelope(env_id) if name == b"logs" else envelope(key))
+                raw = envelope(env_id)
+                _put(txn, db, key, value + raw if name == b"logs" else raw)
         txn.drop(legacy, delete=True)
 
 
@@ -426,7 +429,7 @@ def _put(txn: lmdb.Transaction, db: Any, key: bytes, value: bytes) -> None:
     txn.put(key, pack_u32(crc32(key, value)) + value, db=db)
 
 
-def _open_record(db_name: bytes, key: bytes, record: bytes) -> bytes:
+def _open_record(db_name: bytes, key: bytes, record: _Bytes) -> _Bytes:
     if len(record) < 4 or unpack_u32(record[:4]) != crc32(key, record[4:]):
         raise CorruptRecord(f"record {key.hex()} in {db_name.decode()} failed its checksum")
     return record[4:]

@@ -35,11 +35,11 @@ from typing import Any
 
 import lmdb
 
-from ..envelope import Envelope, decode_envelope, envelope_id, verify_envelope
+from ..envelope import Envelope, decode_envelope, verify_envelope
 from ..errors import DataDirLocked, Rejected, StorageError
 from ..ids import HASH_BYTES
 from ..wire import crc32, pack_u32, pack_u64, unpack_u32, unpack_u64
-from .lmdb import FORMAT_VERSION, LmdbStore, _acquire_lock
+from .lmdb import FORMAT_VERSION, MIGRATED_FORMATS, LmdbStore, _acquire_lock
 
 __all__ = [
     "ScrubReport",
@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 _DBS = ("logs", "heads", "side", "checkpoints", "evidence", "meta", "info")
-_MIGRATED = frozenset({pack_u32(1)})
-"""Older formats that opening an ``LmdbStore`` migrates."""
 _HEAD_KEY = HASH_BYTES + 4
 _LOG_KEY = HASH_BYTES + 4 + 8
 SCRUB_TIMEOUT_S = 600.0
@@ -136,7 +134,7 @@ def scan(path: Path) -> ScrubReport:
         return report
     stored = records["info"][b"format"]
     if stored != pack_u32(FORMAT_VERSION):
-        if stored in _MIGRATED:
+        if unpack_u32(stored) in MIGRATED_FORMATS:
             report.outdated_format = unpack_u32(stored)
         else:
             report.structural = f"store format {stored.hex()}, this build reads {FORMAT_VERSION}"
@@ -185,15 +183,14 @@ def _check_envelopes(
     reported and dropped. Returns the intact ones by id; log entries keep only their id."""
     decoded: dict[bytes, Envelope] = {}
     for name in ("logs", "side"):
-        table = records[name]
+        table, on_log = records[name], name == "logs"
         for key in sorted(table):
             value = table[key]
-            on_log = name == "logs"
             env_id, raw = (value[:HASH_BYTES], value[HASH_BYTES:]) if on_log else (key, value)
             try:
                 env = decode_envelope(raw)
                 verify_envelope(env)
-                good = env.id == env_id and envelope_id(raw) == env_id
+                good = env.id == env_id  # the hash of its bytes, from the decode
                 if on_log:
                     good = good and len(key) == _LOG_KEY and key == _log_of(env) + pack_u64(env.seq)
             except Rejected:
@@ -414,9 +411,9 @@ def _migrate(store_dir: Path) -> ScrubReport | None:
     fails (a damaged record in it) is reported as structural damage: it is moved aside whole."""
     try:
         LmdbStore(store_dir).close()
+    except DataDirLocked:
+        raise
     except StorageError as exc:
-        if isinstance(exc, DataDirLocked):
-            raise
         return ScrubReport(structural=f"the store could not be migrated to format "
                            f"{FORMAT_VERSION}: {exc}")  # fmt: skip
     except lmdb.Error as exc:
