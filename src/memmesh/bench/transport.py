@@ -156,6 +156,8 @@ _WARMUP_TIMEOUT_S = 30.0
 _LINE_LIMIT = 1 << 28
 _NAMESPACE = "bench"
 _ROOT = "bench"
+_RELAY_PATH = "/bench"
+"""The relay's one room: the websocket path every client connects to."""
 _CHILD_MODULE = "memmesh.bench.transport"
 _RELAY_TRANSPORT = (
     "aiohttp websockets: pycrdt.websocket.WebsocketServer behind aiohttp web.WebSocketResponse, "
@@ -792,7 +794,7 @@ async def _run_relay(
             "relay server", "relay-server", tag, directory / "relay-server.log"
         )
         children.append(server)
-        url = f"http://127.0.0.1:{int((await server.read())['port'])}/bench"
+        url = f"http://127.0.0.1:{int((await server.read())['port'])}{_RELAY_PATH}"
         for i in range(nodes):
             args = {**tag, "url": url, "writer": i == 0}
             log = directory / f"relay-client{i}.log"
@@ -955,6 +957,10 @@ async def _relay_server(args: dict[str, Any]) -> None:
     async with WebsocketServer(
         auto_clean_rooms=False, exception_handler=exception_logger
     ) as server:
+        # Start the room before any client can connect: two clients whose first connections
+        # race both see the room not yet started, both start it, the second start fails
+        # inside ``serve`` (logged, not raised) and that client never syncs.
+        await server.get_room(_RELAY_PATH)
 
         async def handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse(compress=False)
@@ -1007,7 +1013,7 @@ async def _relay_client(args: dict[str, Any]) -> None:
         aiohttp.ClientSession() as session,
         session.ws_connect(args["url"], compress=0) as ws,
     ):
-        channel = _AiohttpChannel(ws, "/bench")
+        channel = _AiohttpChannel(ws, _RELAY_PATH)
         provider = Provider(doc, channel)
         async with provider:
             await provider.synced.wait()
