@@ -6,8 +6,11 @@ from __future__ import annotations
 import random
 from collections import deque
 
+import pytest
+
 from memmesh.core import MeshCore
-from memmesh.core.messages import Beacon, encode_message
+from memmesh.core.events import Send
+from memmesh.core.messages import Beacon, Envelopes, decode_message, encode_message
 from memmesh.core.tree import BEACON_DOMAIN, beacon_message, rank
 from memmesh.crypto import SigningKey
 from memmesh.store import MemoryStore
@@ -113,6 +116,66 @@ def test_a_ring_with_chords_pushes_each_envelope_to_each_node_once() -> None:
         net.settle()
     assert sum(c.stats.duplicates for c in net.cores.values()) == 0
     assert all(len(c.admission.records) == 80 for c in net.cores.values())
+
+
+def _pushes(net: FakeNetwork) -> dict[str, int]:
+    return {name: core.stats.pushes for name, core in net.cores.items()}
+
+
+def test_in_a_full_mesh_each_writer_reaches_every_node_itself_in_one_hop() -> None:
+    """A writer whose active peers are all the other nodes pushes its envelope to each of them
+    with ``covered`` naming them all, so nobody passes it on: one push per node, one hop."""
+    mesh = MeshFixture("tree", nodes=6)
+    net = _net(mesh, 6, _full(6))
+    for token, writer in enumerate(["n0", "n3", "n5", "n3"], start=1):
+        before = _pushes(net)
+        _write(net, mesh, writer, token)
+        after = _pushes(net)
+        assert [n for n in sorted(after) if after[n] != before[n]] == [writer]
+    assert sum(c.stats.duplicates for c in net.cores.values()) == 0
+    assert all(len(c.admission.records) == 4 for c in net.cores.values())
+
+
+def test_a_covered_push_goes_on_along_the_tree_only_to_the_nodes_it_does_not_name() -> None:
+    """n0's active peers are three of the four other nodes: it pushes to those three, naming
+    them; of them only n3, the one linked to n4, passes the envelope on, and only to n4."""
+    mesh = MeshFixture("tree", nodes=5)
+    net = _net(mesh, 5, [*_full(4), (3, 4)])
+    before = _pushes(net)
+    _write(net, mesh, "n0", 1)
+    after = _pushes(net)
+    assert {n for n in after if after[n] != before[n]} == {"n0", "n3"}
+    assert sum(c.stats.duplicates for c in net.cores.values()) == 0
+    assert all(len(c.admission.records) == 1 for c in net.cores.values())
+
+
+def test_a_writer_with_few_peers_of_many_members_leaves_its_envelopes_to_the_tree(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """n0 has two active peers of five other members: its envelope goes along the tree, as
+    any other, without a ``covered`` list; with all five as peers, with one naming them all."""
+    seen: list[tuple[bytes, ...]] = []
+    send = FakeNetwork._send
+
+    def spy(net: FakeNetwork, sender: str, effect: Send) -> None:
+        if sender == "n0" and effect.kind == "Envelopes":
+            message = decode_message(effect.data, frame_bytes_max=1 << 24)
+            assert isinstance(message, Envelopes)
+            if message.req == 0:
+                seen.append(message.covered)
+        send(net, sender, effect)
+
+    monkeypatch.setattr(FakeNetwork, "_send", spy)
+    mesh = MeshFixture("tree", nodes=6)
+    net = _net(mesh, 6, [(0, 1), (0, 2), (1, 3), (2, 4), (3, 5)])
+    seen.clear()
+    _write(net, mesh, "n0", 1)
+    assert seen and set(seen) == {()}
+    assert all(len(c.admission.records) == 1 for c in net.cores.values())
+    net = _net(mesh, 6, _full(6))
+    seen.clear()
+    _write(net, mesh, "n0", 1)
+    assert seen == [tuple(sorted(c.node[:8] for c in net.cores.values()))] * 5
 
 
 def test_a_lost_graft_is_repaired_at_the_next_beacon_seq() -> None:

@@ -329,11 +329,12 @@ def test_a_learned_dial_that_fails_forgets_the_record_only_when_the_address_is_b
 
 
 def test_a_hole_in_the_push_tree_is_filled_from_an_announcement_not_a_round() -> None:
-    """In a triangle the tree is a star around the lowest rank: a writer pushes to the root,
-    which pushes to the third node, and the writer announces to the third (IHave) on their lazy
-    link once ihave_batch_ms has gathered what else comes. When the root's push is lost, the
-    third fetches the envelope from the writer ihave_wait_ms after that announcement, well
-    before the next anti-entropy round; the tree stays as it was."""
+    """In a triangle the tree is a star around the lowest rank, and a writer pushes its own
+    envelope to both other nodes, naming them (``covered``): the root passes it on to nobody,
+    and announces it (IHave) to the third on their tree link once ihave_batch_ms has gathered
+    what else comes. When the writer's push to the third is lost, the third fetches the
+    envelope from the root ihave_wait_ms after that announcement, well before the next
+    anti-entropy round; the tree stays as it was."""
     limits = SyncLimits(anti_entropy_interval_ms=60_000, ihave_wait_ms=300)
     net, mesh = _net(3, limits, label="ihave")
     for a, b in (("n00", "n01"), ("n00", "n02"), ("n01", "n02")):
@@ -343,13 +344,14 @@ def test_a_hole_in_the_push_tree_is_filled_from_an_announcement_not_a_round() ->
     root = min(names, key=lambda n: net.cores[n].tree.own_rank)
     writer, third = [n for n in names if n != root]
     assert net.cores[writer].tree.parent == net.cores[third].tree.parent == root
-    net.set_faults(LinkFaults(loss=1.0), root, third)  # the root's pushes to it are lost
+    net.set_faults(LinkFaults(loss=1.0), writer, third)  # the writer's push to it is lost
     net.write(writer, 99, [mesh.claim(mesh.writers[0], "late", 1)])
     net.settle()
     (acked,) = [n for n in net.notices[writer] if isinstance(n, WriteAcked) and n.token == 99]
     target = net.cores[third]
     assert acked.envelope_id not in target.admission.records
-    net.tick(limits.ihave_batch_ms)  # the writer announces
+    assert acked.envelope_id in net.cores[root].admission.records
+    net.tick(limits.ihave_batch_ms)  # the root announces
     net.settle()
     assert acked.envelope_id in target._announced
     net.tick(350)

@@ -25,6 +25,7 @@ from memmesh.core.messages import (
     ADDRESSES_PER_RECORD_MAX,
     CHAIN_LINK_BYTES_MAX,
     CHAIN_LINKS_MAX,
+    COVERED_MAX,
     DETAIL_BYTES_MAX,
     ENVELOPE_BYTES_MAX,
     ENVELOPES_PER_MESSAGE_MAX,
@@ -218,6 +219,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         u32s,
         st.lists(st.binary(min_size=1, max_size=300), max_size=12),
         st.booleans(),
+        st.lists(st.binary(min_size=8, max_size=8), max_size=10).map(tuple),
     ),
     "Bye": st.builds(Bye, reasons, details),
 }
@@ -240,7 +242,10 @@ def test_every_kind_round_trips(kind: str, data: st.DataObject) -> None:
     # The layout of §13.1: one array, the tag, then the fields in declaration order.
     raw = _raw(message)
     assert raw[0] == TAGS[kind]
-    assert len(raw) == 1 + len(msgspec.structs.fields(KINDS[kind]))
+    fields = len(msgspec.structs.fields(KINDS[kind]))
+    if isinstance(message, Envelopes) and not message.covered:
+        fields -= 1  # left out when empty (§13.1)
+    assert len(raw) == 1 + fields
     _refused(frame, Reason.TOO_LARGE, len(frame) - 1)
 
 
@@ -308,6 +313,7 @@ BOUNDARY_MESSAGES: dict[str, Message] = {
     "ids-max": GetIds(U32_MAX, [i.to_bytes(32, "big") for i in range(IDS_PER_MESSAGE_MAX)]),
     "ids-one": GetIds(1, [ID1]),
     "push-empty": Envelopes(0, [], False),
+    "push-covered-max": Envelopes(0, [b"\x01"], False, tuple(bytes([i]) * 8 for i in range(64))),
     "items-max-count": Envelopes(1, [b"\x01"] * ENVELOPES_PER_MESSAGE_MAX, True),
     "reason-64-ascii": Bye("r" * REASON_MAX, "d" * DETAIL_MAX),
     "reason-64-bytes-utf8": Bye("\U0001f600" * (REASON_MAX // 4), "\u00e9" * (DETAIL_MAX // 2)),
@@ -342,6 +348,18 @@ def test_an_item_of_the_largest_envelope_size_fits_with_14_bytes_of_overhead() -
     assert len(frame) == ITEM_MAX + 14
     assert _decode(frame, ITEM_MAX + 14) == message
     _refused(_pack([6, 0, [b"\xab" * (ITEM_MAX + 1)], False]), frame=BIG_FRAME)
+
+
+def test_a_push_without_covered_is_the_frame_of_before_and_with_it_one_more_field() -> None:
+    """An empty ``covered`` is left out, so frames without it are what they were; a frame
+    that has it decodes to it, and one without decodes to an empty one."""
+    bare = encode_message(PUSH)
+    assert _raw(PUSH) == [6, 0, [b"\x01\x02\x03"], False]
+    assert _decode(bare) == PUSH and PUSH.covered == ()
+    covered = Envelopes(0, [b"\x01\x02\x03"], False, (b"\x0a" * 8, b"\x0b" * 8))
+    assert _raw(covered) == [6, 0, [b"\x01\x02\x03"], False, [b"\x0a" * 8, b"\x0b" * 8]]
+    assert _decode(encode_message(covered)) == covered
+    assert _decode(_pack([6, 0, [b"\x01\x02\x03"], False, []])) == PUSH
 
 
 def test_the_largest_hello_is_65_733_bytes() -> None:
@@ -594,6 +612,10 @@ BAD_FRAMES: dict[str, bytes] = {
     ),
     "forks-4097": _replaced(FRONTIER, (3,), [[ID1, ID2]] * (FORKS_PER_MESSAGE_MAX + 1)),
     "items-4097": _replaced(PUSH, (2,), [b"\x01"] * (ENVELOPES_PER_MESSAGE_MAX + 1)),
+    "covered-65": _appended(PUSH, (), [b"\x01" * 8] * (COVERED_MAX + 1)),
+    "covered-prefix-7": _appended(PUSH, (), [b"\x01" * 7]),
+    "covered-prefix-9": _appended(PUSH, (), [b"\x01" * 9]),
+    "covered-not-a-list": _appended(PUSH, (), b"\x01" * 8),
     "item-empty": _replaced(PUSH, (2, 0), b""),
     "reason-empty": _replaced(BYE, (1,), ""),
     "reason-65-ascii": _replaced(BYE, (1,), "r" * (REASON_MAX + 1)),
@@ -803,6 +825,9 @@ def _from_doc(info: msgspec.inspect.Type, value: Any) -> Any:
     if isinstance(info, msgspec.inspect.ListType):
         assert isinstance(value, list)
         return [_from_doc(info.item_type, item) for item in value]
+    if isinstance(info, msgspec.inspect.VarTupleType):
+        assert isinstance(value, list)
+        return tuple(_from_doc(info.item_type, item) for item in value)
     return value
 
 
@@ -810,9 +835,12 @@ def _documented_message(vector: dict[str, str]) -> Message:
     cls = KINDS[vector["kind"]]
     info = msgspec.inspect.type_info(cls)
     assert isinstance(info, msgspec.inspect.StructType)
-    names = [f.name for f in info.fields]
+    # Every field in order; a field with a default may be left out at the end, as in the frame.
+    given = [f for f in info.fields if f.name in vector]
+    assert all(f.default is not msgspec.NODEFAULT for f in info.fields[len(given) :])
+    names = [f.name for f in given]
     assert list(vector) == ["name", "kind", *names, "frame"], f"keys of {vector['name']}"
-    message: Message = cls(*(_from_doc(f.type, json.loads(vector[f.name])) for f in info.fields))
+    message: Message = cls(*(_from_doc(f.type, json.loads(vector[f.name])) for f in given))
     return message
 
 
@@ -821,11 +849,12 @@ VECTORS = _message_vectors()
 
 def test_section_13_has_the_vectors_it_describes() -> None:
     names = [v["name"] for v in VECTORS]
-    assert names == ["hello", "auth", "get-range", "push", "beacon"]
+    assert names == ["hello", "auth", "get-range", "push", "push-covered", "beacon"]
     by_name = {v["name"]: _documented_message(v) for v in VECTORS}
     assert by_name["hello"] == Hello([1], b"\x11" * 32, b"\x22" * 32, b"\x33" * 32, [])
     assert by_name["auth"] == Auth(b"\x44" * 64)
     assert by_name["push"] == Envelopes(0, [b"\x01\x02\x03"], False)
+    assert by_name["push-covered"] == Envelopes(0, [b"\x01\x02\x03"], False, (b"\x0a" * 8,))
     assert by_name["beacon"] == Beacon(b"\x22" * 32, 7, 2, b"\x44" * 64)
     assert isinstance(by_name["get-range"], GetRange)
 
@@ -841,7 +870,7 @@ def test_message_vector(vector: dict[str, str]) -> None:
     # The layout of §13.1, read with a schema-less MessagePack decoder.
     raw = msgspec.msgpack.decode(frame)
     assert raw[0] == TAGS[vector["kind"]]
-    assert len(raw) == 1 + len(msgspec.structs.fields(type(message)))
+    assert len(raw) == 1 + len(vector) - 3  # the fields the vector gives (not name, kind, frame)
 
 
 def test_the_element_by_element_dump_is_the_hello_vector() -> None:

@@ -21,6 +21,8 @@ import msgspec
 from ..errors import Reason, Rejected
 
 __all__ = [
+    "COVERED_MAX",
+    "COVER_PREFIX_BYTES",
     "ENVELOPES_PER_MESSAGE_MAX",
     "FORKS_PER_MESSAGE_MAX",
     "HEADS_PER_MESSAGE_MAX",
@@ -61,6 +63,10 @@ CHAIN_LINK_BYTES_MAX: Final = 4096
 RECORDS_PER_MESSAGE_MAX: Final = 32
 ADDRESSES_PER_RECORD_MAX: Final = 4
 ADDRESS_BYTES_MAX: Final = 256
+COVER_PREFIX_BYTES: Final = 8
+"""How much of a node key names it in a push's ``covered`` list (a shared prefix costs one
+push that was not needed, or one that was not made and anti-entropy repairs)."""
+COVERED_MAX: Final = 64
 ENVELOPE_BYTES_MAX: Final = 1 << 20
 """The largest envelope any frame may carry (the admission limit is checked again later)."""
 
@@ -86,6 +92,9 @@ class ForkEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fie
     b: Id32
 
 
+CoverPrefix = Annotated[
+    bytes, msgspec.Meta(min_length=COVER_PREFIX_BYTES, max_length=COVER_PREFIX_BYTES)
+]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=ADDRESS_BYTES_MAX)]
 
 
@@ -182,7 +191,12 @@ class GetIds(_Message, tag=5, frozen=True):
 
 class Envelopes(_Message, tag=6, frozen=True):
     """Signed envelopes, each its exact canonical bytes. ``req`` is the request this answers,
-    0 for an eager push; ``more`` says the answer was cut at the frame limit."""
+    0 for an eager push; ``more`` says the answer was cut at the frame limit.
+
+    ``covered``: on a push of the sender's own new envelopes, the first
+    ``COVER_PREFIX_BYTES`` bytes of the node keys it pushed them to (itself included): the
+    receivers need not pass them on to those. Empty otherwise (and may be left out). A receiver
+    heeds it only for envelopes the sender authored, so no node can hold back another's."""
 
     req: U32
     items: Annotated[
@@ -190,6 +204,7 @@ class Envelopes(_Message, tag=6, frozen=True):
         msgspec.Meta(max_length=ENVELOPES_PER_MESSAGE_MAX),
     ]
     more: bool
+    covered: Annotated[tuple[CoverPrefix, ...], msgspec.Meta(max_length=COVERED_MAX)] = ()
 
 
 class Bye(_Message, tag=7, frozen=True):
@@ -257,7 +272,19 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
 
 
+class _BareEnvelopes(_Message, tag=6, frozen=True):
+    """``Envelopes`` as sent when ``covered`` is empty: without the field, so a frame carrying
+    one envelope of ``envelope_bytes_max`` still fits in that plus 14 bytes (13.1). msgspec
+    writes every field of an array-like struct, defaults included (msgspec issue 720)."""
+
+    req: int
+    items: list[bytes]
+    more: bool
+
+
 def encode_message(message: Message) -> bytes:
+    if type(message) is Envelopes and not message.covered:
+        return _encoder.encode(_BareEnvelopes(message.req, message.items, message.more))
     return _encoder.encode(message)
 
 

@@ -76,6 +76,8 @@ from .events import (
 )
 from .handshake import Transcript
 from .messages import (
+    COVER_PREFIX_BYTES,
+    COVERED_MAX,
     HEADS_PER_MESSAGE_MAX,
     IDS_PER_MESSAGE_MAX,
     PROTOCOL_VERSION,
@@ -128,6 +130,9 @@ _MESSAGE_OVERHEAD_BYTES = 64
 _ITEM_OVERHEAD_BYTES = 5
 _HLC_DRIFT_MAX_MS = 60_000
 _NO_DEADLINE = 1 << 62
+_New = tuple[str, bytes, tuple[bytes, ...]]
+"""Something just integrated: (the peer it came from, "" for this node's own; its id; the node
+key prefixes its author's push said it reached, ``Envelopes.covered``)."""
 
 
 @dataclass(slots=True)
@@ -200,8 +205,8 @@ class _Dialling:
 
 @dataclass(slots=True)
 class _Staged:
-    remote: list[tuple[str, bytes]] = field(default_factory=list)
-    """(peer, envelope bytes)."""
+    remote: list[tuple[str, bytes, tuple[bytes, ...]]] = field(default_factory=list)
+    """(peer, envelope bytes, the nodes its author's push says it reached: ``_on_envelopes``)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
 
@@ -287,6 +292,8 @@ class MeshCore:
         """When the ids waiting in sessions' ``announce`` lists go out (``ihave_batch_ms``)."""
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
+        self._members_seen: tuple[int, int] = (-1, 0)
+        """(admission generation, other node members then): :meth:`_floods_own`'s count."""
 
     # -- the public surface -------------------------------------------------------------------
 
@@ -1125,7 +1132,8 @@ class MeshCore:
                 self._continue(session, request.fetch, message)
         if not answered and self._push_budget.enabled:  # a push (or a made-up answer)
             items = self._within_budget(session, items)
-        self._staged.remote.extend((session.peer, raw) for raw in items)
+        covered = () if message.req else message.covered  # only a push says who has it
+        self._staged.remote.extend((session.peer, raw, covered) for raw in items)
         self._staged.remote_bytes += sum(len(raw) for raw in items)
         self.stats.envelopes_received += len(items)
         if items:
@@ -1219,10 +1227,10 @@ class MeshCore:
         self._staged = _Staged(
             remote=rest,
             local=[] if local else staged.local,
-            remote_bytes=sum(len(raw) for _, raw in rest),
+            remote_bytes=sum(len(raw) for _, raw, _ in rest),
         )
         evidence_before = set(self.admission.evidence)
-        new: list[tuple[str, bytes]] = []
+        new: list[_New] = []
         if remote:
             new.extend(self._admit_remote(remote))
         for writes in self._local_groups(local):
@@ -1247,17 +1255,17 @@ class MeshCore:
             if member is not None and (member.role is not Role.NODE or member.node_cutoff):
                 self._fail(session, Reason.REVOKED, "this node's membership was revoked")
 
-    def _admit_remote(self, staged: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    def _admit_remote(self, staged: list[tuple[str, bytes, tuple[bytes, ...]]]) -> list[_New]:
         try:
-            outcomes = self.admission.receive_many([raw for _, raw in staged])
+            outcomes = self.admission.receive_many([raw for _, raw, _ in staged])
         except StorageError:
             # Nothing of the batch was stored; sync fetches those envelopes again.
             return []
         self.stats.commits += 1
-        new: list[tuple[str, bytes]] = []
+        new: list[_New] = []
         invalid: list[str] = []
         missing_by_peer: dict[str, set[bytes]] = {}
-        for (peer, _), outcome in zip(staged, outcomes, strict=True):
+        for (peer, _, covered), outcome in zip(staged, outcomes, strict=True):
             if outcome.status is Status.DUPLICATE:
                 self.stats.duplicates += 1
             elif outcome.status is Status.REJECTED:
@@ -1271,20 +1279,22 @@ class MeshCore:
             for late in outcome.released_rejected:  # waited for its past, then refused
                 self._rejected(peer, late)
             if outcome.admitted:
-                new += self._integrated(peer, outcome.admitted)
+                new += self._integrated(peer, outcome.admitted, covered)
         for peer in invalid:
             self._count_invalid(peer)
         self._ask_missing(missing_by_peer)
         return new
 
-    def _integrated(self, peer: str, admitted: tuple[bytes, ...]) -> list[tuple[str, bytes]]:
-        """What a peer's envelope brought in (itself and what it released): clock and
-        notices."""
+    def _integrated(
+        self, peer: str, admitted: tuple[bytes, ...], covered: tuple[bytes, ...]
+    ) -> list[_New]:
+        """What a peer's envelope brought in (itself, which its author's push may say it
+        ``covered``, and what it released): clock and notices."""
         for env_id in admitted:
             self._waiting_since.pop(env_id, None)
             self.clock.observe(self.admission.records[env_id].envelope.hlc, self._now)
         self._notify(Integrated(peer, admitted))
-        return [(peer, env_id) for env_id in admitted]
+        return [(peer, env_id, covered if i == 0 else ()) for i, env_id in enumerate(admitted)]
 
     def _rejected(self, peer: str, outcome: Outcome) -> None:
         """Count and report a rejection (``peer``: the session whose envelope this call
@@ -1306,7 +1316,7 @@ class MeshCore:
         if group:
             yield group
 
-    def _write_local(self, writes: list[LocalWrite]) -> list[tuple[str, bytes]]:
+    def _write_local(self, writes: list[LocalWrite]) -> list[_New]:
         claims: list[Claim] = [c for w in writes for c in w.claims]
         try:
             env = self.admission.write_local(
@@ -1323,7 +1333,7 @@ class MeshCore:
                 WriteAcked(write.token, env.id, env.seq, tuple(c.id for c in write.claims))
             )
         self._notify(Integrated("", (env.id,)))
-        return [("", env.id)]
+        return [("", env.id, ())]
 
     def _ask_missing(self, missing_by_peer: dict[str, set[bytes]]) -> None:
         """Ask each peer for the deps its envelopes are waiting on."""
@@ -1589,28 +1599,82 @@ class MeshCore:
     def _on_graft(self, session: Session, message: Graft) -> None:
         self.tree.graft(session.peer)
 
-    def _push(self, new: Sequence[tuple[str, bytes]]) -> None:
-        """Eager push along the tree: every eager session gets what it did not bring, paged by
-        frame; every pruned one gets the ids (``IHave``), so a hole in the tree is noticed and
-        grafted within ``ihave_wait_ms`` instead of at the next anti-entropy round, and each
-        node still receives each envelope about once."""
+    def _push(self, new: Sequence[_New]) -> None:
+        """Push what is new, so that each node receives each envelope about once:
+
+        - this node's own new envelopes, when its active peers are at least half of the other
+          node members (:meth:`_floods_own`), go to every active peer, saying who got them
+          (``Envelopes.covered``): one hop to most of a small mesh, where the tree alone would
+          take them up to the root and down again;
+        - the rest go along the tree: every eager session gets what it did not bring and what
+          the push that brought it does not say its node has, paged by frame, with the same
+          ``covered``; every other session gets the ids (``IHave``), so a hole in the tree is
+          noticed and grafted within ``ihave_wait_ms`` instead of at the next anti-entropy
+          round. A covered node gets the ids only on a tree link (in case the writer's push
+          to it was lost), and nothing on another."""
+        active = self._active()
+        own = [env_id for peer, env_id, _ in new if not peer] if self._floods_own(active) else []
         batch_ms = self.limits.ihave_batch_ms
-        for session in self._active():
-            ids = [env_id for peer, env_id in new if peer != session.peer]
-            if not self.tree.eager(session.peer):
-                session.announce.extend(ids)
+        for session in active:
+            pushes = [(own, self._cover(active))] if own else []
+            prefix = (session.node or b"")[:COVER_PREFIX_BYTES]
+            eager = self.tree.eager(session.peer)
+            passed: dict[tuple[bytes, ...], list[bytes]] = {}
+            announce: list[bytes] = []
+            for peer, env_id, covered in new:
+                if peer == session.peer or (not peer and own):
+                    continue
+                if prefix in covered:
+                    # It has it, unless that push was lost: a tree neighbour says so (IHave),
+                    # where the tree would have pushed it, so the loss costs an announcement's
+                    # wait, not an anti-entropy round.
+                    if eager:
+                        announce.append(env_id)
+                elif eager:
+                    passed.setdefault(covered, []).append(env_id)
+                else:
+                    announce.append(env_id)
+            if announce:
+                session.announce.extend(announce)
                 if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
                     self._announce(session)
-                elif session.announce and self._announce_due_ms is None:
+                elif self._announce_due_ms is None:
                     self._announce_due_ms = self._now + batch_ms
-                continue
-            self.stats.pushes += 1
-            while ids:
-                items, _ = self._page(ids)
-                if not items:  # pragma: no cover - an admitted envelope always fits a frame
-                    break
-                self._send(session, Envelopes(0, items, False))
-                ids = ids[len(items) :]
+            pushes.extend((ids, covered) for covered, ids in passed.items())
+            if pushes:
+                self.stats.pushes += 1
+            for ids, covered in pushes:
+                self._push_page(session, ids, covered)
+
+    def _floods_own(self, active: Sequence[Session]) -> bool:
+        """Whether this node's own envelopes go to every active peer: when those peers are at
+        least half of the other node members. Then at least half the mesh has them after one
+        hop; what the push costs is a few copies twice, where the tree from several of those
+        peers reaches one node (none in a full mesh). In a large mesh the neighbourhood is a
+        small part of it: one hop less for a handful of nodes is not worth those copies, and
+        the tree alone carries the envelopes."""
+        generation = self.admission.generation
+        if self._members_seen[0] != generation:
+            state = self.admission.membership.state
+            others = sum(1 for key in state if key != self.node and self._is_node_member(key))
+            self._members_seen = (generation, others)
+        return bool(active) and 2 * len(active) >= self._members_seen[1]
+
+    def _cover(self, active: Sequence[Session]) -> tuple[bytes, ...]:
+        """Who a push to every active session reaches, this node included (sorted: the same
+        bytes for the same sessions)."""
+        prefixes = {self.node[:COVER_PREFIX_BYTES]}
+        prefixes.update(s.node[:COVER_PREFIX_BYTES] for s in active if s.node is not None)
+        return tuple(sorted(prefixes))[:COVERED_MAX]
+
+    def _push_page(self, session: Session, ids: list[bytes], covered: tuple[bytes, ...]) -> None:
+        """Send ``ids`` to ``session`` as eager pushes, paged by frame."""
+        while ids:
+            items, _ = self._page(ids)
+            if not items:  # pragma: no cover - an admitted envelope always fits a frame
+                break
+            self._send(session, Envelopes(0, items, False, covered))
+            ids = ids[len(items) :]
 
     # -- plumbing -----------------------------------------------------------------------------
 
