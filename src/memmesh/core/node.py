@@ -415,6 +415,11 @@ class MeshCore:
         """Local writes staged but held back (see :meth:`may_write`)."""
         return len(self._staged.local)
 
+    @property
+    def staged(self) -> int:
+        """Received envelopes and local writes staged for the next ``Flush``."""
+        return len(self._staged.remote) + len(self._staged.local)
+
     def claims_digest(self) -> bytes:
         return self.admission.claims_digest()
 

@@ -453,19 +453,25 @@ class NodeRuntime:
                 self._feed(Timer())
 
     async def _flush_loop(self) -> None:
-        """Commit what the core staged. Under load (the last commit ended less than a window
-        ago) wait ``commit_batch_window_ms`` first so what is arriving joins the commit; when
-        idle, commit at once: a lone update pays no window at every hop."""
+        """Commit what the core staged. Under load, wait ``commit_batch_window_ms`` first so
+        what is arriving joins the commit; otherwise commit at once, so a lone update pays no
+        window at any hop. Under load means: the last commit ended less than a window ago, and
+        it carried more than one item or more than one is staged now. At a steady trickle (one
+        update per commit, each commit over before the next update) the window would only add
+        its length to every hop; once updates come faster than commits, they pile up between
+        commits, and then the window gathers more of them into each."""
         loop = asyncio.get_running_loop()
         window = self.settings.commit_batch_window_ms / 1000
-        last_end = -window
+        last_end, last_batch = -window, 0
         while True:
             await self._flush_wanted.wait()
-            if window and loop.time() - last_end < window:
+            staged = self.core.staged
+            if window and loop.time() - last_end < window and max(staged, last_batch) > 1:
                 self.stats.windowed_flushes += 1
                 await asyncio.sleep(window)
             self._flush_wanted.clear()
             self.stats.flushes += 1
+            last_batch = self.core.staged
             self._feed(Flush())
             last_end = loop.time()
             await asyncio.sleep(0)

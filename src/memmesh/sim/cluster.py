@@ -81,6 +81,8 @@ class SimNode:
     timer_us: int | None = None
     flush_due: bool = False
     last_flush_us: int = -(1 << 62)
+    last_batch: int = 0
+    """Items staged when the last flush began (the runtime's rule for the commit window)."""
     hop_of: dict[bytes, int] = field(default_factory=dict)
     """The hop at which this node holds each envelope (kept across restarts, like its disk)."""
     copy_hop: dict[bytes, int] = field(default_factory=dict)
@@ -346,10 +348,14 @@ class Cluster:
             elif kind is Persist:
                 if not node.flush_due:
                     # As the runtime does: an idle node commits at once, a busy one (its last
-                    # commit less than a window ago) waits the window so arrivals join it.
+                    # commit less than a window ago, and it or what is staged now more than
+                    # one item) waits the window so arrivals join it.
                     node.flush_due = True
                     window_us = self.options.flush_delay_ms * 1000
-                    busy = self.loop.now_us - node.last_flush_us < window_us
+                    busy = (
+                        self.loop.now_us - node.last_flush_us < window_us
+                        and max(node.last_batch, node.core.staged if node.core else 0) > 1
+                    )
                     delay_us = window_us if busy else 0
                     self.loop.after(delay_us, self._on_flush, (node, node.incarnation))
             elif kind is Notify:
@@ -501,4 +507,5 @@ class Cluster:
             return
         node.flush_due = False
         node.last_flush_us = self.loop.now_us
+        node.last_batch = node.core.staged
         self.feed(node, Flush())

@@ -1,0 +1,58 @@
+"""The commit window on a real node process: a steady trickle of writes never waits for it;
+writes that pile up share commits and envelopes.
+
+``commit_batch_window_ms`` is there to gather what arrives under load into one commit. A client
+writing one claim at a time, each after the last was acknowledged, is not load: every commit
+carries one write and is over before the next arrives. Waiting the window there would only add
+its length to every write, and to every hop of every update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memmesh.runtime.swarm import swarm_down, swarm_up
+
+from .test_memory_api import call
+
+WINDOW_MS = 50
+"""Far longer than a loopback round trip, so the old rule (wait whenever the last commit ended
+less than a window ago) would have made every write of the trickle wait."""
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[str]:
+    directory = tmp_path / "swarm"
+    (one,) = swarm_up(
+        1, directory, no_peers=True, extra_config={"commit_batch_window_ms": WINDOW_MS}
+    )["nodes"]
+    try:
+        yield str(one["api"])
+    finally:
+        swarm_down(directory, grace_s=5)
+
+
+def _put(api: str, key: str) -> dict[str, Any]:
+    body = {"namespace": "window", "key": key, "value": key}
+    return call(api, "/v1/store/items", "PUT", body)  # type: ignore[no-any-return]
+
+
+def test_a_trickle_of_writes_never_waits_and_a_burst_shares_commits(node: str) -> None:
+    before = call(node, "/v1/state")
+    for i in range(30):  # one at a time: each acknowledged before the next is sent
+        _put(node, f"t{i}")
+    after = call(node, "/v1/state")
+    assert after["windowed_flushes"] == before["windowed_flushes"]
+    assert after["envelopes"] - before["envelopes"] == 30  # one envelope per write
+
+    with ThreadPoolExecutor(max_workers=32) as pool:  # 200 writes, 32 in flight at a time
+        claims = list(pool.map(lambda i: _put(node, f"b{i}"), range(200)))
+    burst = call(node, "/v1/state")
+    assert len({c["claim_id"] for c in claims}) == 200
+    assert burst["windowed_flushes"] > after["windowed_flushes"]
+    assert burst["envelopes"] - after["envelopes"] < 200  # writes shared envelopes
