@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import random
@@ -270,6 +271,7 @@ class NodeRuntime:
                 self._group = group
                 self._client = aiohttp.ClientSession()
                 await self._serve()
+                _freeze_heap()
                 if self.gossip_url is not None:
                     self._feed(Advertise((self.gossip_url,)))
                 group.create_task(self._timer_loop(), name="timers")
@@ -724,6 +726,7 @@ class NodeRuntime:
             "loop_block_ms_max": round(self.stats.loop_block_ms_max, 3),
             "flushes": self.stats.flushes,
             "windowed_flushes": self.stats.windowed_flushes,
+            "gc_frozen_objects": gc.get_freeze_count(),
             "signals": self.signals(),
             "attestations": len(self.attestations.own),
             "passive_view": [
@@ -735,6 +738,21 @@ class NodeRuntime:
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+def _freeze_heap() -> None:
+    """Leave what start-up built out of every later garbage collection.
+
+    A node's heap after start is mostly long-lived: modules, the web application, the replica
+    and the index replayed from the store. CPython's full collection walks every tracked object
+    each time: on a receiver at 1,000 updates/s in the transport bench one took 99 ms, stalling
+    the event loop and every update behind it (with this, the longest pause seen was 4 ms).
+    ``gc.freeze`` moves the objects alive now to a generation the collector never scans; what
+    the node allocates from here on is collected as before. What is frozen is never freed by
+    the cycle collector (reference counting still frees it): right for what lives as long as
+    the process, which is what start-up builds."""
+    gc.collect()
+    gc.freeze()
 
 
 class _Stopped(Exception):
