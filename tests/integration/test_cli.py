@@ -132,3 +132,7 @@ def test_bench_core_prints_named_figures(tmp_path: Path) -> None:
     ratio = 2 * figures["ingest_envelopes_per_s"] / figures["verify_per_s"]
     assert abs(figures["ingest_vs_verify"] - ratio) < 0.01
     assert figures["local_write_p50_ms"] <= figures["local_write_p99_ms"]
+    commits = figures["commit_ms"]
+    assert set(commits) == {"ingest", "local", "back_to_back"}
+    for figure in commits.values():  # every run committed, and commits took part of its time
+        assert figure["p50"] > 0 and 0 < figure["share"] <= 1
