@@ -494,7 +494,7 @@ class MeshCore:
                 failed = not dialling.ok and reason not in _ADDRESS_FINE
                 node = dialling.node
                 if failed and node is not None and all(x.node != node for x in self._active()):
-                    self.view.forget(node)
+                    self._lose(node)
                 del self._dialling[peer]
             elif reason in _FINAL_REFUSALS:
                 dialling.refused, dialling.due_ms = True, None
@@ -598,6 +598,8 @@ class MeshCore:
         session.deadline_ms = None
         if dialling is not None:
             dialling.attempts, dialling.ok = 0, True
+        if session.node is not None:
+            self.view.found(session.node)
         self._notify(PeerReady(session.peer, session.node))
         if self._round_due_ms is None:
             self._round_due_ms = self._now + self.limits.anti_entropy_interval_ms
@@ -780,7 +782,7 @@ class MeshCore:
                 dialling.dialling = False
                 if dialling.learned:
                     if dialling.node is not None:
-                        self.view.forget(dialling.node)
+                        self._lose(dialling.node)
                     del self._dialling[peer]
                 else:
                     self._schedule_dial(dialling)
@@ -819,10 +821,22 @@ class MeshCore:
         member = self.admission.membership.state.get(node)
         return member is not None and member.role is Role.NODE and member.node_cutoff is None
 
+    def _lose(self, node: bytes) -> None:
+        """A learned address of ``node`` failed: its record leaves the passive view for the
+        lost ones (:meth:`_dial_candidates` tries those only when nothing else is left), and
+        it is not dialled again for ``dial_backoff_alone_max_ms``."""
+        self.view.forget(node)
+        until = self._now + self.limits.dial_backoff_alone_max_ms
+        self._not_before[node] = max(self._not_before.get(node, 0), until)
+
     def _dial_candidates(self) -> list[tuple[str, bytes | None]]:
         """Addresses this node may dial to fill its view, sorted: configured ones parked for
         room, then the first address of every passive record of a node not connected or being
-        dialled."""
+        dialled; if there are none, those of the lost records (``PassiveView.lost``). Without
+        those, nodes that a partition cut off together, none of whose configured peers is on
+        the other side, forgot every record of it while the partition lasted and stayed apart
+        after the heal until a node of the other side happened to dial one of them (simulator
+        seed 2198: 47 s)."""
         busy = {s.node for s in self.sessions.values() if s.node is not None}
         busy.update(d.node for d in self._dialling.values() if d.dialling and d.node is not None)
         busy.update(n for n, until in self._not_before.items() if until > self._now)
@@ -834,12 +848,15 @@ class MeshCore:
         if not self.limits.discover_peers:
             return found
         known = {d.node for d in self._dialling.values() if d.node is not None}
-        for node, record in sorted(self.view.records.items()):
-            address = record.addresses[0]
-            if node in busy or node in known or address in self._dialling:
-                continue
-            if self._is_node_member(node):
-                found.append((address, node))
+        for pool in (self.view.records, self.view.lost):
+            for node, record in sorted(pool.items()):
+                address = record.addresses[0]
+                if node in busy or node in known or address in self._dialling:
+                    continue
+                if self._is_node_member(node):
+                    found.append((address, node))
+            if found:  # the lost records only when nothing else is left to dial
+                return found
         return found
 
     def _fill_view(self) -> None:

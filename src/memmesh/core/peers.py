@@ -55,6 +55,10 @@ class PassiveView:
         self.own_node = own_node
         self.size_max = size_max
         self.records: dict[bytes, PeerRecord] = {}
+        self.lost: dict[bytes, PeerRecord] = {}
+        """Records forgotten after a failed dial, the most recent last, at most ``size_max``:
+        what a node cut off by a partition has left to try once it heals (a dial fails alike
+        whether the node is gone or only out of reach)."""
         self.accepted = 0
         self.rejected = 0
 
@@ -76,13 +80,25 @@ class PassiveView:
                 self.rejected += 1
                 continue
             self.records[record.node] = record
+            self.lost.pop(record.node, None)
             self.accepted += 1
         idle = sorted(node for node in self.records if not active(node))
         while len(idle) > self.size_max:
             self.records.pop(idle.pop(rng.randrange(len(idle))))
 
     def forget(self, node: bytes) -> None:
-        self.records.pop(node, None)
+        """Drop ``node``'s record from the view; keep it among the lost ones."""
+        record = self.records.pop(node, None) or self.lost.pop(node, None)
+        if record is not None:
+            self.lost[node] = record
+            while len(self.lost) > self.size_max:
+                del self.lost[next(iter(self.lost))]
+
+    def found(self, node: bytes) -> None:
+        """A lost node answered a dial: its record is back in the view."""
+        record = self.lost.pop(node, None)
+        if record is not None and node not in self.records:
+            self.records[node] = record
 
     def sample(self, count: int, rng: Rng) -> list[PeerRecord]:
         """Up to ``count`` records drawn without replacement, in a seeded order."""
