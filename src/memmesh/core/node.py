@@ -1636,9 +1636,10 @@ class MeshCore:
           to it was lost), and nothing on another."""
         active = self._active()
         own = [env_id for peer, env_id, _ in new if not peer] if self._floods_own(active) else []
+        cover = self._cover(active) if own else ()
         batch_ms = self.limits.ihave_batch_ms
         for session in active:
-            pushes = [(own, self._cover(active))] if own else []
+            pushes = [(own, cover)] if own else []
             prefix = (session.node or b"")[:COVER_PREFIX_BYTES]
             eager = self.tree.eager(session.peer)
             passed: dict[tuple[bytes, ...], list[bytes]] = {}
