@@ -13,22 +13,26 @@ from collections import deque
 
 import pytest
 
+from memmesh.admission import Admission
 from memmesh.core import (
     Advertise,
     Dial,
+    Flush,
     MeshCore,
     PeerConnected,
     PeerGone,
+    Received,
+    Send,
     SessionState,
     SyncLimits,
     Timer,
     WriteAcked,
 )
-from memmesh.core.messages import PeerRecord, Shuffle, encode_message
+from memmesh.core.messages import Envelopes, IHave, PeerRecord, Shuffle, encode_message
 from memmesh.core.peers import PassiveView, sign_record, verify_record
 from memmesh.errors import Reason
 from memmesh.store import MemoryStore
-from memmesh.testing import FakeNetwork, LinkFaults, MeshFixture, seeded_key
+from memmesh.testing import FakeNetwork, LinkFaults, MeshFixture, PeerScript, seeded_key
 
 
 def _net(
@@ -358,3 +362,27 @@ def test_a_hole_in_the_push_tree_is_filled_from_an_announcement_not_a_round() ->
     net.settle()
     assert acked.envelope_id in target.admission.records
     assert target.tree.parent == root
+
+
+def test_an_announced_envelope_waiting_for_the_commit_is_not_fetched_again() -> None:
+    """A node behind on its commits holds a pushed envelope staged when a peer's ``IHave`` for
+    it comes due: that is no hole in the tree, and fetching it again would only deliver it
+    twice. Once committed, the announcement is dropped."""
+    mesh = MeshFixture("ihave-staged", nodes=3, writers=1)
+    limits = SyncLimits(anti_entropy_interval_ms=60_000, ihave_wait_ms=300)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(1), limits=limits)
+    pusher, announcer = mesh.nodes[1], mesh.nodes[2]
+    PeerScript(pusher, mesh.mesh_id).open(core, "pusher")
+    PeerScript(announcer, mesh.mesh_id, nonce=b"\x5b" * 32).open(core, "announcer")
+    source = Admission(MemoryStore(), mesh.genesis)
+    env = source.write_local(pusher, [mesh.claim(mesh.writers[0], "k", 1)], hlc=1)
+    core.handle(Received("pusher", encode_message(Envelopes(0, [env.raw], False))), 0)
+    core.handle(Received("announcer", encode_message(IHave([env.id]))), 0)
+    sent = core.handle(Timer(), 400)  # the announcement is due; the envelope is staged
+    assert not [e for e in sent if isinstance(e, Send) and e.kind == "GetIds"]
+    assert env.id in core._announced
+    core.handle(Flush(), 401)
+    assert env.id in core.admission.records
+    sent = core.handle(Timer(), 800)
+    assert not [e for e in sent if isinstance(e, Send) and e.kind == "GetIds"]
+    assert env.id not in core._announced

@@ -1582,14 +1582,28 @@ class MeshCore:
 
     def _announced_timers(self) -> None:
         """Announced ids still missing after their wait: ask the announcing peer for them (the
-        push tree has a hole, which beacons repair)."""
+        push tree has a hole, which beacons repair). An id whose envelope has arrived and waits
+        for the next commit is no hole: it waits another ``ihave_wait_ms`` (a node behind on
+        its commits would otherwise fetch again what it already received)."""
         expired: dict[str, list[bytes]] = {}
+        staged: set[bytes] | None = None
         for env_id in sorted(self._announced):
             due, peer = self._announced[env_id]
             if env_id in self.admission.records:
                 del self._announced[env_id]
             elif due <= self._now:
                 del self._announced[env_id]
+                if staged is None:
+                    staged = {envelope_id(raw) for _, raw, _ in self._staged.remote}
+                if env_id in staged:
+                    # Last in, and due no earlier than any other entry: dues still grow with
+                    # insertion (``_on_ihave``, ``next_deadline``).
+                    last = next(reversed(self._announced.values()))[0] if self._announced else 0
+                    self._announced[env_id] = (
+                        max(self._now + self.limits.ihave_wait_ms, last),
+                        peer,
+                    )
+                    continue
                 expired.setdefault(peer, []).append(env_id)
         for peer in sorted(expired):
             session = self.sessions.get(peer)
