@@ -193,10 +193,11 @@ class Envelopes(_Message, tag=6, frozen=True):
     """Signed envelopes, each its exact canonical bytes. ``req`` is the request this answers,
     0 for an eager push; ``more`` says the answer was cut at the frame limit.
 
-    ``covered``: on a push of the sender's own new envelopes, the first
-    ``COVER_PREFIX_BYTES`` bytes of the node keys it pushed them to (itself included): the
-    receivers need not pass them on to those. Empty otherwise (and may be left out). A receiver
-    heeds it only for envelopes the sender authored, so no node can hold back another's."""
+    ``covered``: on a push, the first ``COVER_PREFIX_BYTES`` bytes of the node keys its writer
+    pushed the envelopes to (itself included), passed on unchanged along the tree: receivers
+    need not push them to those. Empty otherwise (and may be left out). It can only make
+    receivers skip the nodes it names, which harms no more than a sender that does not
+    forward."""
 
     req: U32
     items: Annotated[

@@ -132,7 +132,7 @@ _HLC_DRIFT_MAX_MS = 60_000
 _NO_DEADLINE = 1 << 62
 _New = tuple[str, bytes, tuple[bytes, ...]]
 """Something just integrated: (the peer it came from, "" for this node's own; its id; the node
-key prefixes its author's push said it reached, ``Envelopes.covered``)."""
+key prefixes the push that brought it says have it, ``Envelopes.covered``)."""
 
 
 @dataclass(slots=True)
@@ -206,7 +206,7 @@ class _Dialling:
 @dataclass(slots=True)
 class _Staged:
     remote: list[tuple[str, bytes, tuple[bytes, ...]]] = field(default_factory=list)
-    """(peer, envelope bytes, the nodes its author's push says it reached: ``_on_envelopes``)."""
+    """(peer, envelope bytes, the nodes the push that brought it says have it: ``covered``)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
 
@@ -1310,8 +1310,8 @@ class MeshCore:
     def _integrated(
         self, peer: str, admitted: tuple[bytes, ...], covered: tuple[bytes, ...]
     ) -> list[_New]:
-        """What a peer's envelope brought in (itself, which its author's push may say it
-        ``covered``, and what it released): clock and notices."""
+        """What a peer's envelope brought in (itself, with the nodes its push said have it,
+        and what it released): clock and notices."""
         for env_id in admitted:
             self._waiting_since.pop(env_id, None)
             self.clock.observe(self.admission.records[env_id].envelope.hlc, self._now)
