@@ -420,6 +420,16 @@ class MeshCore:
         """Received envelopes and local writes staged for the next ``Flush``."""
         return len(self._staged.remote) + len(self._staged.local)
 
+    def flush_waits(self, since_last: float, window: float, last_batch: int) -> bool:
+        """Whether the caller should wait the commit window before the next ``Flush`` (the
+        runtime's rule, which the simulator follows; any one unit of time): only under load,
+        that is when the last commit ended less than a window ago and carried more than one
+        item (``last_batch``: :attr:`staged` when it began), or more than one is staged now.
+        At a steady trickle, each commit over before the next update, the window would only
+        add its length to every hop; once updates come faster than commits they pile up
+        between them, and then the window gathers more of them into each."""
+        return window > 0 and since_last < window and max(last_batch, self.staged) > 1
+
     def claims_digest(self) -> bytes:
         return self.admission.claims_digest()
 

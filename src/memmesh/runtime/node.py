@@ -455,20 +455,15 @@ class NodeRuntime:
                 self._feed(Timer())
 
     async def _flush_loop(self) -> None:
-        """Commit what the core staged. Under load, wait ``commit_batch_window_ms`` first so
-        what is arriving joins the commit; otherwise commit at once, so a lone update pays no
-        window at any hop. Under load means: the last commit ended less than a window ago, and
-        it carried more than one item or more than one is staged now. At a steady trickle (one
-        update per commit, each commit over before the next update) the window would only add
-        its length to every hop; once updates come faster than commits, they pile up between
-        commits, and then the window gathers more of them into each."""
+        """Commit what the core staged. Under load (:meth:`MeshCore.flush_waits`), wait
+        ``commit_batch_window_ms`` first so what is arriving joins the commit; otherwise commit
+        at once, so a lone update pays no window at any hop."""
         loop = asyncio.get_running_loop()
         window = self.settings.commit_batch_window_ms / 1000
         last_end, last_batch = -window, 0
         while True:
             await self._flush_wanted.wait()
-            staged = self.core.staged
-            if window and loop.time() - last_end < window and max(staged, last_batch) > 1:
+            if self.core.flush_waits(loop.time() - last_end, window, last_batch):
                 self.stats.windowed_flushes += 1
                 await asyncio.sleep(window)
             self._flush_wanted.clear()

@@ -352,9 +352,8 @@ class Cluster:
                     # one item) waits the window so arrivals join it.
                     node.flush_due = True
                     window_us = self.options.flush_delay_ms * 1000
-                    busy = (
-                        self.loop.now_us - node.last_flush_us < window_us
-                        and max(node.last_batch, node.core.staged if node.core else 0) > 1
+                    busy = node.core is not None and node.core.flush_waits(
+                        self.loop.now_us - node.last_flush_us, window_us, node.last_batch
                     )
                     delay_us = window_us if busy else 0
                     self.loop.after(delay_us, self._on_flush, (node, node.incarnation))
