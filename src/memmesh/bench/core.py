@@ -124,12 +124,14 @@ def _pycrdt_rate(payloads: list[bytes]) -> float:
 
 
 class _TimedStore(LmdbStore):
-    """An ``LmdbStore`` whose commits are timed (and their batches kept, for ``_recommit``)."""
+    """An ``LmdbStore`` whose commits are timed (and, with ``keep``, their batches kept, for
+    ``_recommit``)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, keep: bool = False) -> None:
         super().__init__(path)
         self.commit_s: list[float] = []
         self.batches: list[WriteBatch] = []
+        self.keep = keep
         self.elapsed_s = 0.0
 
     def __enter__(self) -> _TimedStore:
@@ -139,7 +141,8 @@ class _TimedStore(LmdbStore):
         start = time.perf_counter()
         super().commit(batch)
         self.commit_s.append(time.perf_counter() - start)
-        self.batches.append(batch)
+        if self.keep:
+            self.batches.append(batch)
 
     def figures(self) -> dict[str, float]:
         return {
@@ -166,13 +169,12 @@ def _recommit(batches: list[WriteBatch], path: Path) -> _TimedStore:
         for batch in batches:
             store.commit(batch)
         store.elapsed_s = time.perf_counter() - start
-        store.batches = []
     return store
 
 
 def _local_rate(mesh: MeshFixture, path: Path, count: int, group: int) -> tuple[float, _TimedStore]:
     writer, node = mesh.writers[0], mesh.nodes[1]
-    with _TimedStore(path) as store:
+    with _TimedStore(path, keep=group == GROUP) as store:
         admission = Admission(store, mesh.genesis)
         start = time.perf_counter()
         for i in range(0, count, group):
