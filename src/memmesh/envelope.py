@@ -107,6 +107,12 @@ class Envelope:
     id: bytes
     size: int
     """``len(raw)``, known when the bytes are not held."""
+    log: LogId = field(init=False, repr=False, compare=False)
+    """``LogId(author, epoch)``: made once here, since admission, views and stores ask for it
+    many times an envelope (a named tuple costs a Python call each time)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log", LogId(self.author, self.epoch))
 
     @property
     def raw(self) -> bytes:
@@ -123,10 +129,6 @@ class Envelope:
     def payload(self) -> bytes:
         """A slice of ``raw`` made when asked: a stored envelope keeps its bytes once."""
         return self.raw[self.payload_start : len(self.raw) - SIGNATURE_BYTES]
-
-    @property
-    def log(self) -> LogId:
-        return LogId(self.author, self.epoch)
 
     @property
     def head(self) -> Head:

@@ -20,7 +20,7 @@ import heapq
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..admission import Admission, Outcome, Status
+from ..admission import Admission, AdmissionLimits, Outcome, Status
 from ..claims import Claim
 from ..envelope import Envelope
 from ..ids import ZERO_ID, LogId
@@ -77,7 +77,7 @@ def replay(
     if fast is not None:
         return fast
     order = _Order(by_id, successors, waiting)
-    admission = Admission(MemoryStore(), genesis)
+    admission = Admission(MemoryStore(), genesis, limits=_LIMITS)
     result = Replay(admission)
     while (env_id := order.next()) is not None:
         parts = decoded.get(env_id)
@@ -97,6 +97,11 @@ def replay(
     return result
 
 
+_LIMITS = AdmissionLimits(held_envelope_bytes_max=1 << 62)
+"""The replay holds every envelope's bytes: the bundle holds them all in memory already, so
+letting go of older ones (what bounds a node's memory) would only cost time, detaching each
+envelope and its claims from bytes that stay in memory anyway."""
+
 _CHUNK = 512
 """Envelopes per admission call on the fast path (one batch, one in-memory commit)."""
 
@@ -113,7 +118,7 @@ def _replay_in_order(
     assumption that every envelope is admitted at once. None as soon as one is not (refused,
     or waiting for an admit), and the careful loop replays from nothing instead: it feeds an
     envelope only once what it names was admitted, so refusals are reported the same way."""
-    admission = Admission(MemoryStore(), genesis)
+    admission = Admission(MemoryStore(), genesis, limits=_LIMITS)
     for start in range(0, len(order), _CHUNK):
         chunk = order[start : start + _CHUNK]
         if decoded and all(env_id in decoded for env_id in chunk):
