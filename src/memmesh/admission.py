@@ -1049,6 +1049,25 @@ class Admission:
             self._pending_bytes -= len(prepared.envelope.raw)
         return prepared
 
+    def missing_below(self, ids: Iterable[bytes]) -> list[bytes]:
+        """What sync must fetch for envelopes to wait no more on ``ids`` (the deps a waiting
+        envelope lacks): each id not held and not buffered, and for an id that itself waits in
+        the causal buffer, what it lacks in turn. Sorted; bounded by the causal buffer."""
+        found: set[bytes] = set()
+        seen: set[bytes] = set()
+        stack = sorted(set(ids), reverse=True)
+        while stack:
+            env_id = stack.pop()
+            if env_id in seen or env_id in self.records:
+                continue
+            seen.add(env_id)
+            waiting = self._causal.get(env_id)
+            if waiting is not None:
+                stack.extend(self._needs(waiting.envelope))
+            elif env_id not in self._pending:
+                found.add(env_id)
+        return sorted(found)
+
     def missing(self) -> list[bytes]:
         """Every id some buffered envelope waits for and nobody holds: what sync should fetch."""
         return sorted(

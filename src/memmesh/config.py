@@ -337,6 +337,12 @@ class NodeSettings(BaseSettings):
         description="A fetch still unanswered after this long may be asked of another peer in "
         "an anti-entropy round, before request_timeout_ms runs out.",
     )
+    dep_refetch_ms: Int = Field(
+        default=500,
+        ge=1,
+        description="A missing dep that received envelopes wait for, still missing this long "
+        "after it was asked for, is asked again of the peer whose envelope waits for it.",
+    )
     ihave_batch_ms: Int = Field(
         default=50,
         ge=0,
@@ -532,6 +538,7 @@ class NodeSettings(BaseSettings):
             ihave_wait_ms=self.ihave_wait_ms,
             ihave_batch_ms=self.ihave_batch_ms,
             fetch_hedge_ms=self.fetch_hedge_ms,
+            dep_refetch_ms=self.dep_refetch_ms,
             beacon_interval_ms=self.beacon_interval_ms,
             root_timeout_ms=self.root_timeout_ms,
             announced_ids_max=self.announced_ids_max,

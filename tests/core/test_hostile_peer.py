@@ -328,3 +328,34 @@ def test_a_peer_that_never_answers_a_round_does_not_cost_the_others_their_rounds
     later = rounds[opening:]
     assert len(later) >= 9, rounds  # one a second for ten seconds
     assert set(later) == {"q"}, rounds
+
+
+def test_a_lost_dep_fetch_is_asked_again_after_dep_refetch_ms_and_buffered_deps_never() -> None:
+    """Envelopes pushed ahead of their past wait in the causal buffer, and the node asks the
+    pusher for the past it lacks: only what nobody here holds (not the waiting envelopes
+    themselves, which it would only receive again). When that request or its answer is lost,
+    a later waiting arrival asks again once ``dep_refetch_ms`` has passed, not before, so what
+    waits is held for about that long rather than ``fetch_hedge_ms``."""
+    log = _log_of(MESH.nodes[1], "d", 5)
+    limits = SyncLimits(dep_refetch_ms=500, fetch_hedge_ms=2_000, request_timeout_ms=10_000)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
+
+    def push(env: Envelope, now: int) -> list[list[bytes]]:
+        core.handle(Received("p", encode_message(Envelopes(0, [env.raw], False))), now)
+        sent = [
+            decode_message(e.data, frame_bytes_max=1 << 21)
+            for e in core.handle(Flush(), now)
+            if isinstance(e, Send) and e.peer == "p"
+        ]
+        return [m.ids for m in sent if isinstance(m, GetIds)]
+
+    assert push(log[2], 0) == [[log[1].id]]  # seq 3 lacks seq 2 (whose answer gets lost)
+    assert push(log[3], 300) == []  # seq 4 waits on seq 3 (buffered): seq 2 was asked 300 ms ago
+    assert push(log[4], 600) == [[log[1].id]]  # 600 ms: seq 2 again, never seqs 3 and 4
+    assert core.admission.buffered["causal"] == 3
+    for env in log[:2]:  # the past comes at last (here as a push)
+        core.handle(Received("p", encode_message(Envelopes(0, [env.raw], False))), 610)
+    core.handle(Flush(), 610)
+    assert set(core.admission.records) == {e.id for e in log}
+    assert core.admission.buffered["causal"] == 0

@@ -1077,6 +1077,16 @@ class MeshCore:
         asked_at = deadline - self.limits.request_timeout_ms
         return asked_at + self.limits.fetch_hedge_ms > self._now
 
+    def _dep_asked_lately(self, deadline: int | None) -> bool:
+        """:meth:`_asked_lately` for a missing dep, with ``dep_refetch_ms``: the peer asked
+        holds it, so only a lost request or answer keeps it away longer."""
+        if deadline is None:
+            return False
+        if deadline == _NO_DEADLINE:
+            return True
+        asked_at = deadline - self.limits.request_timeout_ms
+        return asked_at + self.limits.dep_refetch_ms > self._now
+
     def _want(self, session: Session, fetch: FetchRange | FetchIds) -> None:
         if len(session.wants) >= self.limits.wants_max:
             self._release(session.wants.popleft())  # the next round asks again
@@ -1368,16 +1378,21 @@ class MeshCore:
         return [("", env.id, ())]
 
     def _ask_missing(self, missing_by_peer: dict[str, set[bytes]]) -> None:
-        """Ask each peer for the deps its envelopes are waiting on."""
+        """Ask each peer for what its envelopes are waiting on: the deps nobody here holds,
+        found below the deps that wait in the causal buffer themselves (asking for those
+        would only fetch them again). A dep asked for ``dep_refetch_ms`` ago and still
+        missing is asked again: its request or answer was lost, and everything newer waits."""
+        asked: set[bytes] = set()
         for peer in sorted(missing_by_peer):
             session = self.sessions.get(peer)
             if session is None or session.state is not SessionState.ACTIVE:
                 continue
-            ids = sorted(
+            ids = [
                 i
-                for i in missing_by_peer[peer]
-                if i not in self.admission.records and i not in self._fetching_ids
-            )
+                for i in self.admission.missing_below(missing_by_peer[peer])
+                if i not in asked and not self._dep_asked_lately(self._fetching_ids.get(i))
+            ]
+            asked.update(ids)
             for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)

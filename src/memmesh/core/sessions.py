@@ -95,6 +95,11 @@ class SyncLimits:
     """An envelope or log asked of one peer this long ago, and still missing, may be asked of
     another in an anti-entropy round, without waiting for ``request_timeout_ms``: a lost
     request (or answer) then holds what depends on it for about this long, not ten seconds."""
+    dep_refetch_ms: int = 500
+    """A missing dep that envelopes here wait for, asked of a peer this long ago and still
+    missing, is asked again of the peer whose envelope waits for it (which holds it: it
+    admitted that envelope). A lost request or answer then holds everything newer for about
+    this long, not ``fetch_hedge_ms``; a slow answer costs a second copy."""
     ihave_batch_ms: int = 50
     """How long the ids of new envelopes wait to be announced on the links they were not pushed
     on, so one ``IHave`` carries all that arrived meanwhile (0: one ``IHave`` per flush). It
@@ -147,6 +152,7 @@ class SyncLimits:
             "shuffle_records_max",
             "ihave_wait_ms",
             "fetch_hedge_ms",
+            "dep_refetch_ms",
             "beacon_interval_ms",
             "root_timeout_ms",
             "announced_ids_max",
