@@ -1064,28 +1064,21 @@ class MeshCore:
 
     # -- requests -----------------------------------------------------------------------------
 
-    def _asked_lately(self, deadline: int | None) -> bool:
+    def _asked_lately(self, deadline: int | None, hedge_ms: int | None = None) -> bool:
         """Whether a fetch with this deadline is still queued, or was sent less than
-        ``fetch_hedge_ms`` ago. An older one may be asked again of the peer at hand: the first
-        request or its answer may be lost, and waiting out ``request_timeout_ms`` would hold
-        everything that depends on it (a hedged request; the answer that comes second is a
-        duplicate). One still queued is not: the node is pacing its own transfer."""
-        if deadline is None:
-            return False
-        if deadline == _NO_DEADLINE:
-            return True
-        asked_at = deadline - self.limits.request_timeout_ms
-        return asked_at + self.limits.fetch_hedge_ms > self._now
-
-    def _dep_asked_lately(self, deadline: int | None) -> bool:
-        """:meth:`_asked_lately` for a missing dep, with ``dep_refetch_ms``: the peer asked
+        ``hedge_ms`` (``fetch_hedge_ms``) ago. An older one may be asked again of the peer at
+        hand: the first request or its answer may be lost, and waiting out
+        ``request_timeout_ms`` would hold everything that depends on it (a hedged request; the
+        answer that comes second is a duplicate). One still queued is not: the node is pacing
+        its own transfer. A missing dep is hedged after ``dep_refetch_ms``: the peer asked
         holds it, so only a lost request or answer keeps it away longer."""
         if deadline is None:
             return False
         if deadline == _NO_DEADLINE:
             return True
         asked_at = deadline - self.limits.request_timeout_ms
-        return asked_at + self.limits.dep_refetch_ms > self._now
+        hedge = self.limits.fetch_hedge_ms if hedge_ms is None else hedge_ms
+        return asked_at + hedge > self._now
 
     def _want(self, session: Session, fetch: FetchRange | FetchIds) -> None:
         if len(session.wants) >= self.limits.wants_max:
@@ -1383,6 +1376,7 @@ class MeshCore:
         would only fetch them again). A dep asked for ``dep_refetch_ms`` ago and still
         missing is asked again: its request or answer was lost, and everything newer waits."""
         asked: set[bytes] = set()
+        refetch_ms = self.limits.dep_refetch_ms
         for peer in sorted(missing_by_peer):
             session = self.sessions.get(peer)
             if session is None or session.state is not SessionState.ACTIVE:
@@ -1390,7 +1384,7 @@ class MeshCore:
             ids = [
                 i
                 for i in self.admission.missing_below(missing_by_peer[peer])
-                if i not in asked and not self._dep_asked_lately(self._fetching_ids.get(i))
+                if i not in asked and not self._asked_lately(self._fetching_ids.get(i), refetch_ms)
             ]
             asked.update(ids)
             for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
