@@ -129,8 +129,9 @@ def test_bench_core_prints_named_figures(tmp_path: Path) -> None:
         "local_write_p99_ms",
     ):
         assert figures[name] > 0, name
-    ratio = 2 * figures["ingest_envelopes_per_s"] / figures["verify_per_s"]
-    assert abs(figures["ingest_vs_verify"] - ratio) < 0.01
+    rounds = figures["ingest_vs_verify_rounds"]  # each a verify batch, then an ingest slice
+    assert len(rounds) == 5 and all(r > 0 for r in rounds)
+    assert figures["ingest_vs_verify"] == sorted(rounds)[2]  # their median
     assert figures["local_write_p50_ms"] <= figures["local_write_p99_ms"]
     commits = figures["commit_ms"]
     assert set(commits) == {"ingest", "local", "back_to_back"}
