@@ -30,5 +30,7 @@ def test_the_attest_bench_measures_every_figure() -> None:
     assert (
         abs(figures["verify_vs_bound"] - figures["verify_full_s"] / figures["signatures_s"]) < 0.01
     )
+    before, after = figures["signatures_s_runs"]  # the bound, around the full verification
+    assert abs(figures["signatures_s"] - (before + after) / 2) < 0.002
     assert figures["resolution_checked"] is True
     assert 0 < figures["inclusion_proof_bytes"] < figures["inclusion_proof_bytes_64"]

@@ -13,7 +13,11 @@ settles), integrated into an in-memory admission and its view.
   admission, every root, the claims digest, the view and the resolution digest.
 - ``signatures_s``: the bound, measured in the same run: only the Ed25519 verifications that
   full verification cannot avoid (every envelope, every claim, the DSSE), over the same bytes,
-  in a plain loop. ``verify_vs_bound`` = ``verify_full_s / signatures_s`` (goal <= 1.3).
+  in a plain loop; once just before the full verification and once just after
+  (``signatures_s_runs``), and the mean of the two, so that a burst of stolen CPU on a shared
+  virtual machine, or a drift across the half minute a large run takes, weighs on the bound
+  about as it weighs on what it bounds (one bound taken before moved by 28 % between two
+  runs a minute apart). ``verify_vs_bound`` = ``verify_full_s / signatures_s`` (goal <= 1.3).
 - ``inclusion_proof_bytes``: a claim's proof (claim -> envelope claims root -> log tree -> top
   tree) for a claim in the middle of the largest log; ``inclusion_proof_bytes_64``: the same
   for a claim in an envelope of 64 claims (group commit), which the proof must carry whole
@@ -75,8 +79,10 @@ def run_attest_bench(
         rounds.append((time.perf_counter() - t0) * 1e3)
 
     bundle = make_bundle(admission, dsse)
-    signatures_s = _signature_bound(admission, dsse)
+    bound_before = _signature_bound(admission, dsse)
     report = verify_attestation(dsse, bundle=bundle, pubkey=key.public_key)
+    bound_after = _signature_bound(admission, dsse)
+    signatures_s = (bound_before + bound_after) / 2
     if not report.ok:
         raise RuntimeError(f"the bench's own attestation does not verify: {report.codes}")
 
@@ -103,6 +109,7 @@ def run_attest_bench(
         "verify_full_s": round(report.total_seconds, 3),
         "verify_signature_pass_s": round(report.signature_seconds, 3),
         "signatures_s": round(signatures_s, 3),
+        "signatures_s_runs": [round(bound_before, 3), round(bound_after, 3)],
         "verify_vs_bound": round(report.total_seconds / signatures_s, 3),
         "goal_verify_vs_bound": 1.3,
         "signatures_verified": report.envelopes_verified + report.claims_verified + 1,
