@@ -1068,6 +1068,10 @@ class Admission:
                 found.add(env_id)
         return sorted(found)
 
+    def holds(self, env_id: bytes) -> bool:
+        """Whether the envelope is integrated or waits in a buffer here (nothing to fetch)."""
+        return env_id in self.records or env_id in self._causal or env_id in self._pending
+
     def missing(self) -> list[bytes]:
         """Every id some buffered envelope waits for and nobody holds: what sync should fetch."""
         return sorted(

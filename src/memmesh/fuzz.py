@@ -1517,6 +1517,7 @@ def _message_seeds() -> list[Message]:
         Envelopes(2, [e.raw for e in envelopes], more=False),
         Envelopes(0, [envelopes[0].raw], more=True),
         Envelopes(0, [envelopes[0].raw], False, (author[:8], mesh_id[:8])),
+        Envelopes(0, [envelopes[0].raw], False, (), tuple(e.id for e in envelopes)),
         Bye("bad_message", "frame 3: \u00e9"),
         Bye("x", ""),
         Shuffle([sign_record(mat.author, mesh_id, 7, ["ws://127.0.0.1:7400/v1/sync"])], True),

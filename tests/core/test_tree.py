@@ -338,3 +338,47 @@ def test_a_lost_root_does_not_start_a_storm_of_distances_over_reordering_links()
     links = sum(1 for a, b in edges if root not in (f"n{a}", f"n{b}"))
     # Per tick, each new seq crosses each link at most twice, plus a few triggered updates.
     assert beacons <= 2 * links * (ticks + 1) * 3, beacons
+
+
+def test_a_lost_push_is_fetched_from_the_parent_when_the_next_push_confirms_it() -> None:
+    """Each push on a tree link names the envelopes of the push before it (``confirms``).
+    When a push to a child is lost, the next one says so on a link that delivers in order, and
+    the child asks its parent for the envelope at once: no announcement, no ``ihave_wait_ms``,
+    no anti-entropy round (no clock tick here at all), and the nodes below the child get it
+    from the child along the tree. Without a loss, confirmations fetch nothing."""
+    mesh = MeshFixture("tree", nodes=6)
+    order = [3, 0, 5, 1, 4, 2]
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    root = _lowest(mesh, sorted(net.cores))
+    depth = _check_tree(net, root)
+    child = min((n for n in net.cores if depth[n] == 1 and net.cores[n].tree.children), key=str)
+    assert net.cores[child].tree.parent == root
+    _write(net, mesh, root, 1)  # nothing lost: the second push confirms what arrived
+    net.write(root, 2, [mesh.claim(mesh.writers[0], "lost", 2)])
+    dropped = 0
+    while net.in_flight or net.flush_due:
+        if not net.in_flight:
+            net.flush()
+            continue
+        frame = net.in_flight[0]
+        message = decode_message(frame.data, frame_bytes_max=1 << 21)
+        pushed = (frame.src, frame.dst) == (root, child) and isinstance(message, Envelopes)
+        if pushed and not dropped:
+            net.in_flight.pop(0)  # the push of the second write to the child is lost
+            dropped += 1
+            continue
+        net.deliver(1)
+    assert dropped == 1
+    lost = next(
+        i for i in net.cores[root].admission.records if i not in net.cores[child].admission.records
+    )
+    assert sum(c.stats.messages_sent.get("GetIds", 0) for c in net.cores.values()) == 0
+    _write(net, mesh, root, 3)  # its push confirms the lost one: the child fetches it
+    env_ids = set(net.cores[root].admission.records)
+    assert lost in env_ids and len(env_ids) >= 3
+    for name, core in sorted(net.cores.items()):
+        assert set(core.admission.records) == env_ids, name
+    assert net.cores[child].stats.lost_pushes == 1
+    assert net.cores[child].stats.messages_sent.get("GetIds", 0) == 1
+    assert sum(c.stats.messages_sent.get("GetIds", 0) for c in net.cores.values()) == 1
+    assert sum(c.stats.lost_pushes for c in net.cores.values()) == 1

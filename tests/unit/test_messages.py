@@ -25,6 +25,7 @@ from memmesh.core.messages import (
     ADDRESSES_PER_RECORD_MAX,
     CHAIN_LINK_BYTES_MAX,
     CHAIN_LINKS_MAX,
+    CONFIRMS_MAX,
     COVERED_MAX,
     DETAIL_BYTES_MAX,
     ENVELOPE_BYTES_MAX,
@@ -220,6 +221,7 @@ STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
         st.lists(st.binary(min_size=1, max_size=300), max_size=12),
         st.booleans(),
         st.lists(st.binary(min_size=8, max_size=8), max_size=10).map(tuple),
+        st.lists(ids, max_size=6).map(tuple),
     ),
     "Bye": st.builds(Bye, reasons, details),
 }
@@ -243,8 +245,8 @@ def test_every_kind_round_trips(kind: str, data: st.DataObject) -> None:
     raw = _raw(message)
     assert raw[0] == TAGS[kind]
     fields = len(msgspec.structs.fields(KINDS[kind]))
-    if isinstance(message, Envelopes) and not message.covered:
-        fields -= 1  # left out when empty (§13.1)
+    if isinstance(message, Envelopes) and not message.confirms:
+        fields -= 1 if message.covered else 2  # trailing empty fields are left out (§13.1)
     assert len(raw) == 1 + fields
     _refused(frame, Reason.TOO_LARGE, len(frame) - 1)
 
@@ -314,6 +316,10 @@ BOUNDARY_MESSAGES: dict[str, Message] = {
     "ids-one": GetIds(1, [ID1]),
     "push-empty": Envelopes(0, [], False),
     "push-covered-max": Envelopes(0, [b"\x01"], False, tuple(bytes([i]) * 8 for i in range(64))),
+    "push-confirms-max": Envelopes(
+        0, [b"\x01"], False, (), tuple(i.to_bytes(32, "big") for i in range(CONFIRMS_MAX))
+    ),
+    "push-covered-and-confirms": Envelopes(0, [b"\x01"], False, (b"\x0a" * 8,), (ID1,)),
     "items-max-count": Envelopes(1, [b"\x01"] * ENVELOPES_PER_MESSAGE_MAX, True),
     "reason-64-ascii": Bye("r" * REASON_MAX, "d" * DETAIL_MAX),
     "reason-64-bytes-utf8": Bye("\U0001f600" * (REASON_MAX // 4), "\u00e9" * (DETAIL_MAX // 2)),
@@ -360,6 +366,18 @@ def test_a_push_without_covered_is_the_frame_of_before_and_with_it_one_more_fiel
     assert _raw(covered) == [6, 0, [b"\x01\x02\x03"], False, [b"\x0a" * 8, b"\x0b" * 8]]
     assert _decode(encode_message(covered)) == covered
     assert _decode(_pack([6, 0, [b"\x01\x02\x03"], False, []])) == PUSH
+
+
+def test_a_push_confirms_after_covered_and_only_when_it_confirms_something() -> None:
+    """``confirms`` comes after ``covered`` (written empty when only ``confirms`` has ids) and
+    is left out when empty, so a push that confirms nothing is the frame it was before."""
+    confirming = Envelopes(0, [b"\x01\x02\x03"], False, (), (ID1, ID2))
+    assert _raw(confirming) == [6, 0, [b"\x01\x02\x03"], False, [], [ID1, ID2]]
+    assert _decode(encode_message(confirming)) == confirming
+    both = Envelopes(0, [b"\x01"], False, (b"\x0a" * 8,), (ID1,))
+    assert _raw(both) == [6, 0, [b"\x01"], False, [b"\x0a" * 8], [ID1]]
+    assert _decode(encode_message(both)) == both
+    assert _decode(_pack([6, 0, [b"\x01\x02\x03"], False, [], []])) == PUSH
 
 
 def test_the_largest_hello_is_65_733_bytes() -> None:
@@ -616,6 +634,10 @@ BAD_FRAMES: dict[str, bytes] = {
     "covered-prefix-7": _appended(PUSH, (), [b"\x01" * 7]),
     "covered-prefix-9": _appended(PUSH, (), [b"\x01" * 9]),
     "covered-not-a-list": _appended(PUSH, (), b"\x01" * 8),
+    "confirms-65": _pack([*_raw(PUSH), [], [ID1] * (CONFIRMS_MAX + 1)]),
+    "confirms-id-31": _pack([*_raw(PUSH), [], [ID1[:31]]]),
+    "confirms-id-33": _pack([*_raw(PUSH), [], [ID1 + b"\x01"]]),
+    "confirms-not-a-list": _pack([*_raw(PUSH), [], ID1]),
     "item-empty": _replaced(PUSH, (2, 0), b""),
     "reason-empty": _replaced(BYE, (1,), ""),
     "reason-65-ascii": _replaced(BYE, (1,), "r" * (REASON_MAX + 1)),
@@ -718,6 +740,10 @@ def test_fixing_the_broken_field_makes_the_frame_valid() -> None:
         [1], MESH, NODE, NONCE, [LINK, big]
     )
     assert _decode(_replaced(AUTH, (1,), b"\x00" * 64)) == Auth(bytes(64))
+    confirms = [ID1] * CONFIRMS_MAX
+    assert _decode(_pack([*_raw(PUSH), [], confirms])) == Envelopes(
+        0, [b"\x01\x02\x03"], False, (), tuple(confirms)
+    )
 
 
 # -- nothing but Rejected --------------------------------------------------------------------------
@@ -849,12 +875,21 @@ VECTORS = _message_vectors()
 
 def test_section_13_has_the_vectors_it_describes() -> None:
     names = [v["name"] for v in VECTORS]
-    assert names == ["hello", "auth", "get-range", "push", "push-covered", "beacon"]
+    assert names == [
+        "hello",
+        "auth",
+        "get-range",
+        "push",
+        "push-covered",
+        "push-confirms",
+        "beacon",
+    ]
     by_name = {v["name"]: _documented_message(v) for v in VECTORS}
     assert by_name["hello"] == Hello([1], b"\x11" * 32, b"\x22" * 32, b"\x33" * 32, [])
     assert by_name["auth"] == Auth(b"\x44" * 64)
     assert by_name["push"] == Envelopes(0, [b"\x01\x02\x03"], False)
     assert by_name["push-covered"] == Envelopes(0, [b"\x01\x02\x03"], False, (b"\x0a" * 8,))
+    assert by_name["push-confirms"] == Envelopes(0, [b"\x01\x02\x03"], False, (), (b"\x55" * 32,))
     assert by_name["beacon"] == Beacon(b"\x22" * 32, 7, 2, b"\x44" * 64)
     assert isinstance(by_name["get-range"], GetRange)
 

@@ -21,6 +21,7 @@ import msgspec
 from ..errors import Reason, Rejected
 
 __all__ = [
+    "CONFIRMS_MAX",
     "COVERED_MAX",
     "COVER_PREFIX_BYTES",
     "ENVELOPES_PER_MESSAGE_MAX",
@@ -67,6 +68,8 @@ COVER_PREFIX_BYTES: Final = 8
 """How much of a node key names it in a push's ``covered`` list (a shared prefix costs one
 push that was not needed, or one that was not made and anti-entropy repairs)."""
 COVERED_MAX: Final = 64
+CONFIRMS_MAX: Final = 64
+"""Most ids one push confirms (``Envelopes.confirms``): those of the push before it on the link."""
 ENVELOPE_BYTES_MAX: Final = 1 << 20
 """The largest envelope any frame may carry (the admission limit is checked again later)."""
 
@@ -197,7 +200,12 @@ class Envelopes(_Message, tag=6, frozen=True):
     pushed the envelopes to (itself included), passed on unchanged along the tree: receivers
     need not push them to those. Empty otherwise (and may be left out). It can only make
     receivers skip the nodes it names, which harms no more than a sender that does not
-    forward."""
+    forward.
+
+    ``confirms``: on a push, the ids of the envelopes the sender pushed in its previous push on
+    this link (at most ``CONFIRMS_MAX``). A link delivers in order, so a receiver that holds
+    none of them lost that push, and asks this sender for them at once, from its place in the
+    push tree. Empty otherwise (and may be left out)."""
 
     req: U32
     items: Annotated[
@@ -206,6 +214,7 @@ class Envelopes(_Message, tag=6, frozen=True):
     ]
     more: bool
     covered: Annotated[tuple[CoverPrefix, ...], msgspec.Meta(max_length=COVERED_MAX)] = ()
+    confirms: Annotated[tuple[Id32, ...], msgspec.Meta(max_length=CONFIRMS_MAX)] = ()
 
 
 class Bye(_Message, tag=7, frozen=True):
@@ -274,18 +283,32 @@ _decoder = msgspec.msgpack.Decoder(Message)
 
 
 class _BareEnvelopes(_Message, tag=6, frozen=True):
-    """``Envelopes`` as sent when ``covered`` is empty: without the field, so a frame carrying
-    one envelope of ``envelope_bytes_max`` still fits in that plus 14 bytes (13.1). msgspec
-    writes every field of an array-like struct, defaults included (msgspec issue 720)."""
+    """``Envelopes`` as sent when ``covered`` and ``confirms`` are empty: without them, so a
+    frame carrying one envelope of ``envelope_bytes_max`` still fits in that plus 14 bytes
+    (13.1). msgspec writes every field of an array-like struct, defaults included (msgspec
+    issue 720)."""
 
     req: int
     items: list[bytes]
     more: bool
 
 
+class _CoveredEnvelopes(_Message, tag=6, frozen=True):
+    """``Envelopes`` as sent when only ``confirms`` is empty: without it."""
+
+    req: int
+    items: list[bytes]
+    more: bool
+    covered: tuple[bytes, ...]
+
+
 def encode_message(message: Message) -> bytes:
-    if type(message) is Envelopes and not message.covered:
-        return _encoder.encode(_BareEnvelopes(message.req, message.items, message.more))
+    if type(message) is Envelopes and not message.confirms:
+        if not message.covered:
+            return _encoder.encode(_BareEnvelopes(message.req, message.items, message.more))
+        return _encoder.encode(
+            _CoveredEnvelopes(message.req, message.items, message.more, message.covered)
+        )
     return _encoder.encode(message)
 
 

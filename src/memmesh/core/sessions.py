@@ -224,6 +224,8 @@ class Session:
     """The peer's last answer was ``NothingToSend`` and we found nothing to ask of it."""
     announce: list[bytes] = field(default_factory=list)
     """Ids of new envelopes to announce to this (lazy) peer in the next ``IHave``."""
+    pushed: list[bytes] = field(default_factory=list)
+    """Ids of the last push to this peer, for the next push to confirm (``Envelopes.confirms``)."""
     invalid: int = 0
     """Envelopes from this peer that admission rejected for their own bytes."""
     activated: bool = False
