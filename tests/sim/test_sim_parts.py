@@ -3,6 +3,7 @@ baseline."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 
@@ -50,6 +51,38 @@ def test_the_trace_encoding_is_unambiguous() -> None:
     one.add("ab", b"c")
     two.add("a", b"bc")
     assert one.hexdigest() != two.hexdigest()
+
+
+def test_the_trace_hash_is_sha256_over_the_encoding_whatever_the_buffering() -> None:
+    """Buffered, the hash is still SHA-256 over every event's encoding in order: across the
+    buffer's flushes, a digest read midway, texts seen once or many times, and a bool (an int
+    subclass, encoded as the int)."""
+    trace = Trace()
+    stream = bytearray(b"memmesh-sim-trace/v1\x00")
+    digests = []
+    for i in range(3_000):
+        parts: tuple[int | str | bytes, ...] = (
+            "send" if i % 3 else f"kind-{i}",
+            i,
+            -i,
+            i % 2 == 0,
+            bytes([i % 256]) * (i % 97),
+            "\u00e9t\u00e9",
+        )
+        trace.add(*parts)
+        stream += b"\n"
+        for part in parts:
+            if isinstance(part, bytes):
+                stream += b"b%d:" % len(part) + part
+            elif isinstance(part, str):
+                stream += b"s%d:" % len(part.encode()) + part.encode()
+            else:
+                stream += b"i%d;" % part
+        if i in (0, 1_234):
+            digests.append((trace.hexdigest(), hashlib.sha256(stream).hexdigest()))
+    assert len(stream) > 2 * 65_536 and trace.events == 3_000
+    digests.append((trace.hexdigest(), hashlib.sha256(stream).hexdigest()))
+    assert all(got == want for got, want in digests), digests
 
 
 def test_links_keep_frames_in_order_unless_reordering() -> None:

@@ -21,30 +21,57 @@ class Trace:
     """SHA-256 over a canonical encoding of every event processed: one seed, one hash.
 
     Each part is typed and length-prefixed (``i`` ints, ``s`` text, ``b`` bytes), so no two
-    different traces encode alike."""
+    different traces encode alike. The encoding is gathered in a buffer and hashed in large
+    pieces (the same digest as hashing each event: SHA-256 is over the byte stream)."""
 
-    __slots__ = ("_hash", "events")
+    __slots__ = ("_buffer", "_hash", "_texts", "events")
+
+    _FLUSH_BYTES = 1 << 16
+    _TEXTS_MAX = 4096
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256(b"memmesh-sim-trace/v1\x00")
+        self._buffer = bytearray()
+        self._texts: dict[str, bytes] = {}
+        """Text part -> its encoding (the texts are mostly a few message and event kinds)."""
         self.events = 0
 
     def add(self, *parts: int | str | bytes) -> None:
         self.events += 1
-        encoded = [b"\n"]
+        out = self._buffer
+        out += b"\n"
         for part in parts:
-            if isinstance(part, bytes):
-                encoded.append(b"b%d:" % len(part))
-                encoded.append(part)
+            kind = part.__class__
+            if kind is int:  # exact types first: the common cases, without isinstance
+                out += b"i%d;" % part  # type: ignore[str-format]
+            elif kind is str:
+                encoded = self._texts.get(part)  # type: ignore[arg-type]
+                if encoded is None:
+                    encoded = self._text(part)  # type: ignore[arg-type]
+                out += encoded
+            elif isinstance(part, bytes):
+                out += b"b%d:" % len(part)
+                out += part
             elif isinstance(part, str):
-                data = part.encode()
-                encoded.append(b"s%d:" % len(data))
-                encoded.append(data)
+                out += self._text(part)
             else:
-                encoded.append(b"i%d;" % part)
-        self._hash.update(b"".join(encoded))
+                out += b"i%d;" % part
+        if len(out) >= self._FLUSH_BYTES:
+            self._hash.update(out)
+            out.clear()
+
+    def _text(self, text: str) -> bytes:
+        data = text.encode()
+        encoded = b"s%d:" % len(data) + data
+        if len(self._texts) >= self._TEXTS_MAX:
+            self._texts.clear()
+        self._texts[text] = encoded
+        return encoded
 
     def hexdigest(self) -> str:
+        if self._buffer:
+            self._hash.update(self._buffer)
+            self._buffer.clear()
         return self._hash.hexdigest()
 
 
