@@ -382,3 +382,75 @@ def test_a_lost_push_is_fetched_from_the_parent_when_the_next_push_confirms_it()
     assert net.cores[child].stats.messages_sent.get("GetIds", 0) == 1
     assert sum(c.stats.messages_sent.get("GetIds", 0) for c in net.cores.values()) == 1
     assert sum(c.stats.lost_pushes for c in net.cores.values()) == 1
+
+
+def test_a_push_no_other_push_follows_is_confirmed_on_its_own_after_ihave_batch_ms() -> None:
+    """A leaf's link to its parent carries only what the leaf writes, so no next push would
+    tell the parent it lost one: after ``ihave_batch_ms`` the leaf confirms it in a push of
+    its own, without envelopes, and the parent fetches the envelope at once, long before any
+    anti-entropy round, and passes it on along the tree."""
+    mesh = MeshFixture("tree", nodes=6)
+    order = [3, 0, 5, 1, 4, 2]
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    root = _lowest(mesh, sorted(net.cores))
+    depth = _check_tree(net, root)
+    leaf = max(sorted(net.cores), key=lambda n: depth[n])
+    parent = net.cores[leaf].tree.parent
+    assert parent is not None and not net.cores[leaf].tree.children
+    batch_ms = net.cores[leaf].limits.ihave_batch_ms
+    assert 0 < batch_ms < net.cores[leaf].limits.anti_entropy_interval_ms
+    net.write(leaf, 1, [mesh.claim(mesh.writers[0], "lost", 1)])
+    dropped = 0
+    while net.in_flight or net.flush_due:
+        if not net.in_flight:
+            net.flush()
+            continue
+        frame = net.in_flight[0]
+        message = decode_message(frame.data, frame_bytes_max=1 << 21)
+        if (frame.src, frame.dst) == (leaf, parent) and isinstance(message, Envelopes):
+            assert not dropped, "one push, and no confirmation before ihave_batch_ms"
+            net.in_flight.pop(0)
+            dropped += 1
+            continue
+        net.deliver(1)
+    assert dropped == 1
+    (env_id,) = net.cores[leaf].admission.records.keys() - net.cores[parent].admission.records
+    net.tick(batch_ms)
+    net.settle()
+    for name, core in sorted(net.cores.items()):
+        assert env_id in core.admission.records, name
+    assert net.cores[leaf].stats.confirmations_alone == 1
+    assert net.cores[parent].stats.lost_pushes == 1
+    assert sum(c.stats.messages_sent.get("GetIds", 0) for c in net.cores.values()) == 1
+
+
+def test_a_push_on_a_stale_child_link_is_answered_with_a_prune_once_per_seq() -> None:
+    """A parent that missed its child's ``Prune`` keeps pushing to it. The stale child
+    answers the first such push with a ``Prune`` (not the next ones of the same seq), the
+    parent drops it at once rather than two beacon seqs later, and the next envelopes go
+    along the tree alone."""
+    mesh = MeshFixture("tree", nodes=6)
+    net = _net(mesh, 6, [(i, (i + 1) % 6) for i in range(6)])
+    root = _lowest(mesh, sorted(net.cores))
+    _check_tree(net, root)
+    cores = net.cores
+
+    def tree_link(a: str, b: str) -> bool:
+        return cores[a].tree.parent == b or cores[b].tree.parent == a
+
+    (a, b) = next((a, b) for a, b in sorted(net.links) if not tree_link(a, b))
+    cores[a].tree.graft(b)  # as if b had been a's child and its Prune was lost
+    assert cores[a].tree.eager(b) and not cores[b].tree.eager(a)
+    for token in (1, 2):
+        net.write(root, token, [mesh.claim(mesh.writers[0], f"t{token}", token)])
+    net.settle()
+    assert cores[b].stats.stray_pushes == 1
+    assert b not in cores[a].tree.children
+    received = cores[b].stats.envelopes_received
+    _write(net, mesh, root, 3)
+    assert cores[b].stats.envelopes_received == received + 1  # from its parent alone
+    assert cores[b].stats.stray_pushes == 1
+    assert all(
+        set(c.admission.records) == set(cores[root].admission.records) for c in cores.values()
+    )
+    _check_tree(net, root)

@@ -161,6 +161,10 @@ class SyncStats:
     """Peers disconnected and banned for sending too many invalid envelopes."""
     pushes_throttled: int = 0
     """Pushed envelopes dropped unread: their author was past its push budget."""
+    confirmations_alone: int = 0
+    """Pushes without envelopes sent to confirm a push no other push followed in time."""
+    stray_pushes: int = 0
+    """Pushes from a peer that is neither parent nor child, answered with a ``Prune``."""
     lost_pushes: int = 0
     """Envelopes a push tree neighbour confirmed (``Envelopes.confirms``) that never came:
     fetched from it at once."""
@@ -222,6 +226,10 @@ class _Staged:
 
 class MeshCore:
     """One node's sync protocol over its admission pipeline. Not thread-safe; no I/O."""
+
+    _revoked_seen: tuple[int, tuple[Session, ...]] = (-1, ())
+    """(admission generation, active sessions) at the last :meth:`_drop_revoked` (an immutable
+    class default; each core sets its own)."""
 
     def __init__(
         self,
@@ -378,11 +386,15 @@ class MeshCore:
                 if due is not None and due < best:
                     best = due
         for session in self.sessions.values():
-            for due in (session.deadline_ms, session.round_deadline_ms):
-                if due is not None and due < best:
-                    best = due
-            for request in session.requests.values():
-                best = min(best, request.deadline_ms)
+            due = session.deadline_ms
+            if due is not None and due < best:
+                best = due
+            due = session.round_deadline_ms
+            if due is not None and due < best:
+                best = due
+            if session.requests:
+                for request in session.requests.values():
+                    best = min(best, request.deadline_ms)
         return best
 
     def quiet(self) -> bool:
@@ -1184,9 +1196,27 @@ class MeshCore:
         self.stats.envelopes_received += len(items)
         if items:
             self._ask_persist()
-        if message.confirms and not answered and len(items) == len(message.items):
-            self._fetch_lost_push(session, message.confirms)
+        if not answered:
+            if message.items and not message.covered:
+                self._refuse_stray_push(session)
+            if message.confirms and len(items) == len(message.items):
+                self._fetch_lost_push(session, message.confirms)
         self._pump(session)
+
+    def _refuse_stray_push(self, session: Session) -> None:
+        """A push from a peer that is neither this node's parent nor its child: the peer
+        still counts this node as its child (the ``Prune`` that said otherwise was lost), or
+        is flooding (it has no tree yet). Tell it with a ``Prune``, at most once per beacon
+        seq, so it stops: pushed on that stale link, every envelope reaches this node's part
+        of the tree first the long way round (up from here, then down again), and while the
+        peer counts this node as a child it cannot take this node as its parent. Not for a
+        writer's pushes that name who got them (``covered``): those go to every peer."""
+        tree = self.tree
+        if not tree.settled or tree.eager(session.peer) or session.pruned_seq == tree.seq:
+            return
+        session.pruned_seq = tree.seq
+        self.stats.stray_pushes += 1
+        self._send_to(session.peer, Prune())
 
     def _fetch_lost_push(self, session: Session, confirms: tuple[bytes, ...]) -> None:
         """Ask a tree neighbour at once for what it says it pushed here and never came.
@@ -1322,9 +1352,16 @@ class MeshCore:
 
     def _drop_revoked(self) -> None:
         """Close the sessions of peers that what was just integrated revoked (or demoted from
-        node): only members sync. A peer let in by its admit chain, unknown here, stays."""
+        node): only members sync. A peer let in by its admit chain, unknown here, stays.
+        Skipped when neither the membership (the admission generation counts its changes) nor
+        the active sessions changed since the last check: it runs after every flush."""
+        active = self._active()
+        seen = (self.admission.generation, active)
+        if seen[0] == self._revoked_seen[0] and seen[1] is self._revoked_seen[1]:
+            return
+        self._revoked_seen = seen
         state = self.admission.membership.state
-        for session in self._active():
+        for session in active:
             member = state.get(session.node) if session.node is not None else None
             if member is not None and (member.role is not Role.NODE or member.node_cutoff):
                 self._fail(session, Reason.REVOKED, "this node's membership was revoked")
@@ -1679,11 +1716,33 @@ class MeshCore:
             self._send(session, IHave(ids[start : start + IDS_PER_MESSAGE_MAX]))
 
     def _announce_timers(self) -> None:
+        """Announcements gathered for ``ihave_batch_ms``, and confirmations no push has carried
+        that long (:meth:`_confirm`)."""
         if self._announce_due_ms is not None and self._announce_due_ms <= self._now:
             self._announce_due_ms = None
+            later: int | None = None
             for session in self._active():
                 if session.announce:
                     self._announce(session)
+                due = session.confirm_due_ms
+                if due is None:
+                    continue
+                if due <= self._now:
+                    self._confirm(session)
+                elif later is None or due < later:
+                    later = due
+            self._announce_due_ms = later
+
+    def _confirm(self, session: Session) -> None:
+        """Confirm the last push to ``session`` in a push of its own, without envelopes: no
+        push followed it within ``ihave_batch_ms``. On a link that carries few pushes (a
+        child's link to its parent carries only what its subtree writes) a lost push would
+        otherwise be noticed by nobody, and the rest of the mesh would get the envelope the
+        long way round."""
+        ids, session.pushed, session.confirm_due_ms = session.pushed, [], None
+        if ids and self.tree.settled and self.tree.eager(session.peer):
+            self.stats.confirmations_alone += 1
+            self._send(session, Envelopes(0, [], False, (), tuple(ids)))
 
     def _on_prune(self, session: Session, message: Prune) -> None:
         before = self.tree.distance()
@@ -1764,9 +1823,8 @@ class MeshCore:
 
     def _push_page(self, session: Session, ids: list[bytes], covered: tuple[bytes, ...]) -> None:
         """Send ``ids`` to ``session`` as eager pushes, paged by frame, each confirming the
-        push before it on the link (``Envelopes.confirms``; :meth:`_fetch_lost_push`). A
-        confirmation rides on a push, never alone: a lost last push is found by the
-        announcements of the other links, or anti-entropy."""
+        push before it on the link (``Envelopes.confirms``; :meth:`_fetch_lost_push`), or,
+        when no push follows within ``ihave_batch_ms``, confirmed on its own (:meth:`_confirm`)."""
         while ids:
             confirms = tuple(session.pushed)
             sent: list[bytes] = []
@@ -1778,6 +1836,9 @@ class MeshCore:
                 break
             self._send(session, Envelopes(0, items, False, covered, confirms))
             session.pushed = sent[-CONFIRMS_MAX:]
+            session.confirm_due_ms = self._now + self.limits.ihave_batch_ms
+            if self._announce_due_ms is None:
+                self._announce_due_ms = session.confirm_due_ms
             ids = ids[ids.index(sent[-1]) + 1 :]
 
     # -- plumbing -----------------------------------------------------------------------------
