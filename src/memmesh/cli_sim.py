@@ -85,6 +85,13 @@ def sim_run(
     duration: Annotated[
         float, typer.Option(help="Virtual seconds of the fault phase (writes happen in it).")
     ] = 10.0,
+    warmup: Annotated[
+        float,
+        typer.Option(
+            help="Virtual seconds before the first write, while the overlay and the push tree "
+            "form (0: write from the start)."
+        ),
+    ] = 1.0,
     swarm: Annotated[
         bool, typer.Option("--swarm", help="Draw every option from the seed, as a campaign does.")
     ] = False,
@@ -113,6 +120,7 @@ def sim_run(
                 nodes=nodes,
                 updates=updates,
                 duration_ms=round(duration * 1000),
+                warmup_ms=round(warmup * 1000),
                 loss=loss,
                 duplicate=duplicate,
                 reorder=reorder,

@@ -12,6 +12,7 @@ import pytest
 import typer
 
 from memmesh.cli_sim import sim_run
+from memmesh.sim import SimOptions, run_sim
 from memmesh.sim.disk import SimDisk
 from memmesh.store import MemoryDisk
 
@@ -98,3 +99,21 @@ def test_bench_convergence_measures_both_protocols() -> None:
     assert "same network model" in flooding["note"]
     assert flooding["updates_simulated"] == 20 and flooding["coverage"] == 1.0
     assert flooding["deliveries_per_update_per_node"] >= 1.0
+
+
+def test_writes_begin_after_the_warmup_and_the_command_says_so() -> None:
+    """``--warmup`` holds the writes back while the overlay and the push tree form (1 s by
+    default, so the figures are of a formed mesh); 0 writes from the first instant, as
+    campaigns do. It must end before the fault phase does."""
+    warm = run_sim(SimOptions(seed=3, nodes=4, updates=30, duration_ms=3_000, warmup_ms=2_000))
+    cold = run_sim(SimOptions(seed=3, nodes=4, updates=30, duration_ms=3_000, warmup_ms=0))
+    warm_times = [s.written_us for s in warm.metrics.spread.values()]
+    cold_times = [s.written_us for s in cold.metrics.spread.values()]
+    assert len(warm_times) == len(cold_times) == 30
+    assert min(warm_times) >= 2_000_000 and min(cold_times) < 1_000_000
+    assert warm.options.command().endswith("--seed 3 --duration 3.0 --warmup 2.0")
+    assert SimOptions(seed=3).warmup_ms == 1_000 and "--warmup" not in SimOptions(3).command()
+    with pytest.raises(ValueError, match="warmup_ms"):
+        SimOptions(seed=3, duration_ms=3_000, warmup_ms=3_000)
+    done = run("sim", "run", "--nodes", "3", "--duration", "2", "--warmup", "2", "--json")
+    assert done.returncode == 2 and "warmup_ms" in done.stderr

@@ -1,5 +1,6 @@
-"""Agents writing claims: a seeded schedule of writes over the fault phase, a tunable share of
-them in bursts of concurrent writes to a few hot subjects.
+"""Agents writing claims: a seeded schedule of writes over the fault phase after its warm-up
+(``SimOptions.warmup_ms``), a tunable share of them in bursts of concurrent writes to a few hot
+subjects.
 
 A burst writes one subject on 2-3 different nodes at the same virtual instant, so the writes
 cannot see each other: a conflict the memory model must keep. Every other write is a new
@@ -38,14 +39,16 @@ class Workload:
     def __init__(self, options: SimOptions, mesh: SimMesh, rng: random.Random) -> None:
         self.options, self.mesh, self.rng = options, mesh, rng
         self.specs: list[WriteSpec] = []
-        duration_us = options.duration_ms * 1000
+        start_us = options.warmup_ms * 1000
+        window_us = options.duration_ms * 1000 - start_us
         left, number = options.updates, 0
         while left > 0:
             burst = 1
             if options.conflict_share and rng.random() < options.conflict_share:
                 burst = min(left, rng.randint(2, 3))
             hot = rng.randrange(HOT_SUBJECTS) if burst > 1 else None
-            self.specs.append(WriteSpec(number, rng.randrange(duration_us), burst, hot))
+            at_us = start_us + rng.randrange(window_us)
+            self.specs.append(WriteSpec(number, at_us, burst, hot))
             left -= burst
             number += 1
         self.specs.sort(key=lambda s: (s.at_us, s.number))
