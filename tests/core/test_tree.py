@@ -340,6 +340,25 @@ def test_a_lost_root_does_not_start_a_storm_of_distances_over_reordering_links()
     assert beacons <= 2 * links * (ticks + 1) * 3, beacons
 
 
+def _settle_losing_the_first_push(net: FakeNetwork, src: str, dst: str) -> int:
+    """Deliver and flush until nothing is left, without a clock tick, dropping the first
+    push (``Envelopes``) from ``src`` to ``dst``; how many pushes went that way."""
+    pushes = 0
+    while net.in_flight or net.flush_due:
+        if not net.in_flight:
+            net.flush()
+            continue
+        frame = net.in_flight[0]
+        message = decode_message(frame.data, frame_bytes_max=1 << 21)
+        if (frame.src, frame.dst) == (src, dst) and isinstance(message, Envelopes):
+            pushes += 1
+            if pushes == 1:
+                net.in_flight.pop(0)
+                continue
+        net.deliver(1)
+    return pushes
+
+
 def test_a_lost_push_is_fetched_from_the_parent_when_the_next_push_confirms_it() -> None:
     """Each push on a tree link names the envelopes of the push before it (``confirms``).
     When a push to a child is lost, the next one says so on a link that delivers in order, and
@@ -355,20 +374,8 @@ def test_a_lost_push_is_fetched_from_the_parent_when_the_next_push_confirms_it()
     assert net.cores[child].tree.parent == root
     _write(net, mesh, root, 1)  # nothing lost: the second push confirms what arrived
     net.write(root, 2, [mesh.claim(mesh.writers[0], "lost", 2)])
-    dropped = 0
-    while net.in_flight or net.flush_due:
-        if not net.in_flight:
-            net.flush()
-            continue
-        frame = net.in_flight[0]
-        message = decode_message(frame.data, frame_bytes_max=1 << 21)
-        pushed = (frame.src, frame.dst) == (root, child) and isinstance(message, Envelopes)
-        if pushed and not dropped:
-            net.in_flight.pop(0)  # the push of the second write to the child is lost
-            dropped += 1
-            continue
-        net.deliver(1)
-    assert dropped == 1
+    # the push of the second write to the child is lost
+    assert _settle_losing_the_first_push(net, root, child) == 1
     lost = next(
         i for i in net.cores[root].admission.records if i not in net.cores[child].admission.records
     )
@@ -400,20 +407,8 @@ def test_a_push_no_other_push_follows_is_confirmed_on_its_own_after_ihave_batch_
     batch_ms = net.cores[leaf].limits.ihave_batch_ms
     assert 0 < batch_ms < net.cores[leaf].limits.anti_entropy_interval_ms
     net.write(leaf, 1, [mesh.claim(mesh.writers[0], "lost", 1)])
-    dropped = 0
-    while net.in_flight or net.flush_due:
-        if not net.in_flight:
-            net.flush()
-            continue
-        frame = net.in_flight[0]
-        message = decode_message(frame.data, frame_bytes_max=1 << 21)
-        if (frame.src, frame.dst) == (leaf, parent) and isinstance(message, Envelopes):
-            assert not dropped, "one push, and no confirmation before ihave_batch_ms"
-            net.in_flight.pop(0)
-            dropped += 1
-            continue
-        net.deliver(1)
-    assert dropped == 1
+    # one push, lost, and no confirmation before ihave_batch_ms
+    assert _settle_losing_the_first_push(net, leaf, parent) == 1
     (env_id,) = net.cores[leaf].admission.records.keys() - net.cores[parent].admission.records
     net.tick(batch_ms)
     net.settle()
