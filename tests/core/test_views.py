@@ -173,9 +173,11 @@ def test_a_full_view_refuses_more_sessions_with_view_full() -> None:
 
 @pytest.mark.parametrize("rotation_ms", [0, 5_000])
 def test_rotation_joins_groups_that_full_views_keep_apart(rotation_ms: int) -> None:
-    """Two groups of six, each a clique at the target: without rotation they never meet (each
-    node's view is full, so the address of the other group it knows waits for room); with it,
-    a rotation dial links them and a write crosses."""
+    """Two groups of six, each a clique at the target, each node told one address of the
+    other group: a configured address that never became active is dialled past the target
+    (up to the maximum), so the groups meet even without rotation; with rotation as well, and
+    a write crosses. (Seed 2198 of the simulator: three nodes cut off by a partition stayed
+    apart 54 s after the heal while that address waited for room.)"""
     limits = SyncLimits(
         active_view_target=5,
         active_view_max=7,
@@ -195,11 +197,9 @@ def test_rotation_joins_groups_that_full_views_keep_apart(rotation_ms: int) -> N
         net.know(a, b)  # known, but the view is full
     _run(net, 60_000, step_ms=250)
     parts = _components(net)
-    if rotation_ms == 0:
-        assert len(parts) == 2
-        return
     assert len(parts) == 1
-    assert sum(net.cores[n].stats.rotations for n in names) >= 1
+    rotations = sum(net.cores[n].stats.rotations for n in names)
+    assert rotations >= 1 if rotation_ms else rotations == 0
     for name in names:
         assert len(_active(net, name)) <= limits.active_view_max
     _write_everywhere_converges(net, mesh, left[0])
