@@ -889,13 +889,15 @@ class MeshCore:
 
     def _fill_view(self) -> None:
         """Dial random candidates while the sessions held and the dials out stay under the
-        active view's target; then, while they stay under its maximum, the configured
-        addresses parked for room that never became active. A configured peer is the
-        operator's link to a part of the mesh: parked for good behind a view the other nodes
-        filled, it let nodes cut off together by a partition stay apart after the heal until a
-        rotation (simulator seed 2198 at ``1030daa``: a handshake lost in the partition, the
-        redial parked 3 s after the heal, 54 s apart). One that was active once waits for room,
-        as before: its part of the mesh knows of this node already."""
+        active view's target; then a configured address parked for room that never became
+        active, while they stay under the target plus one (and the maximum). A configured peer
+        is the operator's link to a part of the mesh: parked for good behind a view the other
+        nodes filled, it let nodes cut off together by a partition stay apart after the heal
+        until a rotation (simulator seed 2198 at ``1030daa``: a handshake lost in the
+        partition, the redial parked 3 s after the heal, 54 s apart). One that was active once
+        waits for room, as before: its part of the mesh knows of this node already. Only one
+        past the target: dialling every such address up to the maximum made the 1,000-node
+        simulation's run 17 % longer (293 s against 251 s for about as many events)."""
         # Inbound handshakes do not count: a crowd of idle connections must not stop this node
         # from dialling its peers.
         held = sum(
@@ -905,7 +907,7 @@ class MeshCore:
         )
         out = sum(1 for d in self._dialling.values() if d.dialling)
         room = self.limits.active_view_target - held - out
-        spare = self.limits.active_view_max - held - out
+        spare = min(self.limits.active_view_max, self.limits.active_view_target + 1) - held - out
         if spare <= 0:
             return
         candidates = self._dial_candidates()
