@@ -150,6 +150,9 @@ def test_every_signal_counts_exactly_what_happened(
         "memmesh_propagation_seconds_count": 4,  # B's four envelopes
     }
     assert {name: one(found, name) for name in expected} == expected
+    # A session loses nothing short of closing, so no confirmation finds a push lost.
+    assert {("memmesh_lost_pushes_total", ()), ("memmesh_stray_pushes_total", ())} <= set(found)
+    assert one(found, "memmesh_lost_pushes_total") == 0
     assert one(found, "memmesh_read_incidents_total", kind="stale") == 1
     assert one(found, "memmesh_read_incidents_total", kind="poisoned") == 1
     assert one(found, "memmesh_envelopes_excluded_total", reason="revoked") == 1

@@ -308,6 +308,16 @@ class _NodeCollector(Collector):
             value=stats.pushes_throttled,
         )
         yield CounterMetricFamily(
+            "memmesh_lost_pushes",
+            "Envelopes a push tree neighbour confirmed that never came, fetched from it at once",
+            value=stats.lost_pushes,
+        )
+        yield CounterMetricFamily(
+            "memmesh_stray_pushes",
+            "Pushes from a peer neither parent nor child, answered with Prune",
+            value=stats.stray_pushes,
+        )
+        yield CounterMetricFamily(
             "memmesh_receive_paused_seconds",
             "Time readers waited because a peer sent past peer_receive_bytes_per_s",
             value=node.stats.receive_paused_s + sum(c.paused_s for c in node.conns.values()),
