@@ -1074,11 +1074,7 @@ class Admission:
 
     def missing(self) -> list[bytes]:
         """Every id some buffered envelope waits for and nobody holds: what sync should fetch."""
-        return sorted(
-            d
-            for d in self._waiting_on
-            if d not in self.records and d not in self._causal and d not in self._pending
-        )
+        return sorted(d for d in self._waiting_on if not self.holds(d))
 
     @property
     def buffered(self) -> dict[str, int]:

@@ -1251,7 +1251,7 @@ class MeshCore:
         lost = [i for i in confirms if i not in fetching and not admission.holds(i)]
         if not lost:
             return
-        staged = {envelope_id(raw) for _, raw, _ in self._staged.remote}
+        staged = self._staged_ids()
         lost = [i for i in dict.fromkeys(lost) if i not in staged]
         if not lost:
             return
@@ -1259,6 +1259,11 @@ class MeshCore:
         for env_id in lost:
             self._announced.pop(env_id, None)
         self._want(session, FetchIds(tuple(lost)))
+
+    def _staged_ids(self) -> set[bytes]:
+        """Ids of the received envelopes waiting for the next commit (hashed on demand: asked
+        only when something looks missing)."""
+        return {envelope_id(raw) for _, raw, _ in self._staged.remote}
 
     def _within_budget(self, session: Session, items: list[bytes]) -> list[bytes]:
         """What of a push fits its authors' push budgets, in order. Only envelopes whose
@@ -1371,11 +1376,11 @@ class MeshCore:
         node): only members sync. A peer let in by its admit chain, unknown here, stays.
         Skipped when neither the membership (the admission generation counts its changes) nor
         the active sessions changed since the last check: it runs after every flush."""
-        active = self._active()
-        seen = (self.admission.generation, active)
-        if seen[0] == self._revoked_seen[0] and seen[1] is self._revoked_seen[1]:
+        generation, active = self.admission.generation, self._active()
+        seen_generation, seen_active = self._revoked_seen
+        if generation == seen_generation and active is seen_active:
             return
-        self._revoked_seen = seen
+        self._revoked_seen = (generation, active)
         state = self.admission.membership.state
         for session in active:
             member = state.get(session.node) if session.node is not None else None
@@ -1705,7 +1710,7 @@ class MeshCore:
             elif due <= self._now:
                 del self._announced[env_id]
                 if staged is None:
-                    staged = {envelope_id(raw) for _, raw, _ in self._staged.remote}
+                    staged = self._staged_ids()
                 if env_id in staged:
                     # Last in, and due no earlier than any other entry: dues still grow with
                     # insertion (``_on_ihave``, ``next_deadline``).

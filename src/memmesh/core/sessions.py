@@ -227,9 +227,9 @@ class Session:
     pushed: list[bytes] = field(default_factory=list)
     """Ids of the last push to this peer, for the next push to confirm (``Envelopes.confirms``)."""
     confirm_due_ms: int | None = None
+    """When those ids go in a push of their own if no push has carried them by then."""
     pruned_seq: int = -1
     """The beacon seq in which this node last told the peer it is not its child."""
-    """When those ids go in a push of their own if no push has carried them by then."""
     invalid: int = 0
     """Envelopes from this peer that admission rejected for their own bytes."""
     activated: bool = False
