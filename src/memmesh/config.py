@@ -341,7 +341,14 @@ class NodeSettings(BaseSettings):
         default=500,
         ge=1,
         description="A missing dep that received envelopes wait for, still missing this long "
-        "after it was asked for, is asked again of the peer whose envelope waits for it.",
+        "after it was asked for, is asked again of the peer whose envelope waits for it "
+        "(at most this long: sooner once that peer's answer time is measured).",
+    )
+    dep_refetch_min_ms: Int = Field(
+        default=50,
+        ge=1,
+        description="The shortest wait before a missing dep is asked again, however fast the "
+        "peer answered before (at most dep_refetch_ms).",
     )
     ihave_batch_ms: Int = Field(
         default=50,
@@ -474,6 +481,12 @@ class NodeSettings(BaseSettings):
                 "active_view_max must be at least active_view_target",
                 {"fields": "active_view_target,active_view_max"},
             )
+        if self.dep_refetch_min_ms > self.dep_refetch_ms:
+            raise PydanticCustomError(
+                "cross_field",
+                "dep_refetch_min_ms must be at most dep_refetch_ms",
+                {"fields": "dep_refetch_min_ms,dep_refetch_ms"},
+            )
         if self.receive_timeout_ms <= self.heartbeat_interval_ms:
             raise PydanticCustomError(
                 "cross_field",
@@ -539,6 +552,7 @@ class NodeSettings(BaseSettings):
             ihave_batch_ms=self.ihave_batch_ms,
             fetch_hedge_ms=self.fetch_hedge_ms,
             dep_refetch_ms=self.dep_refetch_ms,
+            dep_refetch_min_ms=self.dep_refetch_min_ms,
             beacon_interval_ms=self.beacon_interval_ms,
             root_timeout_ms=self.root_timeout_ms,
             announced_ids_max=self.announced_ids_max,

@@ -5,7 +5,9 @@ its replica intact."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
+import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -330,6 +332,21 @@ def test_a_peer_that_never_answers_a_round_does_not_cost_the_others_their_rounds
     assert set(later) == {"q"}, rounds
 
 
+def _pusher(core: MeshCore) -> Callable[[Envelope, int], list[GetIds]]:
+    """``push(env, now)``: ``env`` pushed by peer ``p``; the ``GetIds`` the core sends back."""
+
+    def push(env: Envelope, now: int) -> list[GetIds]:
+        core.handle(Received("p", encode_message(Envelopes(0, [env.raw], False))), now)
+        sent = [
+            decode_message(e.data, frame_bytes_max=1 << 21)
+            for e in core.handle(Flush(), now)
+            if isinstance(e, Send) and e.peer == "p"
+        ]
+        return [m for m in sent if isinstance(m, GetIds)]
+
+    return push
+
+
 def test_a_lost_dep_fetch_is_asked_again_after_dep_refetch_ms_and_buffered_deps_never() -> None:
     """Envelopes pushed ahead of their past wait in the causal buffer, and the node asks the
     pusher for the past it lacks: only what nobody here holds (not the waiting envelopes
@@ -341,14 +358,10 @@ def test_a_lost_dep_fetch_is_asked_again_after_dep_refetch_ms_and_buffered_deps_
     core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
     PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
 
+    pusher = _pusher(core)
+
     def push(env: Envelope, now: int) -> list[list[bytes]]:
-        core.handle(Received("p", encode_message(Envelopes(0, [env.raw], False))), now)
-        sent = [
-            decode_message(e.data, frame_bytes_max=1 << 21)
-            for e in core.handle(Flush(), now)
-            if isinstance(e, Send) and e.peer == "p"
-        ]
-        return [m.ids for m in sent if isinstance(m, GetIds)]
+        return [m.ids for m in pusher(env, now)]
 
     assert push(log[2], 0) == [[log[1].id]]  # seq 3 lacks seq 2 (whose answer gets lost)
     assert push(log[3], 300) == []  # seq 4 waits on seq 3 (buffered): seq 2 was asked 300 ms ago
@@ -359,3 +372,35 @@ def test_a_lost_dep_fetch_is_asked_again_after_dep_refetch_ms_and_buffered_deps_
     core.handle(Flush(), 610)
     assert set(core.admission.records) == {e.id for e in log}
     assert core.admission.buffered["causal"] == 0
+
+
+@pytest.mark.parametrize(
+    ("answer_ms", "early_ms", "due_ms"),
+    [
+        (20, 40, 70),  # answered in 20 ms: srtt 20 + 4 x rttvar 10 = 60 ms
+        (1, 30, 55),  # answered in 1 ms: the 50 ms floor (dep_refetch_min_ms)
+    ],
+)
+def test_a_lost_dep_fetch_is_asked_again_after_the_peers_answer_time(
+    answer_ms: int, early_ms: int, due_ms: int
+) -> None:
+    """Once the peer has answered a request, a dep it was asked for and that is still
+    missing is asked again after the peer's retransmission timeout (smoothed answer time plus
+    four deviations), not the fixed ``dep_refetch_ms``, but never sooner than
+    ``dep_refetch_min_ms``."""
+    log = _log_of(MESH.nodes[1], "r", 6)
+    limits = SyncLimits(dep_refetch_ms=500, dep_refetch_min_ms=50, request_timeout_ms=10_000)
+    core = MeshCore(MESH.nodes[0], MESH.genesis, MemoryStore(), random.Random(0), limits=limits)
+    PeerScript(MESH.nodes[1], MESH.mesh_id).open(core, "p", 0)
+    push = _pusher(core)
+
+    (first,) = push(log[1], 0)  # seq 2 lacks seq 1; the peer answers in answer_ms
+    assert first.ids == [log[0].id]
+    answer = Envelopes(first.req, [log[0].raw], False)
+    core.handle(Received("p", encode_message(answer)), answer_ms)
+    core.handle(Flush(), answer_ms)
+    assert core.sessions["p"].srtt_ms == answer_ms
+
+    assert [m.ids for m in push(log[3], 100)] == [[log[2].id]]  # seq 4 lacks seq 3: lost
+    assert push(log[4], 100 + early_ms) == []  # too soon to ask again
+    assert [m.ids for m in push(log[5], 100 + due_ms)] == [[log[2].id]]

@@ -41,6 +41,7 @@ from memmesh.core.messages import (
     decode_message,
     encode_message,
 )
+from memmesh.core.sessions import Session
 from memmesh.errors import CorruptRecord, Reason
 from memmesh.hlc import hlc_pack, hlc_unpack
 from memmesh.ids import LogId
@@ -739,3 +740,28 @@ def test_envelopes_no_longer_held_in_memory_are_served_from_the_store() -> None:
     store.broken = False
     net.quiesce()  # anti-entropy asks again, and gets everything once the store reads
     assert n2.claims_digest() == n0.claims_digest()
+
+
+def test_a_peers_answer_time_is_smoothed_as_tcp_does() -> None:
+    """``Session.rto_ms``: none before the first answer; then the first sample plus twice it
+    (rttvar starts at half); then Jacobson's estimator, so one slow answer moves the timeout
+    by its deviation and steady answers bring it back down."""
+    session = Session("p", outbound=True, state=SessionState.ACTIVE, deadline_ms=None)
+    assert session.rto_ms is None
+    session.note_rtt(40)
+    assert (session.srtt_ms, session.rttvar_ms, session.rto_ms) == (40, 20, 120)
+    session.note_rtt(40)
+    assert (session.srtt_ms, session.rttvar_ms) == (40, 15)
+    session.note_rtt(200)  # one slow answer
+    assert (session.srtt_ms, session.rttvar_ms) == (60, 51)
+    for _ in range(30):
+        session.note_rtt(40)
+    assert session.srtt_ms is not None and 40 <= session.srtt_ms <= 42
+    assert session.rto_ms is not None and session.rto_ms <= 50
+    session.note_rtt(-5)  # a clock stepped back: counted as 0, never negative
+    assert session.srtt_ms >= 0 and session.rttvar_ms >= 0
+
+
+def test_the_refetch_floor_cannot_exceed_the_refetch_ceiling() -> None:
+    with pytest.raises(ValueError, match="dep_refetch_min_ms must be <= dep_refetch_ms"):
+        SyncLimits(dep_refetch_ms=100, dep_refetch_min_ms=101)

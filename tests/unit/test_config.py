@@ -320,6 +320,7 @@ def test_bools_and_levels_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
         ({"receive_timeout_ms": 5000}, "receive_timeout_ms must exceed"),
         ({"api_port": 7400}, "cannot share one address and port"),
         ({"active_view_target": 9}, "active_view_max must be at least active_view_target"),
+        ({"dep_refetch_min_ms": 600}, "dep_refetch_min_ms must be at most dep_refetch_ms"),
     ],
 )
 def test_settings_checked_together(flags: dict[str, int], named: str) -> None:

@@ -1104,7 +1104,7 @@ class MeshCore:
         hand: the first request or its answer may be lost, and waiting out
         ``request_timeout_ms`` would hold everything that depends on it (a hedged request; the
         answer that comes second is a duplicate). One still queued is not: the node is pacing
-        its own transfer. A missing dep is hedged after ``dep_refetch_ms``: the peer asked
+        its own transfer. A missing dep is hedged sooner (:meth:`_dep_refetch_ms`): the peer asked
         holds it, so only a lost request or answer keeps it away longer."""
         if deadline is None:
             return False
@@ -1202,6 +1202,7 @@ class MeshCore:
             request = session.requests.pop(message.req, None)
             if request is not None:
                 answered = True
+                session.note_rtt(self._now - (request.deadline_ms - self.limits.request_timeout_ms))
                 self._release(request.fetch)
                 self._continue(session, request.fetch, message)
         if not answered and self._push_budget.enabled:  # a push (or a made-up answer)
@@ -1470,14 +1471,15 @@ class MeshCore:
     def _ask_missing(self, missing_by_peer: dict[str, set[bytes]]) -> None:
         """Ask each peer for what its envelopes are waiting on: the deps nobody here holds,
         found below the deps that wait in the causal buffer themselves (asking for those
-        would only fetch them again). A dep asked for ``dep_refetch_ms`` ago and still
-        missing is asked again: its request or answer was lost, and everything newer waits."""
+        would only fetch them again). A dep asked for longer ago than the peer takes to answer
+        (:meth:`_dep_refetch_ms`) and still missing is asked again: its request or answer was
+        lost, and everything newer waits."""
         asked: set[bytes] = set()
-        refetch_ms = self.limits.dep_refetch_ms
         for peer in sorted(missing_by_peer):
             session = self.sessions.get(peer)
             if session is None or session.state is not SessionState.ACTIVE:
                 continue
+            refetch_ms = self._dep_refetch_ms(session)
             ids = [
                 i
                 for i in self.admission.missing_below(missing_by_peer[peer])
@@ -1487,6 +1489,18 @@ class MeshCore:
             for start in range(0, len(ids), IDS_PER_MESSAGE_MAX):
                 self._want(session, FetchIds(tuple(ids[start : start + IDS_PER_MESSAGE_MAX])))
             self._pump(session)
+
+    def _dep_refetch_ms(self, session: Session) -> int:
+        """How long a dep asked for may stay missing before it is asked of ``session`` again:
+        the peer's retransmission timeout once it has answered a request, kept within
+        [``dep_refetch_min_ms``, ``dep_refetch_ms``]. At 1,000 simulated nodes with 1 % loss,
+        the fixed 500 ms was the tail of the hop counts: every envelope after a lost fetch
+        waited that long at a node near the root, and so did its whole subtree."""
+        limits = self.limits
+        rto = session.rto_ms
+        if rto is None:
+            return limits.dep_refetch_ms
+        return min(max(rto, limits.dep_refetch_min_ms), limits.dep_refetch_ms)
 
     def _note_waiting(self, env_id: bytes) -> None:
         """``env_id`` waits for its causal past from now on. Never earlier than the last entry

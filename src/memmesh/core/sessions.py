@@ -99,7 +99,13 @@ class SyncLimits:
     """A missing dep that envelopes here wait for, asked of a peer this long ago and still
     missing, is asked again of the peer whose envelope waits for it (which holds it: it
     admitted that envelope). A lost request or answer then holds everything newer for about
-    this long, not ``fetch_hedge_ms``; a slow answer costs a second copy."""
+    this long, not ``fetch_hedge_ms``; a slow answer costs a second copy. Once that peer has
+    answered a request, the wait is its retransmission timeout instead (``Session.rto_ms``:
+    smoothed round trip plus four deviations, as TCP's), kept between ``dep_refetch_min_ms``
+    and this."""
+    dep_refetch_min_ms: int = 50
+    """The shortest wait before a missing dep is asked again, however fast the peer answered
+    before: below it, a burst of work at either end would cost copies for nothing."""
     ihave_batch_ms: int = 50
     """How long the ids of new envelopes wait to be announced on the links they were not pushed
     on, so one ``IHave`` carries all that arrived meanwhile (0: one ``IHave`` per flush). It
@@ -153,6 +159,7 @@ class SyncLimits:
             "ihave_wait_ms",
             "fetch_hedge_ms",
             "dep_refetch_ms",
+            "dep_refetch_min_ms",
             "beacon_interval_ms",
             "root_timeout_ms",
             "announced_ids_max",
@@ -165,6 +172,8 @@ class SyncLimits:
                 raise ValueError(f"{name} must be >= 1")
         if self.active_view_max < self.active_view_target:
             raise ValueError("active_view_max must be >= active_view_target")
+        if self.dep_refetch_min_ms > self.dep_refetch_ms:
+            raise ValueError("dep_refetch_min_ms must be <= dep_refetch_ms")
         if self.ihave_batch_ms < 0:
             raise ValueError("ihave_batch_ms must be >= 0")
         if self.author_pushes_per_s < 0 or self.author_push_burst < 1:
@@ -234,6 +243,24 @@ class Session:
     """Envelopes from this peer that admission rejected for their own bytes."""
     activated: bool = False
     """The session reached ``ACTIVE`` (so closing it may leave a hole in the push tree)."""
+    srtt_ms: int | None = None
+    """Smoothed time this peer took to answer a request (None until it first answers)."""
+    rttvar_ms: int = 0
+    """Smoothed deviation of those times."""
+
+    def note_rtt(self, sample_ms: int) -> None:
+        """One more answer time (Jacobson's estimator, as TCP keeps it; integers only)."""
+        sample_ms = max(sample_ms, 0)
+        if self.srtt_ms is None:
+            self.srtt_ms, self.rttvar_ms = sample_ms, sample_ms // 2
+            return
+        self.rttvar_ms = (3 * self.rttvar_ms + abs(self.srtt_ms - sample_ms)) // 4
+        self.srtt_ms = (7 * self.srtt_ms + sample_ms) // 8
+
+    @property
+    def rto_ms(self) -> int | None:
+        """How long an answer from this peer may take before it is likely lost."""
+        return None if self.srtt_ms is None else self.srtt_ms + 4 * self.rttvar_ms
 
     @property
     def busy(self) -> bool:
