@@ -356,6 +356,12 @@ class NodeSettings(BaseSettings):
         description="How long new envelopes' ids wait to share one announcement (IHave) on "
         "links they were not pushed on (0: one per commit).",
     )
+    confirm_wait_ms: Int = Field(
+        default=50,
+        ge=1,
+        description="How long a push on a tree link waits for the next push to confirm it "
+        "before it is confirmed alone: the longest a lost push goes unnoticed.",
+    )
     ihave_wait_ms: Int = Field(
         default=300,
         ge=1,
@@ -550,6 +556,7 @@ class NodeSettings(BaseSettings):
             discover_peers=self.discover_peers,
             ihave_wait_ms=self.ihave_wait_ms,
             ihave_batch_ms=self.ihave_batch_ms,
+            confirm_wait_ms=self.confirm_wait_ms,
             fetch_hedge_ms=self.fetch_hedge_ms,
             dep_refetch_ms=self.dep_refetch_ms,
             dep_refetch_min_ms=self.dep_refetch_min_ms,

@@ -8,7 +8,7 @@ from collections import deque
 
 import pytest
 
-from memmesh.core import MeshCore
+from memmesh.core import MeshCore, SyncLimits
 from memmesh.core.events import Send
 from memmesh.core.messages import Beacon, Envelopes, decode_message, encode_message
 from memmesh.core.tree import BEACON_DOMAIN, beacon_message, rank
@@ -17,10 +17,16 @@ from memmesh.store import MemoryStore
 from memmesh.testing import FakeNetwork, LinkFaults, MeshFixture
 
 
-def _net(mesh: MeshFixture, count: int, edges: list[tuple[int, int]]) -> FakeNetwork:
+def _net(
+    mesh: MeshFixture,
+    count: int,
+    edges: list[tuple[int, int]],
+    limits: SyncLimits | None = None,
+) -> FakeNetwork:
     net = FakeNetwork(random.Random(0))
     for i in range(count):
-        net.add(f"n{i}", MeshCore(mesh.nodes[i], mesh.genesis, MemoryStore(), random.Random(i)))
+        core = MeshCore(mesh.nodes[i], mesh.genesis, MemoryStore(), random.Random(i), limits=limits)
+        net.add(f"n{i}", core)
     for a, b in edges:
         net.connect(f"n{a}", f"n{b}")
     net.settle()
@@ -391,32 +397,35 @@ def test_a_lost_push_is_fetched_from_the_parent_when_the_next_push_confirms_it()
     assert sum(c.stats.lost_pushes for c in net.cores.values()) == 1
 
 
-def test_a_push_no_other_push_follows_is_confirmed_on_its_own_after_ihave_batch_ms() -> None:
+def test_a_push_no_other_push_follows_is_confirmed_on_its_own_after_confirm_wait_ms() -> None:
     """A leaf's link to its parent carries only what the leaf writes, so no next push would
-    tell the parent it lost one: after ``ihave_batch_ms`` the leaf confirms it in a push of
+    tell the parent it lost one: after ``confirm_wait_ms`` the leaf confirms it in a push of
     its own, without envelopes, and the parent fetches the envelope at once, long before any
-    anti-entropy round, and passes it on along the tree."""
+    anti-entropy round, and passes it on along the tree. The confirmation has its own timer:
+    announcements batched for much longer (``ihave_batch_ms``) neither delay it nor go out
+    with it."""
     mesh = MeshFixture("tree", nodes=6)
+    limits = SyncLimits(confirm_wait_ms=50, ihave_batch_ms=400)
     order = [3, 0, 5, 1, 4, 2]
-    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)])
+    net = _net(mesh, 6, [(order[i], order[i + 1]) for i in range(5)], limits)
     root = _lowest(mesh, sorted(net.cores))
     depth = _check_tree(net, root)
     leaf = max(sorted(net.cores), key=lambda n: depth[n])
     parent = net.cores[leaf].tree.parent
     assert parent is not None and not net.cores[leaf].tree.children
-    batch_ms = net.cores[leaf].limits.ihave_batch_ms
-    assert 0 < batch_ms < net.cores[leaf].limits.anti_entropy_interval_ms
     net.write(leaf, 1, [mesh.claim(mesh.writers[0], "lost", 1)])
-    # one push, lost, and no confirmation before ihave_batch_ms
+    # one push, lost, and no confirmation before confirm_wait_ms
     assert _settle_losing_the_first_push(net, leaf, parent) == 1
     (env_id,) = net.cores[leaf].admission.records.keys() - net.cores[parent].admission.records
-    net.tick(batch_ms)
+    net.tick(limits.confirm_wait_ms)
     net.settle()
     for name, core in sorted(net.cores.items()):
         assert env_id in core.admission.records, name
     assert net.cores[leaf].stats.confirmations_alone == 1
     assert net.cores[parent].stats.lost_pushes == 1
     assert sum(c.stats.messages_sent.get("GetIds", 0) for c in net.cores.values()) == 1
+    # a line has no lazy links, so nothing was announced: no IHave rode on the confirmation
+    assert sum(c.stats.messages_sent.get("IHave", 0) for c in net.cores.values()) == 0
 
 
 def test_a_push_on_a_stale_child_link_is_answered_with_a_prune_once_per_seq() -> None:

@@ -230,6 +230,10 @@ class MeshCore:
     _revoked_seen: tuple[int, tuple[Session, ...]] = (-1, ())
     """(admission generation, active sessions) at the last :meth:`_drop_revoked` (an immutable
     class default; each core sets its own)."""
+    _announce_due_ms: int | None
+    """When the ids waiting in sessions' ``announce`` lists go out (``ihave_batch_ms``)."""
+    _confirm_due_ms: int | None
+    """The earliest of the sessions' ``confirm_due_ms`` (``confirm_wait_ms``), or later."""
 
     def __init__(
         self,
@@ -302,8 +306,7 @@ class MeshCore:
             self.limits.author_pushes_per_s, self.limits.author_push_burst, keys_max=1 << 14
         )
         """Per author node: envelopes peers may push (``SyncLimits.author_pushes_per_s``)."""
-        self._announce_due_ms: int | None = None
-        """When the ids waiting in sessions' ``announce`` lists go out (``ihave_batch_ms``)."""
+        self._announce_due_ms = self._confirm_due_ms = None
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
         self._members_seen: tuple[int, int] = (-1, 0)
@@ -360,6 +363,7 @@ class MeshCore:
             best = min(best, *self._not_before.values())
         for due in (
             self._announce_due_ms,
+            self._confirm_due_ms,
             # dues only grow with insertion, so the oldest entry is due first
             next(iter(self._announced.values()))[0] if self._announced else None,
             self._beacon_due_ms
@@ -404,6 +408,7 @@ class MeshCore:
             not self._staged
             and not self._announced
             and self._announce_due_ms is None
+            and self._confirm_due_ms is None
             and all(d.due_ms is None or d.refused for d in self._dialling.values())
             and not self.admission.buffered["causal"]
             and not self.admission.buffered["pending_member"]
@@ -1752,25 +1757,29 @@ class MeshCore:
 
     def _announce_timers(self) -> None:
         """Announcements gathered for ``ihave_batch_ms``, and confirmations no push has carried
-        that long (:meth:`_confirm`)."""
-        if self._announce_due_ms is not None and self._announce_due_ms <= self._now:
+        for ``confirm_wait_ms`` (:meth:`_confirm`). Two timers: a confirmation due does not
+        send the announcements early, which would undo their batching."""
+        now = self._now
+        if self._announce_due_ms is not None and self._announce_due_ms <= now:
             self._announce_due_ms = None
-            later: int | None = None
             for session in self._active():
                 if session.announce:
                     self._announce(session)
+        if self._confirm_due_ms is not None and self._confirm_due_ms <= now:
+            later: int | None = None
+            for session in self._active():
                 due = session.confirm_due_ms
                 if due is None:
                     continue
-                if due <= self._now:
+                if due <= now:
                     self._confirm(session)
                 elif later is None or due < later:
                     later = due
-            self._announce_due_ms = later
+            self._confirm_due_ms = later
 
     def _confirm(self, session: Session) -> None:
         """Confirm the last push to ``session`` in a push of its own, without envelopes: no
-        push followed it within ``ihave_batch_ms``. On a link that carries few pushes (a
+        push followed it within ``confirm_wait_ms``. On a link that carries few pushes (a
         child's link to its parent carries only what its subtree writes) a lost push would
         otherwise be noticed by nobody, and the rest of the mesh would get the envelope the
         long way round."""
@@ -1859,7 +1868,7 @@ class MeshCore:
     def _push_page(self, session: Session, ids: list[bytes], covered: tuple[bytes, ...]) -> None:
         """Send ``ids`` to ``session`` as eager pushes, paged by frame, each confirming the
         push before it on the link (``Envelopes.confirms``; :meth:`_fetch_lost_push`), or,
-        when no push follows within ``ihave_batch_ms``, confirmed on its own (:meth:`_confirm`)."""
+        when no push follows within ``confirm_wait_ms``, confirmed on its own (:meth:`_confirm`)."""
         while ids:
             confirms = tuple(session.pushed)
             sent: list[bytes] = []
@@ -1871,9 +1880,9 @@ class MeshCore:
                 break
             self._send(session, Envelopes(0, items, False, covered, confirms))
             session.pushed = sent[-CONFIRMS_MAX:]
-            session.confirm_due_ms = self._now + self.limits.ihave_batch_ms
-            if self._announce_due_ms is None:
-                self._announce_due_ms = session.confirm_due_ms
+            session.confirm_due_ms = self._now + self.limits.confirm_wait_ms
+            if self._confirm_due_ms is None:  # dues only grow: the first is the earliest
+                self._confirm_due_ms = session.confirm_due_ms
             ids = ids[ids.index(sent[-1]) + 1 :]
 
     # -- plumbing -----------------------------------------------------------------------------

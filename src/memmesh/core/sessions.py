@@ -111,6 +111,10 @@ class SyncLimits:
     on, so one ``IHave`` carries all that arrived meanwhile (0: one ``IHave`` per flush). It
     only delays the repair of a lost push, by at most this much; it saves most announcements
     when many writers write at once."""
+    confirm_wait_ms: int = 50
+    """How long the ids of a push on a tree link wait for the next push to confirm them
+    (``Envelopes.confirms``) before they are confirmed in a push of their own: the longest a
+    lost push goes unnoticed by the node it was for."""
     announced_ids_max: int = 1 << 16
     """Announced ids waiting for their push, at most; past it new announcements are ignored
     (anti-entropy still finds the envelopes)."""
@@ -157,6 +161,7 @@ class SyncLimits:
             "shuffle_interval_ms",
             "shuffle_records_max",
             "ihave_wait_ms",
+            "confirm_wait_ms",
             "fetch_hedge_ms",
             "dep_refetch_ms",
             "dep_refetch_min_ms",
