@@ -153,6 +153,13 @@ class _Prepared:
     claims: tuple[Claim, ...]
     ops: list[_Op]
     """The membership operations it carries, parsed once: (position, claim, operation)."""
+    needs: tuple[bytes, ...] = field(init=False)
+    """Its deps, then its prev unless it is the first of its author: what must be held
+    before it is (made once: routing, ranking and the DAG heads each ask)."""
+
+    def __post_init__(self) -> None:
+        env = self.envelope
+        self.needs = env.deps if env.prev == ZERO_ID else (*env.deps, env.prev)
 
 
 def _assembled(env: Envelope, items: list[GrammarItem], claims: tuple[Claim, ...]) -> _Prepared:
@@ -250,6 +257,14 @@ class Admission:
         """Main-branch envelope ids of each log, index seq - 1. Of an equivocating log, only the
         prefix below its lowest fork: every branch from the fork on is kept off the log (see
         ``_truncate_at_fork``), so replicas holding the same envelopes name the same head."""
+        self._log_order: list[LogId] = []
+        """The logs' ids sorted, as :meth:`frontier` last saw them: still right while it names
+        as many logs as there are and every one of them is there (no invalidation to forget:
+        logs are rarely added or dropped, and sorting them each round cost more than the
+        round's own work at 1,000 logs)."""
+        self._heads: dict[LogId, Head] = {}
+        """The last :class:`Head` :meth:`frontier` made of each log, given again while the
+        log's length and last id are the same objects' (most logs do not move in a round)."""
         self.forks: dict[LogId, int] = {}
         """Lowest seq at which each log is known to equivocate."""
         self.evidence: dict[bytes, tuple[bytes, bytes]] = {}
@@ -613,10 +628,10 @@ class Admission:
         if env.id in self.records:
             return Outcome(Status.DUPLICATE, env.id)
         if env.id in self._causal:
-            return Outcome(Status.WAITING_CAUSAL, env.id, missing=self._missing_for(env))
+            return Outcome(Status.WAITING_CAUSAL, env.id, missing=self._missing_for(prepared))
         if env.id in self._pending:
             return Outcome(Status.WAITING_MEMBER, env.id)
-        missing = self._missing_for(env)
+        missing = self._missing_for(prepared)
         if missing and not self._replaying and self._past_cutoff(env):
             return Outcome(Status.DROPPED, env.id)
         if missing:
@@ -682,14 +697,10 @@ class Admission:
         )
         return _assembled(env, items, claims)
 
-    def _needs(self, env: Envelope) -> list[bytes]:
-        needs = list(env.deps)
-        if env.prev != ZERO_ID:
-            needs.append(env.prev)
-        return needs
-
-    def _missing_for(self, env: Envelope) -> tuple[bytes, ...]:
-        return tuple(sorted({d for d in self._needs(env) if d not in self.records}))
+    def _missing_for(self, prepared: _Prepared) -> tuple[bytes, ...]:
+        records = self.records
+        missing = [d for d in prepared.needs if d not in records]
+        return tuple(sorted(set(missing))) if missing else ()
 
     def _admit_ready(self, prepared: _Prepared) -> Outcome:
         env = prepared.envelope
@@ -746,7 +757,8 @@ class Admission:
         evidence = None
         if not on_main and existing is not None:
             evidence = _evidence(existing, self.envelope_bytes(existing), env)
-        rank = 1 + max((self.records[d].rank for d in self._needs(env)), default=0)
+        records = self.records
+        rank = 1 + max([records[d].rank for d in prepared.needs], default=0)
         record = EnvelopeRecord(
             envelope=env,
             rank=rank,
@@ -813,7 +825,7 @@ class Admission:
             client = client_id(env.author, env.epoch)
             for claim in prepared.claims:
                 self.item_keys.add(client, claim.id, env.seq)
-        self.dag_heads.difference_update(self._needs(env))
+        self.dag_heads.difference_update(prepared.needs)
         self.dag_heads.add(env.id)
         self.membership.add(
             MembershipOp(
@@ -1035,7 +1047,7 @@ class Admission:
         """Remove a buffered envelope that is now ready; None if it still waits or is gone."""
         prepared = self._causal.get(waiting_id)
         if prepared is not None:
-            still = self._missing_for(prepared.envelope)
+            still = self._missing_for(prepared)
             if still:
                 # Index it again under what it still lacks: a failed commit may have undone a
                 # dep whose waiting list was already taken, and nothing else would release it.
@@ -1063,7 +1075,7 @@ class Admission:
             seen.add(env_id)
             waiting = self._causal.get(env_id)
             if waiting is not None:
-                stack.extend(self._needs(waiting.envelope))
+                stack.extend(waiting.needs)
             elif env_id not in self._pending:
                 found.add(env_id)
         return sorted(found)
@@ -1205,7 +1217,20 @@ class Admission:
 
     def frontier(self) -> list[tuple[LogId, Head]]:
         """The main-branch head of every log, sorted by log id."""
-        return [(log, Head(len(ids), ids[-1])) for log, ids in sorted(self.logs.items())]
+        logs, heads = self.logs, self._heads
+        order = self._log_order
+        if len(order) != len(logs) or not all(log in logs for log in order):
+            self._log_order = order = sorted(logs)
+            if len(heads) > 2 * len(logs):  # forget dropped logs now and then
+                heads.clear()
+        out: list[tuple[LogId, Head]] = []
+        for log in order:
+            ids = logs[log]
+            head = heads.get(log)
+            if head is None or head[0] != len(ids) or head[1] is not ids[-1]:
+                head = heads[log] = Head(len(ids), ids[-1])
+            out.append((log, head))
+        return out
 
 
 def _evidence(

@@ -370,6 +370,33 @@ def test_equivocation_gives_one_live_set_in_every_order(mesh: MeshFixture) -> No
     assert sides == {tuple(sorted((envelopes[2].id, b2.id)))}  # a3 and b2, the two tips
 
 
+def _frontier_from_scratch(replica: Admission) -> list[tuple[LogId, tuple[int, bytes]]]:
+    return [(log, (len(ids), ids[-1])) for log, ids in sorted(replica.logs.items())]
+
+
+def test_the_frontier_follows_every_change_to_the_logs(mesh: MeshFixture) -> None:
+    """``frontier`` reuses its sorted log order and its heads between calls: asked after
+    every step (new logs, appends, a log cut at a fork, a commit that fails and is put back),
+    it is always what the logs say now."""
+    envelopes, _, b2 = _equivocation(mesh)
+    failed = 0
+    for order in itertools.permutations(envelopes):
+        store = FlakyStore()
+        replica = Admission(store, mesh.genesis)
+        for env in order:
+            if env is b2:  # a commit that fails (when b2 is ready), undone; then for real
+                store.fail_next = True
+                try:
+                    replica.receive_many([env.raw])
+                except StorageFull:
+                    failed += 1
+                store.fail_next = False
+                assert replica.frontier() == _frontier_from_scratch(replica)
+            replica.receive(env.raw)
+            assert replica.frontier() == _frontier_from_scratch(replica)
+    assert failed >= 1
+
+
 def test_a_failed_commit_puts_back_a_log_cut_at_a_fork(mesh: MeshFixture) -> None:
     envelopes, a2, b2 = _equivocation(mesh)
     e1, _, a3, _, _ = envelopes
