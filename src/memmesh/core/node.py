@@ -918,6 +918,10 @@ class MeshCore:
         spare = min(self.limits.active_view_max, self.limits.active_view_target + 1) - held - out
         if spare <= 0:
             return
+        if room <= 0 and not any(
+            d.parked and not (d.learned or d.ok) for d in self._dialling.values()
+        ):
+            return  # only such an address could be dialled now (and none is parked)
         candidates = self._dial_candidates()
         while room > 0 and candidates:
             address, node = candidates.pop(self.rng.randrange(len(candidates)))
