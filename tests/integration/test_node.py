@@ -108,6 +108,27 @@ def _ready(api: str) -> bool:
         return False
 
 
+def _one_tree(apis: list[str]) -> bool:
+    states = [call(api, "/v1/state") for api in apis]
+    trees = [state["tree"] for state in states]
+    roots = {tree["root"] for tree in trees}
+    if len(roots) != 1 or None in roots:
+        return False
+    (root,) = roots
+    distance_of = {state["node"]: state["tree"]["distance"] for state in states}
+    for state, tree in zip(states, trees, strict=True):
+        if state["node"] == root:
+            if tree["distance"] != 0 or tree["parent"] is not None:
+                return False
+            continue
+        parent = [p for p in state["peers"] if p["handle"] == tree["parent"]]
+        if len(parent) != 1 or parent[0]["state"] != "active":
+            return False
+        if tree["distance"] != distance_of[parent[0]["node"]] + 1:
+            return False
+    return True
+
+
 def test_five_nodes_converge_after_random_writes_everywhere(
     swarm: Callable[..., dict[str, Any]], tmp_path: Path
 ) -> None:
@@ -129,6 +150,9 @@ def test_five_nodes_converge_after_random_writes_everywhere(
         "one write readable everywhere",
     )
     assert took < 2
+    # /v1/state shows the push tree: one root for all, at distance 0, and every other node
+    # with a parent among its active sessions and a distance one past that parent's.
+    wait_until(lambda: _one_tree(apis), 10, "one push tree")
     pids = [n["pid"] for n in nodes]
     swarm_down(Path(nodes[0]["data_dir"]).parent)
     for pid in pids:

@@ -682,6 +682,7 @@ class NodeRuntime:
 
     def state(self) -> dict[str, Any]:
         admission = self.core.admission
+        tree = self.core.tree
         peers = [
             {
                 "handle": s.peer,
@@ -712,6 +713,13 @@ class NodeRuntime:
             "active_peers": sum(
                 s.state is SessionState.ACTIVE for s in self.core.sessions.values()
             ),
+            "tree": {
+                "root": tree.root.hex() if tree.root is not None else None,
+                "seq": tree.seq,
+                "distance": tree.distance(),
+                "parent": tree.parent,
+                "children": sorted(tree.children),
+            },
             "buffered": admission.buffered,
             "may_write": self.core.may_write(),
             "writes_waiting": self.core.writes_waiting,
