@@ -458,32 +458,3 @@ def test_a_push_on_a_stale_child_link_is_answered_with_a_prune_once_per_seq() ->
         set(c.admission.records) == set(cores[root].admission.records) for c in cores.values()
     )
     _check_tree(net, root)
-
-
-def test_a_writers_own_push_goes_up_the_tree_once() -> None:
-    """A writer with most of the mesh as peers pushes its own envelopes to all of them
-    (``covered``). Several of those peers may be children of one parent that the writer does
-    not reach: each used to pass the envelope up to it, so that parent got it once per such
-    child (seen on real nodes: the root of a 10-node mesh got every envelope four times).
-    Only the node that got it from its own child, or the writer's own parent, passes it up;
-    the others announce it to their parent (``IHave``), which gets it once."""
-    mesh = MeshFixture("tree-up", nodes=5)
-    names = [f"n{i}" for i in range(5)]
-    root = _lowest(mesh, names)
-    writer = max(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
-    middle = [n for n in names if n not in (root, writer)]
-    edges = [(int(root[1:]), int(m[1:])) for m in middle]
-    edges += [(int(writer[1:]), int(m[1:])) for m in middle]
-    net = _net(mesh, 5, edges)
-    _check_tree(net, root)
-    cores = net.cores
-    assert cores[writer].tree.parent in middle
-    assert all(cores[m].tree.parent == root for m in middle)
-    for token in range(1, 4):
-        net.write(writer, token, [mesh.claim(mesh.writers[0], f"up{token}", token)])
-        net.settle()
-    written = set(cores[writer].admission.records) - set(cores[root].admission.records)
-    assert not written  # the root has every one of them
-    assert cores[root].stats.duplicates == 0
-    assert sum(c.stats.duplicates for c in cores.values()) == 0
-    assert cores[root].stats.messages_received.get("GetIds", 0) == 0

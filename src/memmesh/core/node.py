@@ -1832,12 +1832,11 @@ class MeshCore:
         active = self._active()
         own = [env_id for peer, env_id, _ in new if not peer] if self._floods_own(active) else []
         cover = self._cover(active) if own else ()
-        tree = self.tree
+        batch_ms = self.limits.ihave_batch_ms
         for session in active:
             pushes = [(own, cover)] if own else []
             prefix = (session.node or b"")[:COVER_PREFIX_BYTES]
-            eager = tree.eager(session.peer)
-            up = eager and tree.settled and session.peer == tree.parent
+            eager = self.tree.eager(session.peer)
             passed: dict[tuple[bytes, ...], list[bytes]] = {}
             announce: list[bytes] = []
             for peer, env_id, covered in new:
@@ -1849,40 +1848,29 @@ class MeshCore:
                     # wait, not an anti-entropy round.
                     if eager:
                         announce.append(env_id)
-                elif up and covered and peer and peer not in tree.children:
-                    # A writer's own push that came from outside this node's subtree: the
-                    # parent gets it along the tree from the writer's side (up from the
-                    # writer, or down from above), not once from each child the writer
-                    # reached. Announced, in case that path lost it.
-                    announce.append(env_id)
                 elif eager:
                     passed.setdefault(covered, []).append(env_id)
                 else:
                     announce.append(env_id)
             if announce:
-                self._queue_announce(session, announce)
+                session.announce.extend(announce)
+                if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
+                    self._announce(session)
+                elif self._announce_due_ms is None:
+                    self._announce_due_ms = self._now + batch_ms
             pushes.extend((ids, covered) for covered, ids in passed.items())
             if pushes:
                 self.stats.pushes += 1
             for ids, covered in pushes:
                 self._push_page(session, ids, covered)
 
-    def _queue_announce(self, session: Session, ids: list[bytes]) -> None:
-        """Announce ``ids`` to ``session`` with what else comes within ``ihave_batch_ms``."""
-        batch_ms = self.limits.ihave_batch_ms
-        session.announce.extend(ids)
-        if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
-            self._announce(session)
-        elif self._announce_due_ms is None:
-            self._announce_due_ms = self._now + batch_ms
-
     def _floods_own(self, active: Sequence[Session]) -> bool:
         """Whether this node's own envelopes go to every active peer: when those peers are at
         least half of the other node members. Then at least half the mesh has them after one
-        hop; what the push costs is an announcement to the parent of each of those peers that
-        is not on the writer's side of the tree (only the writer's side passes it up:
-        :meth:`_push`). In a large mesh the neighbourhood is a small part of it: one hop less
-        for a handful of nodes is not worth it, and the tree alone carries the envelopes."""
+        hop; what the push costs is a few copies twice, where the tree from several of those
+        peers reaches one node (none in a full mesh). In a large mesh the neighbourhood is a
+        small part of it: one hop less for a handful of nodes is not worth those copies, and
+        the tree alone carries the envelopes."""
         generation = self.admission.generation
         if self._members_seen[0] != generation:
             state = self.admission.membership.state
