@@ -133,6 +133,8 @@ _CONFIRM_BYTES = 34
 """An id in ``Envelopes.confirms``: 32 bytes and a 2-byte msgpack header."""
 _HLC_DRIFT_MAX_MS = 60_000
 _NO_DEADLINE = 1 << 62
+_HELD_UP_MAX = 4_096
+"""Ids of a writer's own pushes held back from the parent (``MeshCore._held_up``), at most."""
 _New = tuple[str, bytes, tuple[bytes, ...]]
 """Something just integrated: (the peer it came from, "" for this node's own; its id; the node
 key prefixes the push that brought it says have it, ``Envelopes.covered``)."""
@@ -236,6 +238,9 @@ class MeshCore:
     """The earliest of the sessions' ``confirm_due_ms`` (``confirm_wait_ms``), or later."""
     _head_entry_of: dict[LogId, tuple[Head, HeadEntry]]
     """Per log, the last head :meth:`_head_entries` saw and its entry."""
+    _held_up: dict[bytes, tuple[bytes, ...]]
+    """A writer's own pushes announced to the parent instead of pushed, with their
+    ``covered``, oldest first (:meth:`_push`, :meth:`_pass_up_held`)."""
 
     def __init__(
         self,
@@ -309,7 +314,7 @@ class MeshCore:
         )
         """Per author node: envelopes peers may push (``SyncLimits.author_pushes_per_s``)."""
         self._announce_due_ms = self._confirm_due_ms = None
-        self._head_entry_of = {}
+        self._head_entry_of, self._held_up = {}, {}
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
         self._members_seen: tuple[int, int] = (-1, 0)
@@ -1728,6 +1733,10 @@ class MeshCore:
         last = next(reversed(self._announced.values()))[0] if self._announced else 0
         due = max(self._now + self.limits.ihave_wait_ms, last)
         records = self.admission.records
+        if self._held_up and self.tree.settled and session.peer in self.tree.children:
+            # A child announces what the writer's push covered it for: the writer is below
+            # this node, which holds it back from its parent, so it goes up now.
+            self._pass_up_held([i for i in message.ids if i in self._held_up])
         for env_id in message.ids:
             if env_id in records or env_id in self._announced or env_id in self._fetching_ids:
                 continue
@@ -1832,11 +1841,12 @@ class MeshCore:
         active = self._active()
         own = [env_id for peer, env_id, _ in new if not peer] if self._floods_own(active) else []
         cover = self._cover(active) if own else ()
-        batch_ms = self.limits.ihave_batch_ms
+        tree = self.tree
         for session in active:
             pushes = [(own, cover)] if own else []
             prefix = (session.node or b"")[:COVER_PREFIX_BYTES]
-            eager = self.tree.eager(session.peer)
+            eager = tree.eager(session.peer)
+            up = eager and tree.settled and session.peer == tree.parent
             passed: dict[tuple[bytes, ...], list[bytes]] = {}
             announce: list[bytes] = []
             for peer, env_id, covered in new:
@@ -1848,29 +1858,67 @@ class MeshCore:
                     # wait, not an anti-entropy round.
                     if eager:
                         announce.append(env_id)
+                elif up and covered and peer and peer not in tree.children:
+                    # A writer's own push that came from outside this node's subtree: the
+                    # parent gets it along the tree from the writer's side (up from the
+                    # writer, or down from above), not once from each child the writer
+                    # reached. Announced, in case that path lost it, and held back: if
+                    # the writer is below after all (the tree is changing), a child
+                    # announces it (this node is covered), and then it goes up
+                    # (:meth:`_pass_up_held`).
+                    announce.append(env_id)
+                    self._hold_up(env_id, covered)
                 elif eager:
                     passed.setdefault(covered, []).append(env_id)
                 else:
                     announce.append(env_id)
             if announce:
-                session.announce.extend(announce)
-                if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
-                    self._announce(session)
-                elif self._announce_due_ms is None:
-                    self._announce_due_ms = self._now + batch_ms
+                self._queue_announce(session, announce)
             pushes.extend((ids, covered) for covered, ids in passed.items())
             if pushes:
                 self.stats.pushes += 1
             for ids, covered in pushes:
                 self._push_page(session, ids, covered)
 
+    def _hold_up(self, env_id: bytes, covered: tuple[bytes, ...]) -> None:
+        held = self._held_up
+        if len(held) >= _HELD_UP_MAX:
+            del held[next(iter(held))]  # the oldest: by now its copy would have come
+        held[env_id] = covered
+
+    def _pass_up_held(self, from_children: list[bytes]) -> None:
+        """Envelopes held back from the parent (:meth:`_push`) that a child then announced:
+        the writer is below this node after all, which is on the way up, so they go up now.
+        (A child announces rather than pushes them: the writer's push named this node.)"""
+        tree = self.tree
+        parent = self.sessions.get(tree.parent) if tree.parent is not None else None
+        if parent is None or parent.state is not SessionState.ACTIVE:
+            return
+        by_cover: dict[tuple[bytes, ...], list[bytes]] = {}
+        for env_id in from_children:
+            covered = self._held_up.pop(env_id, None)
+            if covered is not None:
+                by_cover.setdefault(covered, []).append(env_id)
+        for covered, ids in by_cover.items():
+            self.stats.pushes += 1
+            self._push_page(parent, ids, covered)
+
+    def _queue_announce(self, session: Session, ids: list[bytes]) -> None:
+        """Announce ``ids`` to ``session`` with what else comes within ``ihave_batch_ms``."""
+        batch_ms = self.limits.ihave_batch_ms
+        session.announce.extend(ids)
+        if not batch_ms or len(session.announce) >= IDS_PER_MESSAGE_MAX:
+            self._announce(session)
+        elif self._announce_due_ms is None:
+            self._announce_due_ms = self._now + batch_ms
+
     def _floods_own(self, active: Sequence[Session]) -> bool:
         """Whether this node's own envelopes go to every active peer: when those peers are at
         least half of the other node members. Then at least half the mesh has them after one
-        hop; what the push costs is a few copies twice, where the tree from several of those
-        peers reaches one node (none in a full mesh). In a large mesh the neighbourhood is a
-        small part of it: one hop less for a handful of nodes is not worth those copies, and
-        the tree alone carries the envelopes."""
+        hop; what the push costs is an announcement to the parent of each of those peers that
+        is not on the writer's side of the tree (only the writer's side passes it up:
+        :meth:`_push`). In a large mesh the neighbourhood is a small part of it: one hop less
+        for a handful of nodes is not worth it, and the tree alone carries the envelopes."""
         generation = self.admission.generation
         if self._members_seen[0] != generation:
             state = self.admission.membership.state
