@@ -214,6 +214,12 @@ class _Dialling:
     refusal: str | None = None
     """The reason of the last refusal the peer sent."""
 
+    @property
+    def never_let_in(self) -> bool:
+        """A configured address parked for room whose session never became active
+        (:meth:`MeshCore._fill_view` dials it one past the view's target)."""
+        return self.parked and not (self.learned or self.ok)
+
 
 @dataclass(slots=True)
 class _Staged:
@@ -236,8 +242,6 @@ class MeshCore:
     """When the ids waiting in sessions' ``announce`` lists go out (``ihave_batch_ms``)."""
     _confirm_due_ms: int | None
     """The earliest of the sessions' ``confirm_due_ms`` (``confirm_wait_ms``), or later."""
-    _head_entry_of: dict[LogId, tuple[Head, HeadEntry]]
-    """Per log, the last head :meth:`_head_entries` saw and its entry."""
     _held_up: dict[bytes, tuple[bytes, ...]]
     """A writer's own pushes announced to the parent instead of pushed, with their
     ``covered``, oldest first (:meth:`_push`, :meth:`_pass_up_held`)."""
@@ -314,7 +318,7 @@ class MeshCore:
         )
         """Per author node: envelopes peers may push (``SyncLimits.author_pushes_per_s``)."""
         self._announce_due_ms = self._confirm_due_ms = None
-        self._head_entry_of, self._held_up = {}, {}
+        self._held_up = {}
         self._beacon_due_ms: int | None = None
         """As the push tree's root: when to sign the next beacon."""
         self._members_seen: tuple[int, int] = (-1, 0)
@@ -923,10 +927,8 @@ class MeshCore:
         spare = min(self.limits.active_view_max, self.limits.active_view_target + 1) - held - out
         if spare <= 0:
             return
-        if room <= 0 and not any(
-            d.parked and not (d.learned or d.ok) for d in self._dialling.values()
-        ):
-            return  # only such an address could be dialled now (and none is parked)
+        if room <= 0 and not any(d.never_let_in for d in self._dialling.values()):
+            return  # only such an address could be dialled now, and there is none
         candidates = self._dial_candidates()
         while room > 0 and candidates:
             address, node = candidates.pop(self.rng.randrange(len(candidates)))
@@ -936,7 +938,7 @@ class MeshCore:
             if spare <= 0:
                 break
             dialling = self._dialling.get(address)
-            if dialling is not None and dialling.parked and not (dialling.learned or dialling.ok):
+            if dialling is not None and dialling.never_let_in:
                 self._dial(address, node)
                 spare -= 1
 
@@ -1001,24 +1003,11 @@ class MeshCore:
             self._want(session, FetchIds(tuple(missing[start : start + IDS_PER_MESSAGE_MAX])))
         self._pump(session)
 
-    def _head_entries(self) -> list[HeadEntry]:
-        """The frontier as ``Frontier`` names it, reusing the entry of each log whose head is
-        the same object as last time (admission gives the same :class:`Head` while a log does
-        not move; at 1,000 logs, rebuilding every entry each round cost more than sending)."""
-        cache = self._head_entry_of
-        frontier = self.admission.frontier()
-        if len(cache) > 2 * len(frontier):  # forget dropped logs now and then
-            cache.clear()
-        heads: list[HeadEntry] = []
-        for log, head in frontier:
-            cached = cache.get(log)
-            if cached is None or cached[0] is not head:
-                cached = cache[log] = (head, HeadEntry(log.author, log.epoch, head.seq, head.id))
-            heads.append(cached[1])
-        return heads
-
     def _send_frontier(self, session: Session, round_: int, *, reply: bool) -> None:
-        heads = self._head_entries()
+        heads = [
+            HeadEntry(log.author, log.epoch, head.seq, head.id)
+            for log, head in self.admission.frontier()
+        ]
         forks = [ForkEntry(a, b) for _, (_, a, b) in sorted(self.admission.fork_pairs.items())]
         tips = self.admission.side_tips()
         pages = max(1, -(-max(len(heads), len(forks), len(tips)) // HEADS_PER_MESSAGE_MAX))
@@ -1846,7 +1835,7 @@ class MeshCore:
             pushes = [(own, cover)] if own else []
             prefix = (session.node or b"")[:COVER_PREFIX_BYTES]
             eager = tree.eager(session.peer)
-            up = eager and tree.settled and session.peer == tree.parent
+            up = session.peer == tree.parent and tree.settled
             passed: dict[tuple[bytes, ...], list[bytes]] = {}
             announce: list[bytes] = []
             for peer, env_id, covered in new:
