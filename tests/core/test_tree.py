@@ -37,8 +37,13 @@ def _full(count: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(count) for j in range(i + 1, count)]
 
 
+def _ranked(mesh: MeshFixture, names: list[str]) -> list[str]:
+    """``names`` from the lowest rank (the root's) up."""
+    return sorted(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
+
+
 def _lowest(mesh: MeshFixture, names: list[str]) -> str:
-    return min(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
+    return _ranked(mesh, names)[0]
 
 
 def _write(net: FakeNetwork, mesh: MeshFixture, name: str, token: int) -> None:
@@ -469,8 +474,8 @@ def test_a_writers_own_push_goes_up_the_tree_once() -> None:
     the others announce it to their parent (``IHave``), which gets it once."""
     mesh = MeshFixture("tree-up", nodes=5)
     names = [f"n{i}" for i in range(5)]
-    root = _lowest(mesh, names)
-    writer = max(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
+    ranked = _ranked(mesh, names)
+    root, writer = ranked[0], ranked[-1]
     middle = [n for n in names if n not in (root, writer)]
     edges = [(int(root[1:]), int(m[1:])) for m in middle]
     edges += [(int(writer[1:]), int(m[1:])) for m in middle]
@@ -498,8 +503,7 @@ def test_a_writers_own_push_still_goes_up_from_an_ancestor_it_reached_first() ->
     the push and a fetch."""
     mesh = MeshFixture("tree-up2", nodes=5)
     names = [f"n{i}" for i in range(5)]
-    ranked = sorted(names, key=lambda n: rank(mesh.mesh_id, mesh.nodes[int(n[1:])].public_key))
-    root, grand, parent, writer, other = ranked
+    root, grand, parent, writer, other = _ranked(mesh, names)
     # a line root - grand - parent - writer, and the writer also peers with grand;
     # ``other`` hangs off the root, so it gets the envelope only if it goes up past grand.
     chain = [(root, grand), (grand, parent), (parent, writer), (writer, grand), (root, other)]
