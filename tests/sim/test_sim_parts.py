@@ -3,9 +3,13 @@ baseline."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
+import marshal
 import random
 from dataclasses import dataclass, field
+
+import pytest
 
 from memmesh.sim import SimOptions
 from memmesh.sim.clock import NodeClock
@@ -55,10 +59,10 @@ def test_the_trace_encoding_is_unambiguous() -> None:
 
 def test_the_trace_hash_is_sha256_over_the_encoding_whatever_the_buffering() -> None:
     """Buffered, the hash is still SHA-256 over every event's encoding in order: across the
-    buffer's flushes, a digest read midway, texts seen once or many times, and a bool (an int
-    subclass, encoded as the int)."""
+    buffer's flushes, a digest read midway, and every kind of part (a bool, a large int, an
+    enum member, encoded as its plain value)."""
     trace = Trace()
-    stream = bytearray(b"memmesh-sim-trace/v1\x00")
+    stream = bytearray(b"memmesh-sim-trace/v2\x00")
     digests = []
     for i in range(3_000):
         parts: tuple[int | str | bytes, ...] = (
@@ -68,21 +72,39 @@ def test_the_trace_hash_is_sha256_over_the_encoding_whatever_the_buffering() -> 
             i % 2 == 0,
             bytes([i % 256]) * (i % 97),
             "\u00e9t\u00e9",
+            i << 70,
         )
         trace.add(*parts)
-        stream += b"\n"
-        for part in parts:
-            if isinstance(part, bytes):
-                stream += b"b%d:" % len(part) + part
-            elif isinstance(part, str):
-                stream += b"s%d:" % len(part.encode()) + part.encode()
-            else:
-                stream += b"i%d;" % part
+        stream += marshal.dumps(parts, 2)
         if i in (0, 1_234):
             digests.append((trace.hexdigest(), hashlib.sha256(stream).hexdigest()))
     assert len(stream) > 2 * 65_536 and trace.events == 3_000
     digests.append((trace.hexdigest(), hashlib.sha256(stream).hexdigest()))
     assert all(got == want for got, want in digests), digests
+    plain, member = Trace(), Trace()
+    plain.add("refused", 7, "bad_signature")
+    member.add("refused", _Seven.SEVEN, _Code.BAD)
+    assert plain.hexdigest() == member.hexdigest()
+
+
+def test_a_trace_event_depends_on_its_values_alone() -> None:
+    """marshal version 2 writes no references: the same values encode alike whether they are
+    one shared object or equal copies (a later version would mark the shared one)."""
+    shared = b"x" * 40
+    one, two = Trace(), Trace()
+    one.add(shared, shared, "kind", "kind")
+    two.add(b"x" * 40, bytes(b"x" * 40), "ki" + "nd", "".join(["k", "ind"]))
+    assert one.hexdigest() == two.hexdigest()
+    with pytest.raises(TypeError, match="not object"):
+        one.add(object())  # type: ignore[arg-type]
+
+
+class _Seven(enum.IntEnum):
+    SEVEN = 7
+
+
+class _Code(enum.StrEnum):
+    BAD = "bad_signature"
 
 
 def test_links_keep_frames_in_order_unless_reordering() -> None:

@@ -222,6 +222,11 @@ class Send:
     data: bytes
     kind: str = field(default="", compare=False)
     """The message kind, for metrics and traces."""
+    envelope_ids: tuple[bytes, ...] = field(default=(), compare=False)
+    """For an ``Envelopes`` message: the ids of the envelopes it carries, in order (for
+    metrics and traces: a driver need not decode the frame and hash them again)."""
+    pushed: bool = field(default=False, compare=False)
+    """For an ``Envelopes`` message: an eager push (``req`` 0), not an answer to a fetch."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1180,13 +1180,15 @@ class MeshCore:
         ids = self.admission.logs.get(log, [])
         end = min(message.end_seq, len(ids))
         wanted = (ids[seq - 1] for seq in range(message.start_seq, end + 1))
-        items, complete = self._page(wanted)
-        self._send(session, Envelopes(message.req, items, not complete))
+        sent: list[bytes] = []
+        items, complete = self._page(wanted, 0, sent)
+        self._send(session, Envelopes(message.req, items, not complete), sent)
 
     def _on_get_ids(self, session: Session, message: GetIds) -> None:
         held = (i for i in message.ids if i in self.admission.records)
-        items, complete = self._page(held)
-        self._send(session, Envelopes(message.req, items, not complete))
+        sent: list[bytes] = []
+        items, complete = self._page(held, 0, sent)
+        self._send(session, Envelopes(message.req, items, not complete), sent)
 
     def _page(
         self, ids: Iterable[bytes], reserve: int = 0, sent: list[bytes] | None = None
@@ -1804,7 +1806,7 @@ class MeshCore:
         ids, session.pushed, session.confirm_due_ms = session.pushed, [], None
         if ids and self.tree.settled and self.tree.eager(session.peer):
             self.stats.confirmations_alone += 1
-            self._send(session, Envelopes(0, [], False, (), tuple(ids)))
+            self._send(session, Envelopes(0, [], False, (), tuple(ids)), [])
 
     def _on_prune(self, session: Session, message: Prune) -> None:
         before = self.tree.distance()
@@ -1935,7 +1937,7 @@ class MeshCore:
                 items, _ = self._page(ids, 0, sent)
             if not items:  # pragma: no cover - an admitted envelope always fits a frame
                 break
-            self._send(session, Envelopes(0, items, False, covered, confirms))
+            self._send(session, Envelopes(0, items, False, covered, confirms), sent)
             session.pushed = sent[-CONFIRMS_MAX:]
             session.confirm_due_ms = self._now + self.limits.confirm_wait_ms
             if self._confirm_due_ms is None:  # dues only grow: the first is the earliest
@@ -1948,12 +1950,21 @@ class MeshCore:
         ids = self.admission.logs.get(LogId(self.node, self.epoch), [])
         return self.admission.records[ids[-1]].envelope.hlc if ids else 0
 
-    def _send(self, session: Session, message: Message) -> None:
+    def _send(
+        self, session: Session, message: Message, envelope_ids: list[bytes] | None = None
+    ) -> None:
+        """Encode ``message`` for ``session``; ``envelope_ids``: for ``Envelopes``, the ids of
+        its items in order (:attr:`Send.envelope_ids`)."""
         data = encode_message(message)
         kind = type(message).__name__
         self.stats.messages_sent[kind] = self.stats.messages_sent.get(kind, 0) + 1
         self.stats.bytes_sent[kind] = self.stats.bytes_sent.get(kind, 0) + len(data)
-        self._out.append(Send(session.peer, data, kind))
+        if envelope_ids is None:
+            self._out.append(Send(session.peer, data, kind))
+        else:
+            assert isinstance(message, Envelopes) and len(envelope_ids) == len(message.items)
+            pushed = message.req == 0
+            self._out.append(Send(session.peer, data, kind, tuple(envelope_ids), pushed))
 
     def _notify(self, notice: Notice) -> None:
         self._out.append(Notify(notice))

@@ -40,9 +40,7 @@ from ..core import (
     WriteAcked,
     WriteFailed,
 )
-from ..core.messages import Envelopes, decode_message
 from ..crypto import SigningKey
-from ..envelope import envelope_id
 from ..errors import StorageError
 from ..store import MemoryDisk
 from .checker import Checker
@@ -339,10 +337,12 @@ class Cluster:
             if kind is Send:
                 assert isinstance(effect, Send)
                 if effect.kind == "Envelopes":
-                    items, pushed = self._hops(node, effect.data)
+                    hop_of = node.hop_of
+                    items = tuple((i, hop_of.get(i, 0) + 1) for i in effect.envelope_ids)
                     network.send(
-                        node.index, effect.peer, effect.data, effect.kind, items, pushed=pushed
-                    )
+                        node.index, effect.peer, effect.data, effect.kind, items,
+                        pushed=effect.pushed,
+                    )  # fmt: skip
                 else:
                     network.send(node.index, effect.peer, effect.data, effect.kind, ())
             elif kind is Persist:
@@ -366,18 +366,6 @@ class Cluster:
             elif kind is Disconnect:
                 assert isinstance(effect, Disconnect)
                 network.close(node.index, effect.peer, effect.reason.value)
-
-    def _hops(self, node: SimNode, data: bytes) -> tuple[tuple[tuple[bytes, int], ...], bool]:
-        """The hop of each envelope copy a frame carries (simulator bookkeeping only), and
-        whether it is an eager push."""
-        message = decode_message(data, frame_bytes_max=self.limits.frame_bytes_max)
-        assert isinstance(message, Envelopes)
-        hop_of = node.hop_of
-        items = tuple(
-            (env_id, hop_of.get(env_id, 0) + 1)
-            for env_id in (envelope_id(raw) for raw in message.items)
-        )
-        return items, message.req == 0
 
     def _notice(self, node: SimNode, notice: Notice) -> None:
         now = self.loop.now_us

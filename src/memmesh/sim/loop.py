@@ -7,9 +7,11 @@ Time is an integer of microseconds from the start of the run.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import heapq
 from collections.abc import Callable
+from marshal import dumps as _dumps
 from typing import Any
 
 __all__ = ["EventLoop", "Trace"]
@@ -20,59 +22,54 @@ Handler = Callable[[Any], None]
 class Trace:
     """SHA-256 over a canonical encoding of every event processed: one seed, one hash.
 
-    Each part is typed and length-prefixed (``i`` ints, ``s`` text, ``b`` bytes), so no two
-    different traces encode alike. The encoding is gathered in a buffer and hashed in large
-    pieces (the same digest as hashing each event: SHA-256 is over the byte stream)."""
+    Each event is its tuple of parts (ints, text, bytes) in ``marshal`` format version 2: typed
+    and length-prefixed (a tuple and its count, then ``i``/``l`` ints, ``u`` text, ``s`` bytes,
+    ``T``/``F`` bools), so no two different traces encode alike, and written without
+    references or interning flags, so the bytes depend on the values alone, not on reference
+    counts or ``PYTHONHASHSEED``. (The format of these types has not changed since version 2;
+    a trace hash is still only compared between runs of one Python.) One call into C per
+    event: the previous encoder, a loop over the parts in Python, was 5 % of a 1,000-node run.
+    The encoding is gathered in a buffer and hashed in large pieces (the same digest as hashing
+    each event: SHA-256 is over the byte stream)."""
 
-    __slots__ = ("_buffer", "_hash", "_texts", "events")
+    __slots__ = ("_buffer", "_hash", "events")
 
     _FLUSH_BYTES = 1 << 16
-    _TEXTS_MAX = 4096
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256(b"memmesh-sim-trace/v1\x00")
+        self._hash = hashlib.sha256(b"memmesh-sim-trace/v2\x00")
         self._buffer = bytearray()
-        self._texts: dict[str, bytes] = {}
-        """Text part -> its encoding (the texts are mostly a few message and event kinds)."""
         self.events = 0
 
     def add(self, *parts: int | str | bytes) -> None:
         self.events += 1
         out = self._buffer
-        out += b"\n"
-        for part in parts:
-            kind = part.__class__
-            if kind is int:  # exact types first: the common cases, without isinstance
-                out += b"i%d;" % part  # type: ignore[str-format]
-            elif kind is str:
-                encoded = self._texts.get(part)  # type: ignore[arg-type]
-                if encoded is None:
-                    encoded = self._text(part)  # type: ignore[arg-type]
-                out += encoded
-            elif isinstance(part, bytes):
-                out += b"b%d:" % len(part)
-                out += part
-            elif isinstance(part, str):
-                out += self._text(part)
-            else:
-                out += b"i%d;" % part
+        try:
+            out += _dumps(parts, 2)
+        except ValueError:  # a subclass (an enum): encoded as its plain value
+            out += _dumps(tuple(_plain(part) for part in parts), 2)
         if len(out) >= self._FLUSH_BYTES:
             self._hash.update(out)
             out.clear()
-
-    def _text(self, text: str) -> bytes:
-        data = text.encode()
-        encoded = b"s%d:" % len(data) + data
-        if len(self._texts) >= self._TEXTS_MAX:
-            self._texts.clear()
-        self._texts[text] = encoded
-        return encoded
 
     def hexdigest(self) -> str:
         if self._buffer:
             self._hash.update(self._buffer)
             self._buffer.clear()
         return self._hash.hexdigest()
+
+
+def _plain(part: object) -> int | str | bytes:
+    """``part`` as the plain int, text or bytes it stands for (``marshal`` takes no subclass)."""
+    if isinstance(part, bool):
+        return part
+    if isinstance(part, int):
+        return int(part)
+    if isinstance(part, str):
+        return str(part.value if isinstance(part, enum.Enum) else part)
+    if isinstance(part, bytes | bytearray | memoryview):
+        return bytes(part)
+    raise TypeError(f"a trace part is an int, text or bytes, not {type(part).__name__}")
 
 
 class EventLoop:
