@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -49,3 +50,12 @@ def test_the_trace_tells_runs_apart() -> None:
     # The same seed with one rate changed: the same schedule, different frames lost.
     changed = replace(swarm_options(SEED), loss=0.05)
     assert run_sim(changed).trace_hash != base
+
+
+def test_a_run_collects_cyclic_garbage_less_often_and_then_as_before() -> None:
+    """The thresholds change for the run only (the trace hash above does not depend on it)."""
+    before = gc.get_threshold()
+    during: list[tuple[int, int, int]] = []
+    run_sim(swarm_options(SEED), progress=lambda _done, _phase: during.append(gc.get_threshold()))
+    assert during and set(during) == {(50_000, 20, 100)}
+    assert gc.get_threshold() == before

@@ -7,9 +7,11 @@ core, and reports it with the command that reproduces it.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,9 +382,31 @@ def run_sim(options: SimOptions, progress: Progress | None = None) -> SimRun:
     """Run one simulation to its end and return what it found and measured. Signatures are
     checked, and envelopes decoded, once per run, not once per simulated node
     (``shared_verification``, ``shared_preparation``): the answers are the same, and the wall
-    time goes to the protocol rather than to checking one envelope a thousand times."""
-    with shared_verification(), shared_preparation():
+    time goes to the protocol rather than to checking one envelope a thousand times. The
+    cyclic garbage collector runs less often meanwhile (:func:`_fewer_collections`)."""
+    with shared_verification(), shared_preparation(), _fewer_collections():
         return _Simulation(options, progress).execute()
+
+
+_GC_THRESHOLDS = (50_000, 20, 100)
+"""The collector's thresholds during a run (CPython's defaults: 700, 10, 10)."""
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage less often during a run, then as before.
+
+    A run makes millions of objects that live to its end (every simulated node's records,
+    sessions and documents) and almost no cyclic garbage: at 400 nodes the default thresholds
+    spent 3.9 of 40 s in the collector (2.5 s in 14 full collections, each walking the whole
+    heap), and disabling it changed neither the result nor the peak memory (449 MB either
+    way). With these thresholds the collector still runs, about 70 times less often."""
+    before = gc.get_threshold()
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 def summary(run: SimRun) -> dict[str, Any]:
