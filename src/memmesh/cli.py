@@ -21,6 +21,7 @@ from .cli_sim import sim_app
 from .crypto import SigningKey, read_key_file, write_key_file
 from .errors import MemmeshError
 from .ids import short_id
+from .teardown import exit_now_if_asked, skip_teardown
 
 if TYPE_CHECKING:
     from .membership import Genesis
@@ -355,6 +356,7 @@ def bench_convergence(
     from .bench.convergence import run_convergence_bench
 
     result = run_convergence_bench(nodes=nodes, updates=updates, seed=seed, loss=loss)
+    skip_teardown()  # memmesh.teardown: the simulations' heap need not be freed at exit
     _emit(result, as_json, "memmesh bench convergence")
 
 
@@ -415,7 +417,11 @@ def demo(
 def main() -> None:
     """Console entry point: our own errors become one line on stderr and exit status 1."""
     try:
-        app()
-    except MemmeshError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        sys.exit(1)
+        try:
+            app()
+        except MemmeshError as exc:
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+            sys.exit(1)
+    except SystemExit as exc:
+        exit_now_if_asked(exc.code)  # memmesh.teardown: a command with a large heap
+        raise

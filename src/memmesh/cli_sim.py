@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .teardown import skip_teardown
+
 if TYPE_CHECKING:
     from .sim import SimOptions
 
@@ -143,6 +145,7 @@ def sim_run(
         run = run_sim(
             options, lambda done, phase: progress.update(task, completed=done, description=phase)
         )
+        skip_teardown()  # nothing below needs cleaning up: the heap need not be freed at exit
         progress.update(task, description="flooding baseline")
         report = make_report(run, flood_limit=flood_updates or None)
     if out is not None:
