@@ -100,6 +100,10 @@ def test_bench_transport_prints_named_figures_and_stops_every_process(tmp_path: 
     # The relay's server echoes every update to its writer too: 3 clients for 2 receivers.
     assert 1.0 <= relay["deliveries_per_update_per_node"] <= 1.5
     assert len(memmesh["active_peers"]) == 3
+    for step in memmesh["steps"]:  # every receiver commits what it receives, durably
+        assert step["writer_commit_ms_mean"] > 0 and step["commit_ms_mean"] > 0
+        assert 0 < step["commit_share"] < 1
+    assert memmesh["commit_ms_mean_at_200"] == memmesh["steps"][0]["commit_ms_mean"]
     floor = memmesh["concurrent_commit_ms"]
     assert (floor["processes"], floor["rounds"]) == (2, 30)
     assert 0 < floor["p50"] <= floor["p50_of_slowest"]

@@ -282,3 +282,21 @@ def test_released_pages_leave_resident_memory_and_reads_still_work(tmp_path: Pat
         assert store.get_log_envelope(envs[-1].log, envs[-1].seq) == envs[-1].raw
         store.commit(WriteBatch(envelopes=[writer.next()]))
         assert store.head(envs[0].log) == Head(len(envs) + 1, writer.prev)
+
+
+def test_each_durable_commit_reports_its_duration_and_a_failed_one_does_not(
+    tmp_path: Path,
+) -> None:
+    timed: list[float] = []
+    writer = LogWriter(seeded_key("a"), MESH)
+    with LmdbStore(
+        tmp_path / "s", map_size_bytes=256 << 10, map_growth=False, on_commit=timed.append
+    ) as store:
+        store.commit(WriteBatch(envelopes=[writer.next()]))
+        store.commit(WriteBatch(meta={"note": b"x"}))
+        assert len(timed) == 2 and all(0 < t < 60 for t in timed)
+        acked = _fill(store, writer, 2000)
+        assert len(timed) == 2 + len(acked)
+        with pytest.raises(StorageFull):
+            store.commit(WriteBatch(envelopes=[writer.next(b"x" * 2000)]))
+        assert len(timed) == 2 + len(acked)  # the refused commit is not counted

@@ -161,6 +161,11 @@ def test_every_signal_counts_exactly_what_happened(
     assert one(found, "memmesh_conflict_resolution_seconds_sum") >= 0
     buckets = [v for (n, _), v in found.items() if n == "memmesh_propagation_seconds_bucket"]
     assert max(buckets) == 4  # the +Inf bucket holds them all
+    # Every durable commit is timed: A's own 8 writes at least, each an fsync'd transaction.
+    commits = one(found, "memmesh_commit_seconds_count")
+    assert commits >= 8 and one(found, "memmesh_commit_seconds_sum") > 0
+    buckets = [v for (n, _), v in found.items() if n == "memmesh_commit_seconds_bucket"]
+    assert max(buckets) == commits
 
     # `memmesh status` shows the same four signals.
     signals = json.loads(memmesh("status", "--api", a, "--json"))["signals"]

@@ -75,7 +75,12 @@ from just before the step's first update until its drain ended, divided by the u
 writer (this bench process, an HTTP client) and the watcher are not counted:
 ``driver_cpu_ms_per_update`` and ``watcher_cpu_ms_per_update`` give theirs. memmesh steps also
 give ``ack_p50_ms`` and ``ack_p99_ms``: issue time to the writer reading node0's 201 (the
-claim durable and integrated at node0), the writer's side of the propagation.
+claim durable and integrated at node0), the writer's side of the propagation; and, from each
+node's ``memmesh_commit_seconds`` scraped before and after the step, ``writer_commit_ms_mean``
+and ``commit_ms_mean`` (the mean durable commit at node0 and at the receivers) and
+``commit_share`` (the receivers' time in commits over the step's window: each commit holds its
+node's event loop, and every hop waits for one). ``commit_ms_mean_at_200`` and
+``commit_share_at_200`` repeat the 200/s step's among memmesh's headline figures.
 
 **Headline figures** for each system (``memmesh`` and ``relay``): ``max_rate``, the highest
 rate of the ladder whose step passed (0 if none; ``max_rate_is_ladder_top`` says the ladder may
@@ -654,8 +659,11 @@ async def _memmesh_ladder(
     figures = [_step_figures(s) for s, _, _ in bench.steps]
     total_updates = max(1, sum(s.updates for s, _, _ in bench.steps))
     copies = _memmesh_copies(metrics_start, metrics_end, total_updates)
+    at_200 = next((f for f in figures if f["rate"] == 200), {})
     return {
         **_headline(figures, ladder),
+        "commit_ms_mean_at_200": at_200.get("commit_ms_mean"),
+        "commit_share_at_200": at_200.get("commit_share"),
         "deliveries_per_update_per_node": copies["deliveries_per_update_per_node"],
         "updates_per_envelope": copies["updates_per_envelope"],
         "driver_cpu_ms_per_update": round(own_ns / 1e6 / total_updates, 4),
@@ -730,8 +738,10 @@ class _MemmeshBench:
         step.extra = {
             "ack_p50_ms": _ms(_percentile(acks, 0.5)) if acks else None,
             "ack_p99_ms": _ms(_percentile(acks, 0.99)) if acks else None,
-            **_memmesh_copies(before, await _scrape_all(self.entries), len(acked)),
         }
+        after = await _scrape_all(self.entries)
+        step.extra.update(_memmesh_copies(before, after, len(acked)))
+        step.extra.update(_memmesh_commits(before, after, step.window_ns))
         self.steps.append((step, seqs, end))
 
 
@@ -756,6 +766,32 @@ def _memmesh_copies(
     return {
         "deliveries_per_update_per_node": round(received / needed, 3) if needed else None,
         "updates_per_envelope": round(updates / new_envelopes, 3) if new_envelopes else None,
+    }
+
+
+def _memmesh_commits(
+    before: list[dict[str, float]], after: list[dict[str, float]], window_ns: int
+) -> dict[str, Any]:
+    """The durable commits of the step, from each node's ``memmesh_commit_seconds``: their
+    mean duration at the writer's node and at the receivers, and the share of the receivers'
+    time spent in them (each one holds its node's event loop, and every hop waits for one)."""
+
+    def delta(i: int, name: str) -> float:
+        return after[i].get(name, 0.0) - before[i].get(name, 0.0)
+
+    def mean_ms(nodes: range) -> float | None:
+        count = sum(delta(i, "memmesh_commit_seconds_count") for i in nodes)
+        total = sum(delta(i, "memmesh_commit_seconds_sum") for i in nodes)
+        return round(total / count * 1e3, 3) if count else None
+
+    receivers = range(1, len(before))
+    busy = sum(delta(i, "memmesh_commit_seconds_sum") for i in receivers)
+    return {
+        "writer_commit_ms_mean": mean_ms(range(1)),
+        "commit_ms_mean": mean_ms(receivers),
+        "commit_share": round(busy / (window_ns / 1e9 * len(receivers)), 3)
+        if window_ns and receivers
+        else None,
     }
 
 

@@ -390,6 +390,12 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
         "(this node's clock minus the envelope's HLC: clock skew included)",
         node.propagation,
     )
+    yield _histogram(
+        "memmesh_commit_seconds",
+        "Durable commits of the store (an LMDB write transaction and its two device flushes); "
+        "the node's event loop waits for each",
+        node.commit_seconds,
+    )
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:

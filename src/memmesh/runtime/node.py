@@ -69,7 +69,7 @@ from ..store import LmdbStore
 from ..store.scrub import ScrubReport, quarantine_store, scrub_before_open
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
-from .signals import PROPAGATION_BUCKETS_S, Histogram, Traceability
+from .signals import COMMIT_BUCKETS_S, PROPAGATION_BUCKETS_S, Histogram, Traceability
 from .transport import Connection, TransportLimits
 
 __all__ = ["NodeRuntime", "NodeStats", "WriteRefused", "read_admit_chain", "write_admit_chain"]
@@ -171,27 +171,15 @@ class NodeRuntime:
 
     def __init__(self, settings: NodeSettings) -> None:
         self.settings = settings
-        data_dir = Path(settings.data_dir)
         self.node_key: SigningKey = read_key_file(settings.node_key_path)
         self.agent_key: SigningKey = read_key_file(settings.agent_key_path)
         self.genesis: Genesis = decode_genesis(settings.genesis_path.read_bytes())
         chain_file = settings.admit_chain_path
         chain = read_admit_chain(chain_file) if chain_file.exists() else []
+        # Every durable commit since start (the store's, timed: ``memmesh_commit_seconds``).
+        self.commit_seconds = Histogram(COMMIT_BUCKETS_S)
         self.scrub: ScrubReport | None = None
-        quarantined: Path | None = None
-        if settings.scrub_on_start:  # before the store is opened: damage must not reach it
-            self.scrub, quarantined = scrub_before_open(data_dir / "store", data_dir / "quarantine")
-        try:
-            self.store, self.core = self._open(settings, chain)
-        except (AssertionError, CorruptRecord) as exc:
-            if not settings.scrub_on_start:
-                raise
-            # The scrub passed but the store still does not replay: damage it could not see.
-            # Set the whole store aside and start empty; sync fetches everything again.
-            why = f"the store did not replay after the scrub: {type(exc).__name__}: {exc}"
-            quarantined = quarantine_store(data_dir / "store", data_dir / "quarantine", why)
-            self.scrub = ScrubReport(structural=why)
-            self.store, self.core = self._open(settings, chain)
+        quarantined = self._open_scrubbed(settings, chain)
         self.stats = NodeStats()
         self.quota = Quota(settings.agent_writes_per_s_max, settings.agent_write_burst)
         self.throttled = _Throttled()
@@ -238,10 +226,32 @@ class NodeRuntime:
                 quarantine=str(quarantined),
             )
 
+    def _open_scrubbed(self, settings: NodeSettings, chain: list[bytes]) -> Path | None:
+        """Open the store and the core (``self.store``, ``self.core``), scrubbing the store
+        first when ``scrub_on_start`` says so; where damaged records were set aside, if any."""
+        data_dir = Path(settings.data_dir)
+        quarantined: Path | None = None
+        if settings.scrub_on_start:  # before the store is opened: damage must not reach it
+            self.scrub, quarantined = scrub_before_open(data_dir / "store", data_dir / "quarantine")
+        try:
+            self.store, self.core = self._open(settings, chain)
+        except (AssertionError, CorruptRecord) as exc:
+            if not settings.scrub_on_start:
+                raise
+            # The scrub passed but the store still does not replay: damage it could not see.
+            # Set the whole store aside and start empty; sync fetches everything again.
+            why = f"the store did not replay after the scrub: {type(exc).__name__}: {exc}"
+            quarantined = quarantine_store(data_dir / "store", data_dir / "quarantine", why)
+            self.scrub = ScrubReport(structural=why)
+            self.store, self.core = self._open(settings, chain)
+        return quarantined
+
     def _open(self, settings: NodeSettings, chain: list[bytes]) -> tuple[LmdbStore, MeshCore]:
         """The store and the core over it (the store is closed again if the core fails)."""
         store = LmdbStore(
-            Path(settings.data_dir) / "store", map_size_max_bytes=settings.lmdb_map_size_bytes_max
+            Path(settings.data_dir) / "store",
+            map_size_max_bytes=settings.lmdb_map_size_bytes_max,
+            on_commit=self.commit_seconds.observe,
         )
         try:
             core = MeshCore(

@@ -19,10 +19,19 @@ from dataclasses import dataclass, field
 from ..claims import Claim
 from ..memory.types import DECISION, RECEIPT, RECEIPT_NAMESPACE, SYSTEM_PREFIX
 
-__all__ = ["PROPAGATION_BUCKETS_S", "RESOLUTION_BUCKETS_S", "Histogram", "Traceability"]
+__all__ = [
+    "COMMIT_BUCKETS_S",
+    "PROPAGATION_BUCKETS_S",
+    "RESOLUTION_BUCKETS_S",
+    "Histogram",
+    "Traceability",
+]
 
 PROPAGATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 RESOLUTION_BUCKETS_S = (0.001, 0.01, 0.1, 0.5, 1, 5, 10, 60, 300, 3600, 86400)
+COMMIT_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
+"""A durable commit is two device flushes: a tenth of a millisecond on a fast disk alone,
+milliseconds on a shared virtual one."""
 
 
 @dataclass(slots=True)

@@ -30,6 +30,7 @@ import fcntl
 import functools
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -83,12 +84,17 @@ class LmdbStore:
         map_size_bytes: int = 64 << 20,
         map_size_max_bytes: int = 1 << 40,
         map_growth: bool = True,
+        on_commit: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_commit`` is called after each successful commit with its duration in seconds
+        (wall time around the write transaction, its two device flushes included). It must
+        not raise: the batch is durable by then, and the caller would take it as lost."""
         if map_size_bytes > map_size_max_bytes:
             raise ValueError("map_size_bytes must not exceed map_size_max_bytes")
         self.path = Path(path)
         self.map_size_max_bytes = map_size_max_bytes
         self.map_growth = map_growth
+        self.on_commit = on_commit
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = _acquire_lock(self.path / "LOCK")
         try:
@@ -169,9 +175,12 @@ class LmdbStore:
     def commit(self, batch: WriteBatch) -> None:
         self._check_open()
         check_meta_names(batch.meta)
+        started = time.perf_counter()
         while True:
             try:
                 self._write(batch)
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - started)
                 return
             except lmdb.MapFullError:
                 self._grow_map()
