@@ -417,11 +417,11 @@ def demo(
 def main() -> None:
     """Console entry point: our own errors become one line on stderr and exit status 1."""
     try:
-        try:
-            app()
-        except MemmeshError as exc:
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-            sys.exit(1)
+        app()
+    except MemmeshError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        exit_now_if_asked(1)
+        sys.exit(1)
     except SystemExit as exc:
         exit_now_if_asked(exc.code)  # memmesh.teardown: a command with a large heap
         raise

@@ -756,7 +756,7 @@ def _memmesh_copies(
     (index 0 is the writer's node); see the module docstring."""
 
     def delta(i: int, name: str) -> float:
-        return after[i].get(name, 0.0) - before[i].get(name, 0.0)
+        return _delta(before, after, i, name)
 
     receivers = len(before) - 1
     new_envelopes = delta(0, "memmesh_envelopes")
@@ -769,6 +769,13 @@ def _memmesh_copies(
     }
 
 
+def _delta(
+    before: list[dict[str, float]], after: list[dict[str, float]], i: int, name: str
+) -> float:
+    """How much node ``i``'s counter ``name`` grew between two scrapes."""
+    return after[i].get(name, 0.0) - before[i].get(name, 0.0)
+
+
 def _memmesh_commits(
     before: list[dict[str, float]], after: list[dict[str, float]], window_ns: int
 ) -> dict[str, Any]:
@@ -776,16 +783,15 @@ def _memmesh_commits(
     mean duration at the writer's node and at the receivers, and the share of the receivers'
     time spent in them (each one holds its node's event loop, and every hop waits for one)."""
 
-    def delta(i: int, name: str) -> float:
-        return after[i].get(name, 0.0) - before[i].get(name, 0.0)
+    def total(nodes: range, name: str) -> float:
+        return sum(_delta(before, after, i, name) for i in nodes)
 
     def mean_ms(nodes: range) -> float | None:
-        count = sum(delta(i, "memmesh_commit_seconds_count") for i in nodes)
-        total = sum(delta(i, "memmesh_commit_seconds_sum") for i in nodes)
-        return round(total / count * 1e3, 3) if count else None
+        count = total(nodes, "memmesh_commit_seconds_count")
+        return round(total(nodes, "memmesh_commit_seconds_sum") / count * 1e3, 3) if count else None
 
     receivers = range(1, len(before))
-    busy = sum(delta(i, "memmesh_commit_seconds_sum") for i in receivers)
+    busy = total(receivers, "memmesh_commit_seconds_sum")
     return {
         "writer_commit_ms_mean": mean_ms(range(1)),
         "commit_ms_mean": mean_ms(receivers),

@@ -1727,7 +1727,7 @@ class MeshCore:
         if self._held_up and self.tree.settled and session.peer in self.tree.children:
             # A child announces what the writer's push covered it for: the writer is below
             # this node, which holds it back from its parent, so it goes up now.
-            self._pass_up_held([i for i in message.ids if i in self._held_up])
+            self._pass_up_held(message.ids)
         for env_id in message.ids:
             if env_id in records or env_id in self._announced or env_id in self._fetching_ids:
                 continue
@@ -1877,7 +1877,7 @@ class MeshCore:
             del held[next(iter(held))]  # the oldest: by now its copy would have come
         held[env_id] = covered
 
-    def _pass_up_held(self, from_children: list[bytes]) -> None:
+    def _pass_up_held(self, from_children: Iterable[bytes]) -> None:
         """Envelopes held back from the parent (:meth:`_push`) that a child then announced:
         the writer is below this node after all, which is on the way up, so they go up now.
         (A child announces rather than pushes them: the writer's push named this node.)"""

@@ -179,13 +179,13 @@ class LmdbStore:
         while True:
             try:
                 self._write(batch)
-                if self.on_commit is not None:
-                    self.on_commit(time.perf_counter() - started)
-                return
+                break
             except lmdb.MapFullError:
                 self._grow_map()
             except lmdb.Error as exc:
                 raise self._translate(exc, "commit") from exc
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started)
 
     def _write(self, batch: WriteBatch) -> None:
         logs, heads, side = self._dbs[b"logs"], self._dbs[b"heads"], self._dbs[b"side"]
