@@ -27,12 +27,20 @@ def tagged_hash(tag: bytes, data: bytes) -> bytes:
     Every hash in the protocol names its purpose, so bytes hashed for one purpose can never be
     presented as a hash for another. Tags are ASCII without NUL, so the encoding is unambiguous.
     """
-    assert b"\x00" not in tag, "tags must not contain NUL"
-    h = hashlib.sha256(_TAG_PREFIX)
-    h.update(tag)
-    h.update(b"\x00")
+    start = _started.get(tag)
+    if start is None:
+        assert b"\x00" not in tag, "tags must not contain NUL"
+        start = hashlib.sha256(_TAG_PREFIX + tag + b"\x00")
+        if len(_started) < _STARTED_MAX:
+            _started[tag] = start
+    h = start.copy()  # the prefix is hashed once per tag, not once per call
     h.update(data)
     return h.digest()
+
+
+_STARTED_MAX = 256
+_started: dict[bytes, hashlib._Hash] = {}
+"""Each tag's hash state after its prefix (the protocol has a few dozen tags; bounded anyway)."""
 
 
 def short_id(value: bytes, chars: int = 12) -> str:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memmesh.claims import CLAIM_ID_TAG, decode_claim, make_claim
+from memmesh.canonical import canonical_bytes, check_json
+from memmesh.claims import CLAIM_ID_TAG, _plain_body, decode_claim, make_claim
 from memmesh.errors import Reason, Rejected
 from memmesh.ids import tagged_hash
 from memmesh.membership import Role, decode_genesis, make_genesis, parse_op
@@ -94,6 +95,63 @@ def test_a_made_claim_is_what_a_peer_decodes(
         assert claim.value is not value
 
 
+_nfc_text = st.text(max_size=12).map(lambda t: unicodedata.normalize("NFC", t)).filter(bool)
+_hex_ids = st.lists(st.binary(min_size=32, max_size=32), max_size=3).map(
+    lambda ids: sorted({i.hex() for i in ids})
+)
+_opt_ints = st.none() | st.integers(0, 2**53)
+
+
+@settings(max_examples=scaled(300), deadline=None)
+@given(
+    value=_json_values,
+    key=_nfc_text,
+    type_=_nfc_text,
+    labels=st.lists(_nfc_text, min_size=1, max_size=3),
+    source=st.none() | _nfc_text,
+    ints=st.tuples(st.integers(1, 2**53), st.integers(0, 2**48), st.integers(0, 2**16)),
+    optional=st.tuples(_opt_ints, _opt_ints, _opt_ints),
+    refs=st.tuples(_hex_ids, _hex_ids, _hex_ids),
+)
+def test_the_fast_body_encoder_writes_the_canonical_bytes(
+    *,
+    value: object,
+    key: str,
+    type_: str,
+    labels: list[str],
+    source: str | None,
+    ints: tuple[int, int, int],
+    optional: tuple[int | None, int | None, int | None],
+    refs: tuple[list[str], list[str], list[str]],
+) -> None:
+    """``make_claim`` writes a plain body member by member; the bytes must be exactly the
+    canonical encoder's (RFC 8785), whatever the strings hold (quotes, controls, characters
+    past U+E000 and U+FFFF) and whatever the value is."""
+    try:
+        check_json(value)
+    except ValueError:
+        return  # a value outside the subset never reaches the fast encoder
+    doc = {
+        "v": 1,
+        "mesh": MESH.mesh_id.hex(),
+        "agent": AGENT.public_key.hex(),
+        "aseq": ints[0],
+        "hlc": [ints[1], ints[2]],
+        "ns": labels,
+        "key": key,
+        "type": type_,
+        "value": value,
+        "valid_at": optional[0],
+        "invalid_at": optional[1],
+        "source": source,
+        "derived_from": refs[0],
+        "based_on": refs[1],
+        "confidence": optional[2],
+        "supersedes": refs[2],
+    }
+    assert _plain_body(doc) == canonical_bytes(doc)
+
+
 def _strings(value: object) -> list[object]:
     if isinstance(value, dict):
         return [*value, *(s for v in value.values() for s in _strings(v))]
@@ -113,6 +171,7 @@ def _strings(value: object) -> list[object]:
         ({"confidence": 10_001}, Reason.BAD_CLAIM),
         ({"valid_at": 5, "invalid_at": 5}, Reason.BAD_CLAIM),
         ({"hlc": (1 << 48, 0)}, Reason.BAD_CLAIM),
+        ({"mesh_id": b"\x01" * 31}, Reason.BAD_CLAIM),
     ],
 )
 def test_local_claims_outside_the_rules_are_refused(
