@@ -613,12 +613,13 @@ class Admission:
         self._sync_exclusions()
 
     def _receive_one(self, raw: bytes) -> Outcome:
+        known = None
         if not self._replaying and len(raw) <= self.limits.envelope.envelope_bytes_max:
             known = envelope_id(raw)  # one hash: a copy we hold costs no signature check
             if known in self.records:
                 return Outcome(Status.DUPLICATE, known)
         try:
-            prepared = self._prepare(raw)
+            prepared = self._prepare(raw, known)
         except Rejected as exc:
             return self._reject(None, exc)
         return self._route(prepared)
@@ -648,11 +649,11 @@ class Admission:
             released_rejected=tuple(rejected),
         )
 
-    def _prepare(self, raw: bytes) -> _Prepared:
+    def _prepare(self, raw: bytes, known_id: bytes | None = None) -> _Prepared:
         """Every check on an envelope's own bytes (:meth:`_prepare_fresh`); inside
         :func:`shared_preparation`, once per distinct envelope and mode in the process."""
         if _shared.answers is None:
-            return self._prepare_fresh(raw)
+            return self._prepare_fresh(raw, known_id)
         key = (
             bytes(raw),
             self.mesh_id,
@@ -663,7 +664,7 @@ class Admission:
         found = _shared.get(key)
         if found is None:
             try:
-                found = self._prepare_fresh(raw)
+                found = self._prepare_fresh(raw, known_id)
             except Rejected as exc:
                 found = (exc.reason, exc.detail)
             _shared.put(key, found)
@@ -671,16 +672,20 @@ class Admission:
             raise Rejected(*found)
         return found
 
-    def _prepare_fresh(self, raw: bytes) -> _Prepared:
+    def _prepare_fresh(self, raw: bytes, known_id: bytes | None = None) -> _Prepared:
+        """``known_id``: :func:`envelope_id` of ``raw``, when the caller has just computed it."""
         trusted = self._replaying or self._signatures_checked
+        limits = self.limits.envelope
         if self._replaying:
-            env = decode_envelope(raw, self.limits.envelope)
-        elif self._signatures_checked:
-            env = open_envelope(
-                raw, mesh_id=self.mesh_id, limits=self.limits.envelope, verify_signature=False
-            )
+            env = decode_envelope(raw, limits)
         else:
-            env = open_envelope(raw, mesh_id=self.mesh_id, limits=self.limits.envelope)
+            env = open_envelope(
+                raw,
+                mesh_id=self.mesh_id,
+                limits=limits,
+                verify_signature=not self._signatures_checked,
+                known_id=known_id,
+            )
         items = decode_update(
             env.payload, client=client_id(env.author, env.epoch), start_clock=None
         )

@@ -218,8 +218,13 @@ def seal(
     return decode_envelope(body + key.sign(SIGNATURE_DOMAIN, body), limits)
 
 
-def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Envelope:
-    """Structural decode: size, every field, canonical form. Does not check the signature."""
+def decode_envelope(
+    data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS, *, known_id: bytes | None = None
+) -> Envelope:
+    """Structural decode: size, every field, canonical form. Does not check the signature.
+
+    ``known_id``: :func:`envelope_id` of ``data``, when the caller has just computed it (the
+    id is the hash of the body, and a decoded body is all but the last 64 bytes)."""
     data = bytes(data)  # fields are slices of it: make them immutable, hashable bytes
     if len(data) > limits.envelope_bytes_max:
         raise Rejected(
@@ -269,7 +274,7 @@ def decode_envelope(data: bytes, limits: EnvelopeLimits = DEFAULT_LIMITS) -> Env
         payload_start=payload_start,
         signature=signature,
         held=data,
-        id=tagged_hash(ID_TAG, body),
+        id=tagged_hash(ID_TAG, body) if known_id is None else known_id,
         size=len(data),
     )
 
@@ -303,14 +308,16 @@ def open_envelope(
     mesh_id: bytes | None = None,
     limits: EnvelopeLimits = DEFAULT_LIMITS,
     verify_signature: bool = True,
+    known_id: bytes | None = None,
 ) -> Envelope:
     """Decode, authenticate and scope-check bytes from outside: size, structure, signature, mesh.
 
     The cheapest checks come first (DESIGN §4 rule 3); nothing is allocated by a length before
     the length is checked against the bytes that remain. ``verify_signature=False`` is for a
     caller that verified the signature itself, never for bytes straight from a peer.
+    ``known_id``: as for :func:`decode_envelope`.
     """
-    envelope = decode_envelope(data, limits)
+    envelope = decode_envelope(data, limits, known_id=known_id)
     if verify_signature:
         verify_envelope(envelope)
     if mesh_id is not None and envelope.mesh_id != mesh_id:

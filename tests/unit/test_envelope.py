@@ -26,6 +26,7 @@ from memmesh.envelope import (
     EnvelopeLimits,
     decode_envelope,
     encode_body,
+    envelope_id,
     open_envelope,
     seal,
 )
@@ -252,6 +253,9 @@ def test_id_covers_the_body_and_excludes_the_signature() -> None:
     other_signature = VALID[:-64] + bytes(64)
     assert decode_envelope(other_signature).id == original.id  # same body, same envelope
     assert rejected_reason(other_signature) == Reason.BAD_SIGNATURE
+    # The id a receiver computes before decoding (to skip copies it holds) is the decoded one.
+    assert envelope_id(VALID) == original.id
+    assert decode_envelope(VALID, known_id=envelope_id(VALID)) == original
 
 
 # --- truncation and trailing bytes --------------------------------------------------------------
