@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from .crypto import SIGNATURE_BYTES, SigningKey, verify
 from .errors import Reason, Rejected
 from .ids import HASH_BYTES, ZERO_ID, Head, LogId, short_id, tagged_hash
-from .wire import Layout, Reader, Writer
+from .wire import Layout, Writer
 
 __all__ = [
     "ENVELOPE_VERSION",
@@ -55,9 +55,11 @@ EPOCH_MAX = (1 << 32) - 1
 HEADER_BYTES_MIN = 1 + 1 + 32 + 32 + 4 + 8 + 32 + 2 + 8 + 32 + 4
 """Bytes of a body with no deps and an empty payload."""
 _ENVELOPE_BYTES_MIN = HEADER_BYTES_MIN + SIGNATURE_BYTES
-_HEAD = Layout(">BB32s32s")
-_POSITION = Layout(">IQ32s")
+_FRONT = Layout(">BB32s32sIQ32sH")
+"""Version, kind, mesh id, author, epoch, seq, prev, deps count: the fixed front of a body."""
 _TAIL = Layout(">Q32sI")
+"""hlc, claims root, payload length: what follows the deps."""
+
 _FIXED_TAIL_BYTES = 8 + HASH_BYTES + 4 + SIGNATURE_BYTES
 """hlc, claims root, payload length and signature: what must follow the deps."""
 
@@ -67,6 +69,10 @@ class EnvelopeKind(enum.IntEnum):
 
     UPDATE = 1
     """A Yjs v1 update following the document grammar (DESIGN §4)."""
+
+
+_KINDS = {kind.value: kind for kind in EnvelopeKind}
+assert _FRONT.size + _FIXED_TAIL_BYTES == _ENVELOPE_BYTES_MIN  # the front is always there
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,30 +242,29 @@ def decode_envelope(
             Reason.TRUNCATED,
             f"envelope of {len(data)} bytes is shorter than the minimum {_ENVELOPE_BYTES_MIN}",
         )
-    r = Reader(data, "envelope")
-    version, kind_code, mesh_id, author = r.fields(_HEAD, "header")
+    # The minimum size covers the fixed front (header, position, deps count): one unpack.
+    version, kind_code, mesh_id, author, epoch, seq, prev, deps_count = _FRONT.unpack_from(data)
     if version != ENVELOPE_VERSION:
         raise Rejected(Reason.BAD_VERSION, f"envelope version {version}, expected 1")
-    try:
-        kind = EnvelopeKind(kind_code)
-    except ValueError:
-        raise Rejected(Reason.UNKNOWN_KIND, f"envelope kind {kind_code}") from None
-    epoch, seq, prev = _read_position(r)
-    deps = _read_deps(r, limits)
-    hlc, claims_root, payload_len = r.fields(_TAIL, "hlc, claims_root, payload_len")
-    if payload_len + SIGNATURE_BYTES != r.remaining:
-        too_long = payload_len + SIGNATURE_BYTES > r.remaining
+    kind = _KINDS.get(kind_code)
+    if kind is None:
+        raise Rejected(Reason.UNKNOWN_KIND, f"envelope kind {kind_code}")
+    _check_position(epoch, seq, prev)
+    deps = _read_deps(data, deps_count, limits)
+    at = _FRONT.size + deps_count * HASH_BYTES
+    hlc, claims_root, payload_len = _TAIL.unpack_from(data, at)
+    payload_start = at + _TAIL.size
+    remaining = len(data) - payload_start
+    if payload_len + SIGNATURE_BYTES != remaining:
+        too_long = payload_len + SIGNATURE_BYTES > remaining
         reason = Reason.TRUNCATED if too_long else Reason.TRAILING_BYTES
         raise Rejected(
             reason,
-            f"payload_len {payload_len} + signature {SIGNATURE_BYTES} != {r.remaining} "
+            f"payload_len {payload_len} + signature {SIGNATURE_BYTES} != {remaining} "
             f"remaining bytes",
         )
-    payload_start = r.position
-    r.raw(payload_len, "payload")
-    body_end = r.position
-    signature = r.raw(SIGNATURE_BYTES, "signature")
-    r.expect_end()
+    body_end = len(data) - SIGNATURE_BYTES
+    signature = data[body_end:]
     body = data[:body_end]
     return Envelope(
         kind=kind,
@@ -329,9 +334,8 @@ def open_envelope(
     return envelope
 
 
-def _read_position(r: Reader) -> tuple[int, int, bytes]:
-    """Epoch, seq and prev, with the rules that tie them together."""
-    epoch, seq, prev = r.fields(_POSITION, "epoch, seq, prev")
+def _check_position(epoch: int, seq: int, prev: bytes) -> None:
+    """The rules that tie epoch, seq and prev together."""
     if epoch == 0:
         raise Rejected(Reason.BAD_EPOCH, "epoch 0; epochs start at 1")
     if not 1 <= seq <= SEQ_MAX:
@@ -340,24 +344,26 @@ def _read_position(r: Reader) -> tuple[int, int, bytes]:
         raise Rejected(Reason.BAD_PREV, f"seq {seq} must name its previous envelope")
     if seq == 1 and epoch == 1 and prev != ZERO_ID:
         raise Rejected(Reason.BAD_PREV, "the first envelope of a key has no previous envelope")
-    return epoch, seq, prev
 
 
-def _read_deps(r: Reader, limits: EnvelopeLimits) -> tuple[bytes, ...]:
-    """The deps count, bounded by the limit and by the bytes that remain, then the deps."""
-    deps_count = r.u16("deps_count")
+def _read_deps(data: bytes, deps_count: int, limits: EnvelopeLimits) -> tuple[bytes, ...]:
+    """The deps, their count bounded by the limit and by the bytes that remain."""
     if deps_count > limits.deps_max:
         raise Rejected(
             Reason.COUNT_EXCEEDS_LIMIT, f"{deps_count} deps exceed deps_max={limits.deps_max}"
         )
     # The fixed tail (hlc, claims root, payload length, signature) must still fit after the deps.
     needed = deps_count * HASH_BYTES + _FIXED_TAIL_BYTES
-    if needed > r.remaining:
+    remaining = len(data) - _FRONT.size
+    if needed > remaining:
         raise Rejected(
             Reason.TRUNCATED,
-            f"{deps_count} deps and the fixed tail need {needed} bytes, {r.remaining} remain",
+            f"{deps_count} deps and the fixed tail need {needed} bytes, {remaining} remain",
         )
-    deps = tuple(r.raw(HASH_BYTES, "dep") for _ in range(deps_count))
+    if not deps_count:
+        return ()
+    at = _FRONT.size
+    deps = tuple(data[at + i * HASH_BYTES : at + (i + 1) * HASH_BYTES] for i in range(deps_count))
     for i, dep in enumerate(deps):
         if dep == ZERO_ID:
             raise Rejected(Reason.BAD_DEPS, f"dep {i} is the zero id")

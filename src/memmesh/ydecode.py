@@ -170,8 +170,7 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
     """Every item. Well-formed items all start with the same bytes and carry a claim whose
     length fits a one- or two-byte varuint, so a fast path checks them at once; anything else
     goes through :func:`_item`, which names the exact rule it breaks."""
-    owner = f"{client}/"
-    prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + bytes([len(owner) + 64]) + owner.encode()
+    owner, prefix = _item_prefix(client)
     data, size, items = r.data, len(r.data), []
     for i in range(count):
         pos = r.position
@@ -197,6 +196,14 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
                     continue
         items.append(_item(r, client, clock + i))
     return items
+
+
+@functools.lru_cache(maxsize=4096)
+def _item_prefix(client: int) -> tuple[str, bytes]:
+    """The key owner (``"<client>/"``) and the bytes every well-formed item of ``client``
+    starts with, up to its claim id: made once per log, not once per envelope."""
+    owner = f"{client}/"
+    return owner, bytes([_INFO, 0x01]) + _ROOT_FIELD + bytes([len(owner) + 64]) + owner.encode()
 
 
 def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
@@ -288,16 +295,20 @@ class _Reader:
         if pos < len(data) and data[pos] < 0x80:  # one byte: the common case, always minimal
             self._pos = pos + 1
             return data[pos]
-        value = 0
-        for i in range(_VARUINT_BYTES_MAX):
-            byte = self.byte(field)
-            value |= (byte & 0x7F) << (7 * i)
+        value, shift = 0, 0
+        for at in range(pos, min(len(data), pos + _VARUINT_BYTES_MAX)):
+            byte = data[at]
+            value |= (byte & 0x7F) << shift
             if not byte & 0x80:
-                if byte == 0 and i:
+                if byte == 0 and at > pos:
                     raise Rejected(Reason.BAD_VARINT, f"{field}: non-minimal varuint")
                 if value > _VARUINT_MAX:
                     raise Rejected(Reason.BAD_VARINT, f"{field}: varuint above 2^53 - 1")
+                self._pos = at + 1
                 return value
+            shift += 7
+        if len(data) - pos < _VARUINT_BYTES_MAX:
+            raise Rejected(Reason.TRUNCATED, f"update ends before its {field}")
         raise Rejected(
             Reason.BAD_VARINT, f"{field}: varuint longer than {_VARUINT_BYTES_MAX} bytes"
         )

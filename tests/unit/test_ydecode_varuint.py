@@ -1,0 +1,73 @@
+"""The grammar's varuint reader against a byte-at-a-time reference of the same rules."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memmesh.errors import Reason, Rejected
+from memmesh.testing import scaled
+from memmesh.ydecode import _Reader
+
+_MAX = 2**53 - 1
+
+
+def _reference(data: bytes) -> tuple[int, int] | Reason:
+    """(value, bytes read) or the reason: minimal LEB128, at most 8 bytes, at most 2^53 - 1."""
+    value = 0
+    for i in range(8):
+        if i >= len(data):
+            return Reason.TRUNCATED
+        byte = data[i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            if byte == 0 and i:
+                return Reason.BAD_VARINT
+            if value > _MAX:
+                return Reason.BAD_VARINT
+            return value, i + 1
+    return Reason.BAD_VARINT
+
+
+def _read(data: bytes) -> tuple[int, int] | Reason:
+    reader = _Reader(data)
+    try:
+        value = reader.varuint("field")
+    except Rejected as exc:
+        return exc.reason
+    return value, reader.position
+
+
+_continuations = st.lists(st.integers(0x80, 0xFF), max_size=9).map(bytes)
+
+
+@settings(max_examples=scaled(3000), deadline=None)
+@given(
+    head=_continuations,
+    tail=st.binary(max_size=3),
+)
+def test_the_varuint_reader_follows_the_reference(head: bytes, tail: bytes) -> None:
+    data = head + tail
+    assert _read(data) == _reference(data)
+
+
+@settings(max_examples=scaled(1000), deadline=None)
+@given(st.integers(0, _MAX))
+def test_every_value_round_trips_in_its_minimal_encoding(value: int) -> None:
+    out = bytearray()
+    rest = value
+    while True:
+        low, rest = rest & 0x7F, rest >> 7
+        out.append(low | (0x80 if rest else 0))
+        if not rest:
+            break
+    assert _read(bytes(out) + b"\x07") == (value, len(out))
+
+
+def test_the_edges_have_their_reasons() -> None:
+    assert _read(b"") is Reason.TRUNCATED
+    assert _read(b"\x80") is Reason.TRUNCATED
+    assert _read(b"\x80\x00") is Reason.BAD_VARINT  # non-minimal
+    assert _read(b"\xff" * 8) is Reason.BAD_VARINT  # longer than 8 bytes
+    assert _read(b"\xff" * 7 + b"\x7f") is Reason.BAD_VARINT  # above 2^53 - 1
+    assert _read(b"\xff" * 7 + b"\x0f") == (_MAX, 8)
