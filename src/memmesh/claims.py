@@ -16,6 +16,7 @@ optional values are ``null`` or ``[]``, never missing, so one claim has one enco
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import itertools
 import json
 import re
@@ -223,7 +224,7 @@ def make_claim(
     else:
         fields = _check_body(_loads(body.decode()))
         fields["value"] = _shared_names(fields["value"])
-    return Claim(**fields, id=tagged_hash(CLAIM_ID_TAG, raw), held=raw)
+    return _checked_claim(fields, tagged_hash(CLAIM_ID_TAG, raw), raw)
 
 
 _CLAIM_FRAME_VERSION = bytes((CLAIM_VERSION,))
@@ -344,11 +345,32 @@ def decode_claim(
     if claim_id is None:
         claim_id = tagged_hash(CLAIM_ID_TAG, data)
     if held is None:
-        return Claim(**fields, id=claim_id, held=data)
+        return _checked_claim(fields, claim_id, data)
     buffer, at = held
     if buffer[at : at + len(data)] != data:
         raise ValueError("decode_claim: the claim's bytes are not where `held` says")
-    return Claim(**fields, id=claim_id, held=buffer, at=at)
+    return _checked_claim(fields, claim_id, buffer, at)
+
+
+def _checked_claim(fields: dict[str, Any], claim_id: bytes, held: bytes, at: int = 0) -> Claim:
+    """``Claim(**fields, id=claim_id, held=held, at=at)`` for the fields :func:`_check_body`
+    made, in half the time: a frozen dataclass's ``__init__`` calls ``object.__setattr__``
+    once a field, where the slots' own setters are C calls. Every field is set (a test holds
+    the result equal to the constructor's)."""
+    claim: Claim = _new_object(Claim)
+    for name, put in _BODY_FIELD_SETTERS:
+        put(claim, fields[name])
+    _set_id(claim, claim_id)
+    _set_held(claim, held)
+    _set_at(claim, at)
+    return claim
+
+
+_new_object = object.__new__
+_SLOTS = {f.name: getattr(Claim, f.name).__set__ for f in dataclasses.fields(Claim)}
+_set_id, _set_held, _set_at = _SLOTS.pop("id"), _SLOTS.pop("held"), _SLOTS.pop("at")
+_BODY_FIELD_SETTERS: tuple[tuple[str, Callable[[Claim, Any], None]], ...] = tuple(_SLOTS.items())
+del _SLOTS
 
 
 def _body_fields(body: bytes) -> dict[str, Any]:

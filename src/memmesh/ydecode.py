@@ -136,7 +136,9 @@ def decode_update(payload: bytes, *, client: int, start_clock: int | None) -> li
         raise Rejected(
             Reason.TRUNCATED, f"{count} structs cannot fit in the {r.remaining} bytes left"
         )
-    got_client = r.varuint("client")
+    got_client = r.expect(_item_prefix(client)[2])
+    if got_client is None:  # not the author's client: read it, to say which or why not
+        got_client = r.varuint("client")
     if got_client != client:
         raise Rejected(
             Reason.WRONG_CLIENT, f"items under client {got_client}, the author's is {client}"
@@ -150,8 +152,7 @@ def decode_update(payload: bytes, *, client: int, start_clock: int | None) -> li
         raise Rejected(Reason.HAS_DELETES, f"update deletes items of {deletes} clients")
     if r.remaining:
         raise Rejected(Reason.TRAILING_BYTES, f"{r.remaining} bytes after the delete set")
-    keys = {item.key for item in items}
-    if len(keys) != len(items):
+    if len(items) > 1 and len({item.key for item in items}) != len(items):
         raise Rejected(Reason.DUPLICATE_CLAIM, "an update names one claim twice")
     return items
 
@@ -170,7 +171,7 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
     """Every item. Well-formed items all start with the same bytes and carry a claim whose
     length fits a one- or two-byte varuint, so a fast path checks them at once; anything else
     goes through :func:`_item`, which names the exact rule it breaks."""
-    owner, prefix = _item_prefix(client)
+    owner, prefix, _ = _item_prefix(client)
     data, size, items = r.data, len(r.data), []
     for i in range(count):
         pos = r.position
@@ -199,11 +200,13 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
 
 
 @functools.lru_cache(maxsize=4096)
-def _item_prefix(client: int) -> tuple[str, bytes]:
-    """The key owner (``"<client>/"``) and the bytes every well-formed item of ``client``
-    starts with, up to its claim id: made once per log, not once per envelope."""
+def _item_prefix(client: int) -> tuple[str, bytes, tuple[bytes, int]]:
+    """The key owner (``"<client>/"``), the bytes every well-formed item of ``client`` starts
+    with up to its claim id, and the client's varuint with its value: made once per log, not
+    once per envelope."""
     owner = f"{client}/"
-    return owner, bytes([_INFO, 0x01]) + _ROOT_FIELD + bytes([len(owner) + 64]) + owner.encode()
+    prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + bytes([len(owner) + 64]) + owner.encode()
+    return owner, prefix, (_varuint(client), client)
 
 
 def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
@@ -289,6 +292,15 @@ class _Reader:
         value = self._data[self._pos]
         self._pos += 1
         return value
+
+    def expect(self, known: tuple[bytes, int]) -> int | None:
+        """``known`` is (a varuint's bytes, its value): the value if the data continues with
+        those bytes (and then past them), else None and nothing read."""
+        encoded, value = known
+        if self._data.startswith(encoded, self._pos):
+            self._pos += len(encoded)
+            return value
+        return None
 
     def varuint(self, field: str) -> int:
         pos, data = self._pos, self._data

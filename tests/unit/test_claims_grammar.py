@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import unicodedata
 
@@ -13,8 +14,10 @@ from hypothesis import strategies as st
 from memmesh.canonical import canonical_bytes, check_json, parse_canonical
 from memmesh.claims import (
     CLAIM_ID_TAG,
+    Claim,
     _body_fields,
     _check_body,
+    _checked_claim,
     _plain_body,
     decode_claim,
     make_claim,
@@ -50,6 +53,18 @@ def test_claim_round_trip_and_id() -> None:
     assert claim.id == tagged_hash(CLAIM_ID_TAG, claim.raw)
     assert claim.supersedes == (b"\x01" * 32, b"\x02" * 32)
     assert claim.subject == (("team", "facts"), "ceo")
+
+
+def test_the_fast_constructor_sets_every_field_as_the_dataclass_does() -> None:
+    claim = _claim(source="web", confidence=9000, supersedes=[b"\x02" * 32])
+    fields = _check_body(json.loads(claim.raw[5:-64]))
+    made = Claim(**fields, id=claim.id, held=claim.raw)
+    fast = _checked_claim(fields, claim.id, claim.raw)
+    assert fast == made == claim
+    for f in dataclasses.fields(Claim):
+        assert getattr(fast, f.name) == getattr(made, f.name), f.name
+    buffer = b"xy" + claim.raw
+    assert _checked_claim(fields, claim.id, buffer, 2).raw == claim.raw
 
 
 class _Label(str):
