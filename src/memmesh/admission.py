@@ -521,9 +521,7 @@ class Admission:
             self._saved = None
             self._truncated = []
         if not self._replaying:  # open() builds the document once the whole index is back
-            for record in staged:
-                if not record.side:
-                    self._integrate(record)
+            self._integrate_all([record for record in staged if not record.side])
         # At start too, envelope by envelope: memory freed as the replay goes is reused by the
         # next envelope read, where freeing it all at the end would leave the heap in holes.
         self._hold_recent(staged)
@@ -905,15 +903,28 @@ class Admission:
         out.reverse()
         return out
 
+    def _integrate_all(self, records: list[EnvelopeRecord]) -> None:
+        """:meth:`_integrate` each of ``records`` in order, in one pycrdt transaction while
+        none fails."""
+        while records:
+            failed_at = self.replica.integrate_many([self._payload(r) for r in records])
+            if failed_at is None:
+                return
+            self._integrate_failed(records[failed_at])
+            records = records[failed_at + 1 :]
+
     def _integrate(self, record: EnvelopeRecord) -> None:
         try:
             self.replica.integrate(self._payload(record))
         except IntegrationFailed:
-            # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
-            record.failed = True
-            self.generation += 1
-            self._sync_exclusions()
-            self._rebuild_replica()
+            self._integrate_failed(record)
+
+    def _integrate_failed(self, record: EnvelopeRecord) -> None:
+        # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
+        record.failed = True
+        self.generation += 1
+        self._sync_exclusions()
+        self._rebuild_replica()
 
     def _sync_exclusions(self) -> None:
         """Tell membership which carriers are excluded whatever the membership state is

@@ -10,6 +10,7 @@ import itertools
 import json
 from pathlib import Path
 
+import pycrdt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -663,6 +664,49 @@ def test_group_commit_of_remote_envelopes_is_all_or_nothing(mesh: MeshFixture) -
     assert outcomes[-1].admitted == tuple(e.id for e in envs[3:])
     assert replica.claims_digest() == source.claims_digest()
     assert replica.frontier() == source.frontier()
+
+
+class _Panic(BaseException):
+    """What a yrs panic looks like from Python: not an ``Exception``."""
+
+
+@pytest.mark.parametrize("poisoned", [0, 2, 4])
+def test_an_update_pycrdt_panics_on_is_excluded_and_the_rest_of_its_batch_goes_in(
+    mesh: MeshFixture, monkeypatch: pytest.MonkeyPatch, poisoned: int
+) -> None:
+    """The grammar is meant to make this unreachable; if pycrdt still refuses a payload, the
+    batch's other envelopes are integrated all the same (one transaction for the batch), the
+    refused one is excluded, and the document is rebuilt without it."""
+    source = Admission(MemoryStore(), mesh.genesis)
+    envs = [
+        source.write_local(mesh.nodes[0], [mesh.claim(mesh.writers[0], f"p{i}", i)], hlc=i + 1)
+        for i in range(5)
+    ]
+    bad = envs[poisoned].payload
+    apply = pycrdt.Doc.apply_update
+
+    def panicking(doc: pycrdt.Doc, update: bytes) -> None:  # type: ignore[type-arg]
+        if update == bad:
+            raise _Panic("yrs panicked")
+        apply(doc, update)
+
+    monkeypatch.setattr(pycrdt.Doc, "apply_update", panicking)
+    replica = Admission(MemoryStore(), mesh.genesis)
+    outcomes = replica.receive_many([e.raw for e in envs])
+    assert [o.status for o in outcomes] == [Status.INTEGRATED] * 5
+    assert [replica.records[e.id].failed for e in envs] == [i == poisoned for i in range(5)]
+    assert not replica.replica.poisoned
+    map_keys: list[str] = replica.replica.keys()
+    held = {key.partition("/")[2] for key in map_keys}
+    expected = {c.id.hex() for i, e in enumerate(envs) if i != poisoned for c in _claims_of(e)}
+    assert held == expected
+    assert replica.exclusion(replica.records[envs[poisoned].id]) is not None
+    assert replica.generation > 0
+
+
+def _claims_of(env: Envelope) -> list[Claim]:
+    items = decode_update(env.payload, client=client_id(env.author, env.epoch), start_clock=None)
+    return [decode_claim(item.value, verify_signature=False) for item in items]
 
 
 def test_restart_from_a_checkpoint_plus_the_log_after_it(mesh: MeshFixture) -> None:
