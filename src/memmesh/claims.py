@@ -382,6 +382,9 @@ def _body_fields(body: bytes) -> dict[str, Any]:
     (floats, deep or odd values, a bad member, bytes that do not come back) is decided again
     by the general path, so a refusal has the same reason code either way."""
     if body.isascii():
+        common = _common_body_fields(body)
+        if common is not None:
+            return common
         try:
             doc = _loads_integral(body.decode("ascii"))
             fields = _check_body(doc)
@@ -391,6 +394,123 @@ def _body_fields(body: bytes) -> dict[str, Any]:
         except (ValueError, RecursionError, Rejected):
             pass
     return _check_body(parse_canonical(body, what="claim body", bytes_max=CLAIM_BYTES_MAX))
+
+
+def _common_body_fields(body: bytes) -> dict[str, Any] | None:
+    """The fields of an ASCII body in the common shape, read by one regular expression: every
+    string member of printable ASCII with nothing to escape, every integer member in plain
+    decimal. What the expression matches is canonical JSON by construction (the members in
+    order, no space, nothing escaped, no leading zero), except the value, which must encode
+    back to its own bytes; the checks :func:`_check_body` makes that the expression cannot are
+    made here. None: not in this shape, or failing a check; the general path then decides (and
+    names the reason). A property test holds the two paths to the same decisions."""
+    match = _COMMON_BODY.fullmatch(body)
+    if match is None:
+        return None
+    (agent, aseq, based_on, confidence, derived_from, physical, logical, invalid_at, key, mesh,
+     labels, source, supersedes, claim_type, valid_at, value) = match.groups()  # fmt: skip
+    aseq_n, physical_n, logical_n = int(aseq), int(physical), int(logical)
+    valid_n, invalid_n = _opt_decimal(valid_at), _opt_decimal(invalid_at)
+    confidence_n = _opt_decimal(confidence)
+    if (
+        aseq_n == 0
+        or aseq_n > JSON_INT_MAX
+        or physical_n >= 1 << 48
+        or logical_n >= 1 << 16
+        or (valid_n is not None and valid_n > JSON_INT_MAX)
+        or (invalid_n is not None and invalid_n > JSON_INT_MAX)
+        or (valid_n is not None and invalid_n is not None and invalid_n <= valid_n)
+        or (confidence_n is not None and confidence_n > CONFIDENCE_MAX)
+    ):
+        return None
+    refs = (_common_refs(derived_from), _common_refs(based_on), _common_refs(supersedes))
+    if None in refs:
+        return None
+    held_value = _common_value(value)
+    if held_value is _NOT_COMMON:
+        return None
+    return {
+        "mesh_id": _shared(bytes.fromhex(mesh.decode())),
+        "agent": _shared(bytes.fromhex(agent.decode())),
+        "aseq": aseq_n,
+        "hlc_packed": physical_n << 16 | logical_n,
+        "namespace": _shared(tuple(labels[2:-2].decode().split('","'))),
+        "key": key.decode(),
+        "type": _shared(claim_type.decode()),
+        "value": held_value,
+        "valid_at": valid_n,
+        "invalid_at": invalid_n,
+        "source": None if source == b"null" else source[1:-1].decode(),
+        "derived_from": refs[0],
+        "based_on": refs[1],
+        "confidence": confidence_n,
+        "supersedes": refs[2],
+    }
+
+
+def _opt_decimal(text: bytes) -> int | None:
+    return None if text == b"null" else int(text)
+
+
+def _common_refs(text: bytes | None) -> tuple[bytes, ...] | None:
+    """The ids of a list the expression matched (None: not strictly increasing)."""
+    if text is None:
+        return ()
+    refs = tuple(bytes.fromhex(h) for h in text[2:-2].decode().split('","'))
+    if any(a >= b for a, b in itertools.pairwise(refs)):
+        return None
+    return refs
+
+
+_NOT_COMMON = object()
+
+
+def _common_value(text: bytes) -> Any:
+    """A claim value from its canonical bytes (``_NOT_COMMON`` if they are not canonical)."""
+    if _PLAIN_INT.fullmatch(text):
+        number = int(text)
+        return number if -JSON_INT_MAX <= number <= JSON_INT_MAX else _NOT_COMMON
+    if _PLAIN_STRING.fullmatch(text):
+        return text[1:-1].decode()
+    try:
+        value = _loads_integral(text.decode())
+        check_json([value])  # its integers and depth, as a member's
+        if encode_checked(value) == text:
+            return value
+    except (ValueError, RecursionError):
+        pass
+    return _NOT_COMMON
+
+
+_TEXT = rb"[ !#-\[\]-~]"
+"""Printable ASCII but the quote and the backslash: a JSON string of these is canonical as is."""
+_UINT = rb"(0|[1-9][0-9]{0,15})"
+_OPT_UINT = rb"(null|0|[1-9][0-9]{0,15})"
+_HEX_ID = rb'"([0-9a-f]{64})"'
+_HEX_IDS = rb'(?:\[\]|(\[(?:"[0-9a-f]{64}",){0,%d}"[0-9a-f]{64}"\]))' % (REFS_MAX - 1)
+_COMMON_BODY = re.compile(
+    rb'\{"agent":' + _HEX_ID
+    + rb',"aseq":' + _UINT
+    + rb',"based_on":' + _HEX_IDS
+    + rb',"confidence":' + _OPT_UINT
+    + rb',"derived_from":' + _HEX_IDS
+    + rb',"hlc":\[' + _UINT + rb"," + _UINT + rb"\]"
+    + rb',"invalid_at":' + _OPT_UINT
+    + rb',"key":"(' + _TEXT + rb"{1,%d})" % KEY_BYTES_MAX + rb'"'
+    + rb',"mesh":' + _HEX_ID
+    + rb',"ns":(\[(?:"' + _TEXT + rb'{1,%d}",){0,%d}"' % (LABEL_BYTES_MAX, NAMESPACE_LABELS_MAX - 1)
+    + _TEXT + rb'{1,%d}"\])' % LABEL_BYTES_MAX
+    + rb',"source":(null|"' + _TEXT + rb'{1,%d}")' % SOURCE_BYTES_MAX
+    + rb',"supersedes":' + _HEX_IDS
+    + rb',"type":"([a-z][a-z0-9_.-]{0,63})"'
+    + rb',"v":1'
+    + rb',"valid_at":' + _OPT_UINT
+    + rb',"value":(.*)\}',
+    re.DOTALL,
+)  # fmt: skip
+"""A canonical claim body whose strings need no escaping (the members in RFC 8785 order)."""
+_PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,15}")
+_PLAIN_STRING = re.compile(rb'"' + _TEXT + rb'*"')
 
 
 def _refuse_number(text: str) -> Any:

@@ -18,6 +18,7 @@ from memmesh.claims import (
     _body_fields,
     _check_body,
     _checked_claim,
+    _common_body_fields,
     _plain_body,
     decode_claim,
     make_claim,
@@ -181,9 +182,28 @@ def _old_body_fields(body: bytes) -> dict[str, object]:
 _EDIT_BYTES = b' {}[]",:0123456789.e-+ntrufalsvx\\'
 
 
-@settings(max_examples=scaled(2000), deadline=None)
+_ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=6)
+_ids = st.lists(st.binary(min_size=32, max_size=32), max_size=3)
+
+
+@settings(max_examples=scaled(3000), deadline=None)
 @given(
     value=_json_values,
+    shape=st.fixed_dictionaries(
+        {
+            "key": _ascii,
+            "type": st.sampled_from(["fact", "note.v2", "a_b-c"]),
+            "namespace": st.lists(_ascii, min_size=1, max_size=3).map(tuple),
+            "source": st.none() | _ascii,
+            "supersedes": _ids,
+            "derived_from": _ids,
+            "based_on": _ids,
+            "confidence": st.none() | st.integers(0, 10_000),
+            "valid_at": st.none() | st.integers(0, 2**40),
+            "aseq": st.integers(1, 2**53),
+            "hlc": st.tuples(st.integers(0, 2**48 - 1), st.integers(0, 2**16 - 1)),
+        }
+    ),
     edits=st.lists(
         st.tuples(
             st.integers(0, 1 << 16),
@@ -194,13 +214,14 @@ _EDIT_BYTES = b' {}[]",:0123456789.e-+ntrufalsvx\\'
     ),
 )
 def test_the_fast_body_decoder_decides_as_the_general_one(
-    value: object, edits: list[tuple[int, str, int]]
+    value: object, shape: dict[str, object], edits: list[tuple[int, str, int]]
 ) -> None:
-    """A claim body, well formed or edited byte by byte: the fast decoder accepts exactly what
-    the general canonical decoder accepts, with the same fields, and refuses the rest with the
-    same reason code."""
+    """A claim body of any shape, well formed or edited byte by byte: the fast decoders (the
+    common-shape expression, then decode-and-write-back) accept exactly what the general
+    canonical decoder accepts, with the same fields, and refuse the rest with the same reason
+    code."""
     try:
-        body = bytearray(_claim(value=value).raw[5:-64])
+        body = bytearray(_claim(value=value, **shape).raw[5:-64])
     except (ValueError, Rejected):
         return
     for at, how, byte in edits:
@@ -221,6 +242,91 @@ def test_the_fast_body_decoder_decides_as_the_general_one(
     except Rejected as exc:
         got = exc.reason
     assert got == expected
+    common = _common_body_fields(bytes(body))
+    assert common is None or common == expected
+
+
+@pytest.mark.parametrize(
+    "value", [0, -7, 2**53, "done", "", None, True, [1, "a"], {"b": [None], "a": 1}]
+)
+def test_the_common_shape_is_read_by_the_expression(value: object) -> None:
+    """The expression path is the one a typical claim takes (not a test of the fallback)."""
+    claim = _claim(
+        value=value,
+        source="web",
+        confidence=9000,
+        valid_at=5,
+        invalid_at=9,
+        namespace=("team", "facts"),
+        supersedes=[b"\x02" * 32, b"\x01" * 32],
+        based_on=[b"\x03" * 32],
+    )
+    body = claim.raw[5:-64]
+    common = _common_body_fields(body)
+    assert common is not None
+    assert common == _old_body_fields(body)
+    assert decode_claim(claim.raw, mesh_id=MESH.mesh_id) == claim
+
+
+def test_numbers_the_general_decoder_refuses_are_not_taken_by_the_expression() -> None:
+    body = _claim(value=5).raw[5:-64]
+    for bad in (b"-0", b"05", b"9007199254740993", b"1.0", b"1e3"):
+        edited = body.replace(b'"value":5}', b'"value":' + bad + b"}")
+        assert _common_body_fields(edited) is None
+        with pytest.raises(Rejected):
+            _body_fields(edited)
+    too_big = body.replace(b'"aseq":1,', b'"aseq":9007199254740993,')
+    assert _common_body_fields(too_big) is None
+
+
+_LOW, _HIGH = "01" * 32, "02" * 32
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        (b'"aseq":1,', b'"aseq":0,', Reason.BAD_CLAIM),
+        (b'"hlc":[1700000000000,3]', b'"hlc":[281474976710656,3]', Reason.BAD_CLAIM),
+        (b'"hlc":[1700000000000,3]', b'"hlc":[1700000000000,65536]', Reason.BAD_CLAIM),
+        (b'"confidence":9000', b'"confidence":10001', Reason.BAD_CLAIM),
+        (b'"invalid_at":9', b'"invalid_at":5', Reason.BAD_CLAIM),
+        (b'"valid_at":5', b'"valid_at":9007199254740993', Reason.BAD_JSON),
+        (b'"type":"fact"', b'"type":"Fact"', Reason.BAD_CLAIM),
+        (b'"key":"ceo"', b'"key":"' + b"k" * 513 + b'"', Reason.BAD_CLAIM),
+        (b'"source":"web"', b'"source":""', Reason.BAD_CLAIM),
+        (b'"ns":["team","facts"]', b'"ns":["team",""]', Reason.BAD_CLAIM),
+        (b'"ns":["team","facts"]', b'"ns":[' + b'"a",' * 16 + b'"b"]', Reason.BAD_CLAIM),
+        (
+            f'"supersedes":["{_LOW}","{_HIGH}"]'.encode(),
+            f'"supersedes":["{_HIGH}","{_LOW}"]'.encode(),
+            Reason.NOT_CANONICAL,
+        ),
+        (
+            f'"supersedes":["{_LOW}","{_HIGH}"]'.encode(),
+            f'"supersedes":["{_LOW}","{_LOW}"]'.encode(),
+            Reason.NOT_CANONICAL,
+        ),
+        (b'"v":1', b'"v":2', Reason.BAD_CLAIM),
+    ],
+)
+def test_member_rules_hold_on_the_expression_path(old: bytes, new: bytes, reason: Reason) -> None:
+    """Each rule of :func:`_check_body` that the expression cannot express is checked on its
+    path too: the body is left to the general decoder, which names the rule."""
+    claim = _claim(
+        source="web",
+        confidence=9000,
+        valid_at=5,
+        invalid_at=9,
+        supersedes=[b"\x01" * 32, b"\x02" * 32],
+    )
+    body = claim.raw[5:-64]
+    assert _common_body_fields(body) is not None
+    assert old in body
+    edited = body.replace(old, new)
+    assert _common_body_fields(edited) is None
+    with pytest.raises(Rejected) as info:
+        _body_fields(edited)
+    assert info.value.reason is reason
 
 
 def _strings(value: object) -> list[object]:
