@@ -666,7 +666,10 @@ def _namespace(value: JsonValue) -> tuple[str, ...]:
     """The labels of a valid namespace (``Rejected`` otherwise); a namespace seen before is
     looked up (agents write to a few), not checked again."""
     if type(value) is list:
-        known = _namespaces.get(tuple(value))  # type: ignore[arg-type]
+        try:
+            known = _namespaces.get(tuple(value))  # type: ignore[arg-type]
+        except TypeError:  # a label that is a list or an object: not a namespace
+            known = None
         if known is not None:
             return known
     labels = _checked_namespace(value)

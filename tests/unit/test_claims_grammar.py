@@ -295,6 +295,8 @@ _LOW, _HIGH = "01" * 32, "02" * 32
         (b'"key":"ceo"', b'"key":"' + b"k" * 513 + b'"', Reason.BAD_CLAIM),
         (b'"source":"web"', b'"source":""', Reason.BAD_CLAIM),
         (b'"ns":["team","facts"]', b'"ns":["team",""]', Reason.BAD_CLAIM),
+        (b'"ns":["team","facts"]', b'"ns":["team",{"a":1}]', Reason.BAD_CLAIM),  # fuzz finding
+        (b'"ns":["team","facts"]', b'"ns":[["team"]]', Reason.BAD_CLAIM),
         (b'"ns":["team","facts"]', b'"ns":[' + b'"a",' * 16 + b'"b"]', Reason.BAD_CLAIM),
         (
             f'"supersedes":["{_LOW}","{_HIGH}"]'.encode(),
