@@ -1138,7 +1138,9 @@ class Admission:
         head = self.records[ids[-1]] if ids else None
         start = head.clock_end if head is not None else 0
         client = client_id(log.author, epoch)
-        payload, offsets = encode_update_at(client, start, [(c.id, c.raw) for c in claims])
+        raws = [c.raw for c in claims]  # once: each is a slice when asked
+        pairs = [(c.id, raw) for c, raw in zip(claims, raws, strict=True)]
+        payload, offsets = encode_update_at(client, start, pairs)
         env = seal(
             node_key,
             mesh_id=self.mesh_id,
@@ -1152,8 +1154,8 @@ class Admission:
             limits=self.limits.envelope,
         )
         items = [
-            GrammarItem(start + i, item_key(client, c.id), c.id, c.raw, at)
-            for i, (c, at) in enumerate(zip(claims, offsets, strict=True))
+            GrammarItem(start + i, item_key(client, c.id), c.id, raw, at)
+            for i, (c, raw, at) in enumerate(zip(claims, raws, offsets, strict=True))
         ]
         # The record keeps the claims' bytes where the envelope holds them, not twice.
         for claim, at in zip(claims, offsets, strict=True):
