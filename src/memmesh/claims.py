@@ -127,8 +127,7 @@ class Claim:
         value; done in place because a copy (``dataclasses.replace``) costs 4 us a claim on the
         write path.
         ``ValueError`` if ``held`` does not carry ``raw`` at ``at``."""
-        raw = self.raw
-        if held[at : at + len(raw)] != raw:
+        if not held.startswith(self.raw, at):
             raise ValueError("move_into: the claim's bytes are not where `held` says")
         object.__setattr__(self, "held", held)
         object.__setattr__(self, "at", at)
@@ -347,7 +346,7 @@ def decode_claim(
     if held is None:
         return _checked_claim(fields, claim_id, data)
     buffer, at = held
-    if buffer[at : at + len(data)] != data:
+    if not buffer.startswith(data, at):
         raise ValueError("decode_claim: the claim's bytes are not where `held` says")
     return _checked_claim(fields, claim_id, buffer, at)
 
@@ -430,13 +429,13 @@ def _common_body_fields(body: bytes) -> dict[str, Any] | None:
     if held_value is _NOT_COMMON:
         return None
     return {
-        "mesh_id": _shared(bytes.fromhex(mesh.decode())),
-        "agent": _shared(bytes.fromhex(agent.decode())),
+        "mesh_id": _seen(_seen_ids, mesh, _hex_id),
+        "agent": _seen(_seen_ids, agent, _hex_id),
         "aseq": aseq_n,
         "hlc_packed": physical_n << 16 | logical_n,
-        "namespace": _shared(tuple(labels[2:-2].decode().split('","'))),
+        "namespace": _seen(_seen_labels, labels, _labels),
         "key": key.decode(),
-        "type": _shared(claim_type.decode()),
+        "type": _seen(_seen_types, claim_type, bytes.decode),
         "value": held_value,
         "valid_at": valid_n,
         "invalid_at": invalid_n,
@@ -446,6 +445,32 @@ def _common_body_fields(body: bytes) -> dict[str, Any] | None:
         "confidence": confidence_n,
         "supersedes": refs[2],
     }
+
+
+def _seen(table: dict[bytes, Any], text: bytes, parse: Callable[[bytes], Any]) -> Any:
+    """What ``text`` (a member's bytes) reads as, shared (:func:`_shared`), looked up when
+    seen before: a mesh has few ids, namespaces and types. A table per kind, so equal bytes of
+    two kinds never read as one another; bounded like the shared values."""
+    held = table.get(text)
+    if held is None:
+        held = _shared(parse(text))
+        if len(table) < _SHARED_MAX:
+            table[text] = held
+    return held
+
+
+def _hex_id(text: bytes) -> bytes:
+    return bytes.fromhex(text.decode())
+
+
+def _labels(text: bytes) -> tuple[str, ...]:
+    """The labels of a namespace list the expression matched: ``["a","b"]``."""
+    return tuple(text[2:-2].decode().split('","'))
+
+
+_seen_ids: dict[bytes, bytes] = {}
+_seen_labels: dict[bytes, tuple[str, ...]] = {}
+_seen_types: dict[bytes, str] = {}
 
 
 def _opt_decimal(text: bytes) -> int | None:

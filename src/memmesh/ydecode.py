@@ -242,12 +242,19 @@ def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
     return GrammarItem(clock, key, claim_id, value, r.position - len(value))
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(0x80))
+
+
 def encode_varuint(value: int) -> bytes:
     """A minimal LEB128 varuint, as the grammar requires."""
     return _varuint(value)
 
 
 def _varuint(value: int) -> bytes:
+    if 0 <= value < 0x80:  # one byte: counts, short lengths
+        return _ONE_BYTE[value]
+    if 0x80 <= value < 0x4000:  # two bytes: a claim's length
+        return bytes((value & 0x7F | 0x80, value >> 7))
     if not 0 <= value <= _VARUINT_MAX:
         raise ValueError(f"varuint out of range: {value}")
     out = bytearray()

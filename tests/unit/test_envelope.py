@@ -7,6 +7,7 @@ and fuzzed input.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import Any
@@ -256,6 +257,16 @@ def test_id_covers_the_body_and_excludes_the_signature() -> None:
     # The id a receiver computes before decoding (to skip copies it holds) is the decoded one.
     assert envelope_id(VALID) == original.id
     assert decode_envelope(VALID, known_id=envelope_id(VALID)) == original
+
+
+def test_the_decoder_sets_every_field_as_the_dataclass_does() -> None:
+    decoded = decode_envelope(VALID)
+    fields = {f.name: getattr(decoded, f.name) for f in dataclasses.fields(Envelope) if f.init}
+    made = Envelope(**fields)
+    assert made == decoded
+    for f in dataclasses.fields(Envelope):
+        assert getattr(made, f.name) == getattr(decoded, f.name), f.name
+    assert decoded.log == LogId(decoded.author, decoded.epoch)
 
 
 # --- truncation and trailing bytes --------------------------------------------------------------

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.errors import Reason, Rejected
 from memmesh.testing import scaled
-from memmesh.ydecode import _Reader
+from memmesh.ydecode import _Reader, encode_varuint
 
 _MAX = 2**53 - 1
 
@@ -62,6 +63,20 @@ def test_every_value_round_trips_in_its_minimal_encoding(value: int) -> None:
         if not rest:
             break
     assert _read(bytes(out) + b"\x07") == (value, len(out))
+    assert encode_varuint(value) == bytes(out)
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2**21, _MAX])
+def test_the_encoder_writes_the_minimal_encoding_at_each_length(value: int) -> None:
+    encoded = encode_varuint(value)
+    assert _read(encoded) == (value, len(encoded))
+    assert len(encoded) == max(1, -(-value.bit_length() // 7))
+
+
+@pytest.mark.parametrize("value", [-1, _MAX + 1])
+def test_the_encoder_refuses_what_the_grammar_cannot_hold(value: int) -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        encode_varuint(value)
 
 
 def test_the_edges_have_their_reasons() -> None:
