@@ -375,11 +375,13 @@ del _SLOTS
 def _body_fields(body: bytes) -> dict[str, Any]:
     """The checked fields of a claim body that is canonical JSON; ``Rejected`` otherwise.
 
-    The common body (ASCII, every member well formed) is decoded once and written again by
-    :func:`_plain_body`, which must give back exactly its bytes: that is the canonical form
-    check, at half the cost of the general encoder. Anything the fast path does not accept
-    (floats, deep or odd values, a bad member, bytes that do not come back) is decided again
-    by the general path, so a refusal has the same reason code either way."""
+    Three paths, the first that accepts wins (decision 35): the common shape, read by one
+    regular expression (:func:`_common_body_fields`); then an ASCII body decoded once and
+    written again by :func:`_plain_body`, which must give back exactly its bytes (the
+    canonical form check at half the cost of the general encoder); then the general decoder.
+    The fast paths only accept: anything they doubt (floats, deep or odd values, a bad member,
+    bytes that do not come back) is decided by the general path, so a refusal has the same
+    reason code whichever path saw the body first."""
     if body.isascii():
         common = _common_body_fields(body)
         if common is not None:
