@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 
 from ..admission import Admission, claims_digest
 from ..claims import Claim, decode_claim, signature_ok
+from ..collector import fewer_collections
 from ..envelope import Envelope, decode_envelope, verify_envelope
 from ..errors import Rejected
 from ..ids import ZERO_ID
@@ -163,7 +164,8 @@ def verify_attestation(
     """Check an attestation offline; see the module doc for what is checked and the codes."""
     started = timer()
     run = _Run(timer)
-    _verify(run, dsse_bytes, bundle, pubkey)
+    with fewer_collections():  # a large bundle's objects all live to the end of the check
+        _verify(run, dsse_bytes, bundle, pubkey)
     if any(f.code.startswith("malformed:") for f in run.failures):
         verdict = Verdict.UNUSABLE
     elif run.failures:

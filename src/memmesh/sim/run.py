@@ -7,16 +7,15 @@ core, and reports it with the command that reproduces it.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..admission import shared_preparation
 from ..claims import Claim
+from ..collector import fewer_collections
 from ..core import WriteAcked, WriteFailed
 from ..crypto import shared_verification
 from ..envelope import Envelope
@@ -383,30 +382,9 @@ def run_sim(options: SimOptions, progress: Progress | None = None) -> SimRun:
     checked, and envelopes decoded, once per run, not once per simulated node
     (``shared_verification``, ``shared_preparation``): the answers are the same, and the wall
     time goes to the protocol rather than to checking one envelope a thousand times. The
-    cyclic garbage collector runs less often meanwhile (:func:`_fewer_collections`)."""
-    with shared_verification(), shared_preparation(), _fewer_collections():
+    cyclic garbage collector runs less often meanwhile (:mod:`memmesh.collector`)."""
+    with shared_verification(), shared_preparation(), fewer_collections():
         return _Simulation(options, progress).execute()
-
-
-_GC_THRESHOLDS = (50_000, 20, 100)
-"""The collector's thresholds during a run (CPython's defaults: 700, 10, 10)."""
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Collect cyclic garbage less often during a run, then as before.
-
-    A run makes millions of objects that live to its end (every simulated node's records,
-    sessions and documents) and almost no cyclic garbage: at 400 nodes the default thresholds
-    spent 3.9 of 40 s in the collector (2.5 s in 14 full collections, each walking the whole
-    heap), and disabling it changed neither the result nor the peak memory (449 MB either
-    way). With these thresholds the collector still runs, about 70 times less often."""
-    before = gc.get_threshold()
-    gc.set_threshold(*_GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 def summary(run: SimRun) -> dict[str, Any]:
