@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import gc
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from memmesh.attest import verify as verify_module
 from memmesh.collector import THRESHOLDS, fewer_collections
+from memmesh.runtime import node as node_module
+from memmesh.store import LmdbStore
 
 
 def test_a_block_raises_the_thresholds_and_restores_them() -> None:
@@ -64,3 +68,34 @@ def test_verification_runs_with_fewer_collections(monkeypatch: pytest.MonkeyPatc
     verify_module.verify_attestation(b"{}", bundle=None, pubkey=None)
     assert seen == [THRESHOLDS]
     assert gc.get_threshold() == before
+
+
+def test_a_node_replays_its_store_with_fewer_collections(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``NodeRuntime._open`` builds the core (which replays the store) inside the block, and
+    closes the store if that fails."""
+    seen: list[tuple[int, int, int]] = []
+
+    def core(*_args: object, **_kwargs: object) -> None:
+        seen.append(gc.get_threshold())
+        raise RuntimeError("stop after the replay")
+
+    monkeypatch.setattr(node_module, "MeshCore", core)
+    runtime = SimpleNamespace(
+        node_key=None, genesis=None, commit_seconds=SimpleNamespace(observe=lambda _s: None)
+    )
+    settings = SimpleNamespace(
+        data_dir=str(tmp_path),
+        lmdb_map_size_bytes_max=1 << 30,
+        sync_limits=lambda: None,
+        admission_limits=lambda: None,
+        start_isolated=False,
+    )
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError, match="stop after the replay"):
+        node_module.NodeRuntime._open(runtime, settings, [])  # type: ignore[arg-type]
+    assert seen == [THRESHOLDS]
+    assert gc.get_threshold() == before
+    with LmdbStore(tmp_path / "store"):  # the store was closed: its lock is free again
+        pass

