@@ -186,7 +186,7 @@ _ascii = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size
 _ids = st.lists(st.binary(min_size=32, max_size=32), max_size=3)
 
 
-@settings(max_examples=scaled(3000), deadline=None)
+@settings(max_examples=scaled(1000), deadline=None)
 @given(
     value=_json_values,
     shape=st.fixed_dictionaries(
