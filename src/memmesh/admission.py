@@ -907,11 +907,13 @@ class Admission:
         """:meth:`_integrate` each of ``records`` in order, in one pycrdt transaction while
         none fails."""
         while records:
-            failed_at = self.replica.integrate_many([self._payload(r) for r in records])
-            if failed_at is None:
+            try:
+                self.replica.integrate_many([self._payload(r) for r in records])
+            except IntegrationFailed as exc:
+                self._integrate_failed(records[exc.at])
+                records = records[exc.at + 1 :]
+            else:
                 return
-            self._integrate_failed(records[failed_at])
-            records = records[failed_at + 1 :]
 
     def _integrate(self, record: EnvelopeRecord) -> None:
         try:

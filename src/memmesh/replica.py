@@ -20,7 +20,12 @@ __all__ = ["IntegrationFailed", "Replica"]
 
 
 class IntegrationFailed(MemmeshError):
-    """pycrdt refused or panicked on a payload the grammar accepted (a bug in one of them)."""
+    """pycrdt refused or panicked on a payload the grammar accepted (a bug in one of them).
+    ``at``: the payload's position in what :meth:`Replica.integrate_many` was given."""
+
+    def __init__(self, message: str, *, at: int = 0) -> None:
+        super().__init__(message)
+        self.at = at
 
 
 class Replica:
@@ -36,22 +41,12 @@ class Replica:
         self.poisoned = False
 
     def integrate(self, payload: bytes) -> None:
-        if self.poisoned:
-            raise IntegrationFailed("the document was poisoned by an earlier panic; rebuild it")
-        try:
-            self.doc.apply_update(payload)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # noqa: BLE001 - yrs panics derive from BaseException
-            self.poisoned = True
-            raise IntegrationFailed(
-                f"pycrdt refused an update: {type(exc).__name__}: {exc}"
-            ) from None
+        self.integrate_many((payload,))
 
-    def integrate_many(self, payloads: Sequence[bytes]) -> int | None:
+    def integrate_many(self, payloads: Sequence[bytes]) -> None:
         """Integrate ``payloads`` in order in one pycrdt transaction (a transaction costs about
-        as much as a small update); the index of the first one pycrdt refused or panicked on,
-        and then the document is poisoned as after :meth:`integrate` (None: all went in)."""
+        as much as a small update). ``IntegrationFailed`` names the first one pycrdt refused or
+        panicked on (``at``); the document is then poisoned until rebuilt."""
         if self.poisoned:
             raise IntegrationFailed("the document was poisoned by an earlier panic; rebuild it")
         at = 0
@@ -61,10 +56,11 @@ class Replica:
                     self.doc.apply_update(payload)
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException:  # noqa: BLE001 - yrs panics derive from BaseException
+        except BaseException as exc:  # noqa: BLE001 - yrs panics derive from BaseException
             self.poisoned = True
-            return at
-        return None
+            raise IntegrationFailed(
+                f"pycrdt refused an update: {type(exc).__name__}: {exc}", at=at
+            ) from None
 
     def __len__(self) -> int:
         return len(self._claims)
