@@ -136,9 +136,8 @@ def decode_update(payload: bytes, *, client: int, start_clock: int | None) -> li
         raise Rejected(
             Reason.TRUNCATED, f"{count} structs cannot fit in the {r.remaining} bytes left"
         )
-    got_client = r.expect(_item_prefix(client)[2])
-    if got_client is None:  # not the author's client: read it, to say which or why not
-        got_client = r.varuint("client")
+    # The author's client, compared as bytes; anything else is read, to say which or why not.
+    got_client = client if r.skip(_item_prefix(client)[2]) else r.varuint("client")
     if got_client != client:
         raise Rejected(
             Reason.WRONG_CLIENT, f"items under client {got_client}, the author's is {client}"
@@ -200,13 +199,13 @@ def _items(r: _Reader, client: int, clock: int, count: int) -> list[GrammarItem]
 
 
 @functools.lru_cache(maxsize=4096)
-def _item_prefix(client: int) -> tuple[str, bytes, tuple[bytes, int]]:
+def _item_prefix(client: int) -> tuple[str, bytes, bytes]:
     """The key owner (``"<client>/"``), the bytes every well-formed item of ``client`` starts
-    with up to its claim id, and the client's varuint with its value: made once per log, not
-    once per envelope."""
+    with up to its claim id, and the client's varuint: made once per log, not once per
+    envelope."""
     owner = f"{client}/"
     prefix = bytes([_INFO, 0x01]) + _ROOT_FIELD + bytes([len(owner) + 64]) + owner.encode()
-    return owner, prefix, (_varuint(client), client)
+    return owner, prefix, _varuint(client)
 
 
 def _item(r: _Reader, client: int, clock: int) -> GrammarItem:
@@ -300,14 +299,12 @@ class _Reader:
         self._pos += 1
         return value
 
-    def expect(self, known: tuple[bytes, int]) -> int | None:
-        """``known`` is (a varuint's bytes, its value): the value if the data continues with
-        those bytes (and then past them), else None and nothing read."""
-        encoded, value = known
-        if self._data.startswith(encoded, self._pos):
-            self._pos += len(encoded)
-            return value
-        return None
+    def skip(self, expected: bytes) -> bool:
+        """Read past ``expected`` if the data continues with it; False (nothing read) if not."""
+        if self._data.startswith(expected, self._pos):
+            self._pos += len(expected)
+            return True
+        return False
 
     def varuint(self, field: str) -> int:
         pos, data = self._pos, self._data
