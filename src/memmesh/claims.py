@@ -375,25 +375,13 @@ del _SLOTS
 def _body_fields(body: bytes) -> dict[str, Any]:
     """The checked fields of a claim body that is canonical JSON; ``Rejected`` otherwise.
 
-    Three paths, the first that accepts wins (decision 35): the common shape, read by one
-    regular expression (:func:`_common_body_fields`); then an ASCII body decoded once and
-    written again by :func:`_plain_body`, which must give back exactly its bytes (the
-    canonical form check at half the cost of the general encoder); then the general decoder.
-    The fast paths only accept: anything they doubt (floats, deep or odd values, a bad member,
-    bytes that do not come back) is decided by the general path, so a refusal has the same
-    reason code whichever path saw the body first."""
+    The common shape is read by one regular expression (:func:`_common_body_fields`, decision
+    35), which only accepts; anything it does not take is decided by the general decoder,
+    which names the reason, so a refusal has the same reason code either way."""
     if body.isascii():
         common = _common_body_fields(body)
         if common is not None:
             return common
-        try:
-            doc = _loads_integral(body.decode("ascii"))
-            fields = _check_body(doc)
-            check_json([doc["value"]])  # the value's integers and depth, as a member's
-            if _plain_body(doc) == body:
-                return fields
-        except (ValueError, RecursionError, Rejected):
-            pass
     return _check_body(parse_canonical(body, what="claim body", bytes_max=CLAIM_BYTES_MAX))
 
 
@@ -605,7 +593,7 @@ def _check_body(doc: JsonValue, ids: tuple[bytes, bytes] | None = None) -> dict[
         "agent": _shared(agent),
         "aseq": aseq,
         "hlc_packed": physical << 16 | logical,
-        "namespace": _namespace(doc["ns"]),
+        "namespace": _shared(_namespace(doc["ns"])),
         "key": key,
         "type": _shared(claim_type),
         "value": doc["value"],
@@ -690,26 +678,6 @@ def _hex32(doc: dict[str, JsonValue], name: str) -> bytes:
 
 
 def _namespace(value: JsonValue) -> tuple[str, ...]:
-    """The labels of a valid namespace (``Rejected`` otherwise); a namespace seen before is
-    looked up (agents write to a few), not checked again."""
-    if type(value) is list:
-        try:
-            known = _namespaces.get(tuple(value))  # type: ignore[arg-type]
-        except TypeError:  # a label that is a list or an object: not a namespace
-            known = None
-        if known is not None:
-            return known
-    labels = _checked_namespace(value)
-    if len(_namespaces) < _SHARED_MAX:
-        _namespaces[labels] = labels
-    return labels
-
-
-_namespaces: dict[tuple[str, ...], tuple[str, ...]] = {}
-"""Namespaces found valid, each held once (bounded like the other shared values)."""
-
-
-def _checked_namespace(value: JsonValue) -> tuple[str, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= NAMESPACE_LABELS_MAX:
         raise _bad(f"ns must be a list of 1..{NAMESPACE_LABELS_MAX} labels")
     labels: list[str] = []
