@@ -478,7 +478,11 @@ class Admission:
         return self._route(prepared)
 
     def receive_many(
-        self, raws: Sequence[bytes], *, signatures_checked: bool = False
+        self,
+        raws: Sequence[bytes],
+        *,
+        signatures_checked: bool = False,
+        ids: Sequence[bytes | None] | None = None,
     ) -> list[Outcome]:
         """Admit many envelopes with one durable commit (group commit), in the given order.
 
@@ -490,11 +494,17 @@ class Admission:
         ``signatures_checked`` says the caller has already verified every envelope's and every
         claim's signature in ``raws`` (an offline verifier that times that pass on its own);
         every other check still runs. Never for bytes straight from a peer.
+
+        ``ids``: :func:`envelope_id` of each of ``raws`` where the caller has computed it
+        already (None where not), so no envelope is hashed twice; a wrong id is the caller's
+        bug, not the peer's (the node hashes what it stages, from the same bytes).
         """
         self._signatures_checked = signatures_checked
         try:
             with self._batching():
-                return [self._receive_one(raw) for raw in raws]
+                if ids is None:
+                    return [self._receive_one(raw) for raw in raws]
+                return [self._receive_one(raw, known) for raw, known in zip(raws, ids, strict=True)]
         finally:
             self._signatures_checked = False
 
@@ -610,10 +620,12 @@ class Admission:
             self.dag_heads, self.forks, self.evidence, self.fork_pairs = self._saved
         self._sync_exclusions()
 
-    def _receive_one(self, raw: bytes) -> Outcome:
-        known = None
-        if not self._replaying and len(raw) <= self.limits.envelope.envelope_bytes_max:
-            known = envelope_id(raw)  # one hash: a copy we hold costs no signature check
+    def _receive_one(self, raw: bytes, known: bytes | None = None) -> Outcome:
+        if self._replaying or len(raw) > self.limits.envelope.envelope_bytes_max:
+            known = None
+        else:
+            if known is None:
+                known = envelope_id(raw)  # one hash: a copy we hold costs no signature check
             if known in self.records:
                 return Outcome(Status.DUPLICATE, known)
         try:

@@ -666,6 +666,36 @@ def test_group_commit_of_remote_envelopes_is_all_or_nothing(mesh: MeshFixture) -
     assert replica.frontier() == source.frontier()
 
 
+def test_ids_the_caller_hashed_are_not_hashed_again_and_decide_the_same(
+    mesh: MeshFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node hashes what it stages and hands the ids over: admission then hashes nothing
+    (``envelope_id`` made to fail below), and every outcome is the one it reaches alone,
+    duplicates and an oversized envelope (given no id) included."""
+    import memmesh.admission as admission_module  # noqa: PLC0415 - patched below
+
+    source = Admission(MemoryStore(), mesh.genesis)
+    envs = [
+        source.write_local(mesh.nodes[i % 2], [mesh.claim(mesh.writers[0], f"h{i}")], hlc=i + 1)
+        for i in range(6)
+    ]
+    oversized = b"\x01" * (AdmissionLimits().envelope.envelope_bytes_max + 1)
+    raws = [e.raw for e in envs] + [envs[0].raw, oversized]
+    ids: list[bytes | None] = [e.id for e in envs] + [envs[0].id, None]
+    alone = Admission(MemoryStore(), mesh.genesis).receive_many(raws)
+
+    def no_hashing(raw: bytes) -> bytes:
+        raise AssertionError("admission hashed an envelope whose id it was given")
+
+    monkeypatch.setattr(admission_module, "envelope_id", no_hashing)
+    given_ids = Admission(MemoryStore(), mesh.genesis)
+    outcomes = given_ids.receive_many(raws, ids=ids)
+    summary = [(o.status, o.envelope_id, o.reason, o.admitted) for o in outcomes]
+    assert summary == [(o.status, o.envelope_id, o.reason, o.admitted) for o in alone]
+    assert [o.status for o in outcomes[-2:]] == [Status.DUPLICATE, Status.REJECTED]
+    assert given_ids.claims_digest() == source.claims_digest()
+
+
 class _Panic(BaseException):
     """What a yrs panic looks like from Python: not an ``Exception``."""
 

@@ -221,10 +221,15 @@ class _Dialling:
         return self.parked and not (self.learned or self.ok)
 
 
+_StagedRemote = tuple[str, bytes, tuple[bytes, ...], bytes | None]
+
+
 @dataclass(slots=True)
 class _Staged:
-    remote: list[tuple[str, bytes, tuple[bytes, ...]]] = field(default_factory=list)
-    """(peer, envelope bytes, the nodes the push that brought it says have it: ``covered``)."""
+    remote: list[_StagedRemote] = field(default_factory=list)
+    """(peer, envelope bytes, the nodes the push that brought it says have it: ``covered``,
+    its id: hashed once here, for admission and for :meth:`MeshCore._staged_ids`; None for
+    bytes over the envelope limit, which admission refuses unhashed)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
 
@@ -1229,7 +1234,11 @@ class MeshCore:
         if not answered and self._push_budget.enabled:  # a push (or a made-up answer)
             items = self._within_budget(session, items)
         covered = () if message.req else message.covered  # only a push says who has it
-        self._staged.remote.extend((session.peer, raw, covered) for raw in items)
+        size_max = self.admission.limits.envelope.envelope_bytes_max
+        self._staged.remote.extend(
+            (session.peer, raw, covered, envelope_id(raw) if len(raw) <= size_max else None)
+            for raw in items
+        )
         self._staged.remote_bytes += sum(len(raw) for raw in items)
         self.stats.envelopes_received += len(items)
         if items:
@@ -1283,9 +1292,9 @@ class MeshCore:
         self._want(session, FetchIds(tuple(lost)))
 
     def _staged_ids(self) -> set[bytes]:
-        """Ids of the received envelopes waiting for the next commit (hashed on demand: asked
-        only when something looks missing)."""
-        return {envelope_id(raw) for _, raw, _ in self._staged.remote}
+        """Ids of the received envelopes waiting for the next commit (a push's own envelopes
+        are among what it confirms, so this is asked at nearly every push)."""
+        return {env_id for *_, env_id in self._staged.remote if env_id is not None}
 
     def _within_budget(self, session: Session, items: list[bytes]) -> list[bytes]:
         """What of a push fits its authors' push budgets, in order. Only envelopes whose
@@ -1374,7 +1383,7 @@ class MeshCore:
         self._staged = _Staged(
             remote=rest,
             local=[] if local else staged.local,
-            remote_bytes=sum(len(raw) for _, raw, _ in rest),
+            remote_bytes=sum(len(raw) for _, raw, _, _ in rest),
         )
         evidence_before = set(self.admission.evidence)
         new: list[_New] = []
@@ -1409,9 +1418,11 @@ class MeshCore:
             if member is not None and (member.role is not Role.NODE or member.node_cutoff):
                 self._fail(session, Reason.REVOKED, "this node's membership was revoked")
 
-    def _admit_remote(self, staged: list[tuple[str, bytes, tuple[bytes, ...]]]) -> list[_New]:
+    def _admit_remote(self, staged: list[_StagedRemote]) -> list[_New]:
         try:
-            outcomes = self.admission.receive_many([raw for _, raw, _ in staged])
+            outcomes = self.admission.receive_many(
+                [raw for _, raw, _, _ in staged], ids=[env_id for *_, env_id in staged]
+            )
         except StorageError:
             # Nothing of the batch was stored; sync fetches those envelopes again.
             return []
@@ -1419,7 +1430,7 @@ class MeshCore:
         new: list[_New] = []
         invalid: list[str] = []
         missing_by_peer: dict[str, set[bytes]] = {}
-        for (peer, _, covered), outcome in zip(staged, outcomes, strict=True):
+        for (peer, _, covered, _), outcome in zip(staged, outcomes, strict=True):
             if outcome.status is Status.DUPLICATE:
                 self.stats.duplicates += 1
             elif outcome.status is Status.REJECTED:
