@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import memmesh.admission as admission_module
 from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
 from memmesh.claims import CLAIM_ID_TAG, Claim, decode_claim
 from memmesh.crypto import SigningKey
@@ -672,8 +673,6 @@ def test_ids_the_caller_hashed_are_not_hashed_again_and_decide_the_same(
     """The node hashes what it stages and hands the ids over: admission then hashes nothing
     (``envelope_id`` made to fail below), and every outcome is the one it reaches alone,
     duplicates and an oversized envelope (given no id) included."""
-    import memmesh.admission as admission_module  # noqa: PLC0415 - patched below
-
     source = Admission(MemoryStore(), mesh.genesis)
     envs = [
         source.write_local(mesh.nodes[i % 2], [mesh.claim(mesh.writers[0], f"h{i}")], hlc=i + 1)
