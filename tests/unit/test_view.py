@@ -10,16 +10,19 @@ import dataclasses
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from memmesh.admission import Admission, Status
 from memmesh.claims import Claim
 from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope
 from memmesh.memory import Invalid, View, describe
-from memmesh.memory.types import POLICY_NAMESPACE, TYPES_NAMESPACE
+from memmesh.memory.types import POLICY_NAMESPACE, SYSTEM_PREFIX, TYPES_NAMESPACE
 from memmesh.memory.view import Entries, Entry
 from memmesh.store import MemoryStore
-from memmesh.testing import MeshFixture, seeded_key
+from memmesh.testing import MeshFixture, scaled, seeded_key
 
 NS = ("ops", "contracts")
 
@@ -294,11 +297,6 @@ def test_revoking_a_writer_takes_its_later_claims_out_of_the_view(mesh: MeshFixt
 
 # -- incremental == rebuilt, after every step -----------------------------------------------------
 
-from hypothesis import settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule  # noqa: E402
-
-from memmesh.testing import scaled  # noqa: E402
 
 KEYS = ("a", "b", "c")
 
@@ -428,3 +426,63 @@ def test_a_subjects_entries_behave_as_a_dict_of_claim_ids() -> None:
         one[claims[0].id]
     with pytest.raises(ValueError, match="own claim"):
         one[claims[0].id] = made[1]
+
+
+_LABELS = st.sampled_from(["a", "b", "ab", "b0", SYSTEM_PREFIX, "z"])
+
+
+@settings(max_examples=scaled(60), deadline=None)
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.lists(_LABELS, min_size=1, max_size=3).map(tuple),
+            st.sampled_from(["k", "k2", "a", "z9"]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+    prefixes=st.lists(st.lists(_LABELS, max_size=3).map(tuple), min_size=1, max_size=6),
+)
+def test_namespace_and_item_reads_match_sorting_everything(
+    writes: list[tuple[tuple[str, ...], str, bool]], prefixes: list[tuple[str, ...]]
+) -> None:
+    """``list_namespaces`` and ``items`` read ordered indexes kept as subjects appear; they
+    return exactly what sorting and filtering every namespace and key at each read returns
+    (what they did before), deleted subjects, system namespaces and nested prefixes included."""
+    mesh = MeshFixture("view-index", nodes=1, writers=1)
+    replica = Replica(mesh, mesh.nodes[0])
+    replica.write([_policy(mesh, "a.*", "lww")])  # a system namespace with a value
+    for namespace, key, delete in writes:
+        value = mesh.claim(mesh.writers[0], key, 1, namespace=namespace)
+        replica.write([value])
+        if delete:
+            held = replica.view.get(namespace, key)
+            assert held is not None
+            retraction = mesh.claim(
+                mesh.writers[0],
+                key,
+                None,
+                type="retraction",
+                namespace=namespace,
+                supersedes=tuple(held.live),
+            )
+            replica.write([retraction])
+    view = replica.view
+    assert view.list_namespaces((SYSTEM_PREFIX,)) == [POLICY_NAMESPACE]
+    for prefix in [(), *prefixes, (SYSTEM_PREFIX,)]:
+        expected = []
+        for namespace in sorted(view.namespaces):
+            if namespace[: len(prefix)] != prefix:
+                continue
+            if namespace[0] == SYSTEM_PREFIX and prefix[:1] != (SYSTEM_PREFIX,):
+                continue
+            if any(view.subjects[(namespace, k)].present for k in view.namespaces[namespace]):
+                expected.append(namespace)
+        assert view.list_namespaces(prefix) == expected
+        items = [
+            ((namespace, key), view.subjects[(namespace, key)])
+            for namespace in expected
+            for key in sorted(view.namespaces[namespace])
+        ]
+        assert list(view.items(prefix)) == items

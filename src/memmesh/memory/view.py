@@ -19,6 +19,7 @@ Conflict records carry when this node first saw the conflict and when it was set
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -212,6 +213,12 @@ class View:
         self.admission = admission
         self.subjects: dict[SubjectKey, Subject] = {}
         self.namespaces: dict[tuple[str, ...], set[str]] = {}
+        self._namespace_order: list[tuple[str, ...]] = []
+        """Every namespace of :attr:`namespaces`, sorted: a prefix is one contiguous run."""
+        self._key_order: dict[tuple[str, ...], list[str]] = {}
+        """Each namespace's keys, sorted. Both kept in order as subjects appear (a view never
+        forgets one), so a read under a prefix neither sorts nor walks the other namespaces:
+        sorting them at every search stalled a node of 70,000 namespaces for 440 ms a read."""
         self.conflicts: dict[bytes, Conflict] = {}
         self._located: dict[bytes, SubjectKey] = {}
         """Claim id -> its subject, for every claim in the view."""
@@ -255,7 +262,7 @@ class View:
                 held.entries[claim.id] = entry
                 self.counts.add(claim)
                 self._located[claim.id] = held.key  # one key tuple per subject, not per claim
-                self.namespaces.setdefault(claim.namespace, set()).add(claim.key)
+                self._index(claim.namespace, claim.key)
                 dirty.add(subject)
                 policies_changed |= claim.type == POLICY
         if self.admission.generation != self._generation:
@@ -268,6 +275,16 @@ class View:
         for subject in sorted(dirty):
             self._recompute(subject, now_ms)
         return dirty
+
+    def _index(self, namespace: tuple[str, ...], key: str) -> None:
+        keys = self.namespaces.get(namespace)
+        if keys is None:
+            keys = self.namespaces[namespace] = set()
+            insort(self._namespace_order, namespace)
+            self._key_order[namespace] = []
+        if key not in keys:
+            keys.add(key)
+            insort(self._key_order[namespace], key)
 
     def _entry(self, record: EnvelopeRecord, claim: Claim) -> Entry:
         excluded = self.admission.claim_exclusion(record, claim)
@@ -407,7 +424,7 @@ class View:
     def _policies(self) -> list[PolicyClaim]:
         """The live policy claims (valid, so by an admin) that parse."""
         found: list[PolicyClaim] = []
-        for key in sorted(self.namespaces.get(POLICY_NAMESPACE, ())):
+        for key in self._key_order.get(POLICY_NAMESPACE, ()):
             subject = self.subjects[(POLICY_NAMESPACE, key)]
             for claim_id in subject.live:
                 try:
@@ -423,21 +440,29 @@ class View:
 
     def list_namespaces(self, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         """Namespaces with at least one subject that has a value or a conflict (deleted ones
-        do not count), system ones excluded unless the prefix asks for them."""
-        out = []
-        for namespace in sorted(self.namespaces):
-            if namespace[: len(prefix)] != prefix:
+        do not count), system ones excluded unless the prefix asks for them; sorted."""
+        return list(self._shown_namespaces(prefix))
+
+    def _shown_namespaces(self, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+        """:meth:`list_namespaces`, one at a time: the run of namespaces that start with
+        ``prefix`` in the sorted index (every tuple that starts with it sorts at or after it,
+        and before any tuple past it that does not)."""
+        order, depth, subjects = self._namespace_order, len(prefix), self.subjects
+        hide_system = prefix[:1] != (SYSTEM_PREFIX,)
+        for i in range(bisect_left(order, prefix), len(order)):
+            namespace = order[i]
+            if namespace[:depth] != prefix:
+                return
+            if hide_system and namespace and namespace[0] == SYSTEM_PREFIX:
                 continue
-            if namespace and namespace[0] == SYSTEM_PREFIX and prefix[:1] != (SYSTEM_PREFIX,):
-                continue
-            if any(self.subjects[(namespace, k)].present for k in self.namespaces[namespace]):
-                out.append(namespace)
-        return out
+            if any(subjects[(namespace, k)].present for k in self._key_order[namespace]):
+                yield namespace
 
     def items(self, prefix: tuple[str, ...] = ()) -> Iterator[tuple[SubjectKey, Subject]]:
-        """Subjects under a namespace prefix, sorted by namespace then key."""
-        for namespace in self.list_namespaces(prefix):
-            for key in sorted(self.namespaces[namespace]):
+        """Subjects under a namespace prefix, sorted by namespace then key; lazily, so a
+        search that stops at its limit reads no further."""
+        for namespace in self._shown_namespaces(prefix):
+            for key in self._key_order[namespace]:
                 yield (namespace, key), self.subjects[(namespace, key)]
 
     def open_conflicts(self) -> list[Conflict]:
