@@ -6,6 +6,7 @@ check and must be stopped by the grammar, the claims checks or the live-set rule
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import memmesh.admission as admission_module
-from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status
+from memmesh.admission import Admission, AdmissionLimits, NotAMember, Status, claims_digest
 from memmesh.claims import CLAIM_ID_TAG, Claim, decode_claim
 from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope, EnvelopeDetached, decode_envelope, seal
@@ -397,6 +398,64 @@ def test_the_frontier_follows_every_change_to_the_logs(mesh: MeshFixture) -> Non
             replica.receive(env.raw)
             assert replica.frontier() == _frontier_from_scratch(replica)
     assert failed >= 1
+
+
+def _live_from_scratch(replica: Admission) -> list[bytes]:
+    live: set[bytes] = set()
+    for record in replica.records.values():
+        if replica.exclusion(record) is None:
+            live.update(
+                c.id
+                for c in record.claims
+                if replica.membership.agent_status(c.agent, c.aseq) is None
+            )
+    return sorted(live)
+
+
+def _check_live(replica: Admission) -> None:
+    expected = _live_from_scratch(replica)
+    assert [c.id for c in replica.live_claims()] == expected
+    assert replica.claims_digest() == claims_digest(expected)
+
+
+def test_the_live_set_follows_every_change(mesh: MeshFixture) -> None:
+    """``live_claims`` and ``claims_digest`` keep their answer between calls and only look at
+    newer records while nothing else changed: asked after every step (appends, a fork that
+    excludes a log, a commit that fails and is put back, revocations that exclude claims
+    already counted, envelopes carrying many claims), they are what a computation from
+    scratch gives."""
+    envelopes, _, b2 = _equivocation(mesh)
+    for order in itertools.islice(itertools.permutations(envelopes), 0, None, 7):
+        store = FlakyStore()
+        replica = Admission(store, mesh.genesis)
+        for env in order:
+            if env is b2:
+                store.fail_next = True
+                with contextlib.suppress(StorageFull):
+                    replica.receive_many([env.raw])
+                store.fail_next = False
+                _check_live(replica)
+            replica.receive(env.raw)
+            _check_live(replica)
+    src = Admission(MemoryStore(), mesh.genesis)
+    node0, node1 = mesh.nodes[0], mesh.nodes[1]
+    steps = [
+        [mesh.claim(mesh.writers[0], f"k{i}", i) for i in range(3)],
+        [mesh.claim(mesh.writers[1], f"m{i}", i) for i in range(300)],  # re-sorts the whole
+        [mesh.revoke_agent(mesh.writers[1].public_key, 100)],
+        [mesh.claim(mesh.writers[0], "after", 1)],
+    ]
+    replica = Admission(MemoryStore(), mesh.genesis)
+    sizes = []
+    for i, claims in enumerate(steps):
+        env = src.write_local(node0 if i != 1 else node1, claims, hlc=i + 1)
+        replica.receive(env.raw)
+        _check_live(replica)
+        _check_live(src)
+        sizes.append(len(replica.live_claims()))
+    assert sizes[:2] == [3, 303]
+    assert 4 < sizes[2] < 303  # the revocation took counted claims out (and is live itself)
+    assert sizes[3] == sizes[2] + 1
 
 
 def test_a_failed_commit_puts_back_a_log_cut_at_a_fork(mesh: MeshFixture) -> None:

@@ -378,6 +378,19 @@ class ViewMachine(RuleBasedStateMachine):
             replica.check_rebuild()
 
     @invariant()
+    def open_conflicts_are_every_subject_with_one(self) -> None:
+        """``open_conflicts`` reads an index of the subjects with a conflict; it must list what
+        walking every subject lists."""
+        for replica in getattr(self, "replicas", []):
+            view = replica.view
+            every = [
+                view.conflicts[s.conflict]
+                for _, s in sorted(view.subjects.items())
+                if s.conflict is not None
+            ]
+            assert view.open_conflicts() == every
+
+    @invariant()
     def every_claim_is_attributed_signed_timed_and_has_provenance_fields(self) -> None:
         for replica in getattr(self, "replicas", []):
             for subject in replica.view.subjects.values():

@@ -220,6 +220,8 @@ class View:
         forgets one), so a read under a prefix neither sorts nor walks the other namespaces:
         sorting them at every search stalled a node of 70,000 namespaces for 440 ms a read."""
         self.conflicts: dict[bytes, Conflict] = {}
+        self._conflicted: set[SubjectKey] = set()
+        """The subjects whose ``conflict`` is set, so listing the open ones reads only them."""
         self._located: dict[bytes, SubjectKey] = {}
         """Claim id -> its subject, for every claim in the view."""
         self._seen: set[bytes] = set()
@@ -385,6 +387,7 @@ class View:
         previous = self.conflicts.get(subject.conflict) if subject.conflict else None
         if len(live) < 2:
             subject.decision, subject.conflict = None, None
+            self._conflicted.discard(key)
             if previous is not None and previous.resolved_ms is None:
                 previous.resolved_ms, previous.settled_by = now_ms, "write"
             return
@@ -405,6 +408,7 @@ class View:
         elif decision.status != "resolved" and record.settled_by == "policy":
             record.resolved_ms, record.settled_by = None, ""  # a policy change reopened it
         subject.conflict = conflict_id
+        self._conflicted.add(key)
 
     def _candidate(self, entry: Entry) -> Candidate:
         return Candidate.from_claim(entry.claim, self._role_name(entry.claim.agent))
@@ -466,11 +470,15 @@ class View:
                 yield (namespace, key), self.subjects[(namespace, key)]
 
     def open_conflicts(self) -> list[Conflict]:
-        return [
-            self.conflicts[s.conflict]
-            for _, s in sorted(self.subjects.items())
-            if s.conflict is not None
-        ]
+        """The conflict of every subject that has one, by subject. Read on every metrics
+        scrape and state call: sorting every subject for it took 200 ms at 100,000."""
+        subjects, conflicts = self.subjects, self.conflicts
+        out = []
+        for key in sorted(self._conflicted):
+            conflict = subjects[key].conflict
+            assert conflict is not None
+            out.append(conflicts[conflict])
+        return out
 
     def history(self, namespace: tuple[str, ...], key: str) -> list[Entry]:
         """Every claim of a subject, superseded, excluded and invalid ones included, in causal
