@@ -1273,6 +1273,9 @@ class Admission:
         claim out of the live set bumps :attr:`generation` (records are never removed without
         it), and then everything is looked at again. A node's ``/v1/state`` asks for this on
         every call: from scratch it cost 77 ms at 100,000 claims, 205 ms with the digest."""
+        return list(self._live_set().claims)
+
+    def _live_set(self) -> _LiveSet:
         memo = self._live
         count, generation = len(self.records), self.generation
         if memo is None or memo.generation != generation or memo.records > count:
@@ -1281,7 +1284,7 @@ class Admission:
             fresh = itertools.islice(reversed(self.records.values()), count - memo.records)
             memo.add(self._live_in(fresh))
             memo.records = count
-        return list(memo.claims)
+        return memo
 
     def _live_in(self, records: Iterable[EnvelopeRecord]) -> list[Claim]:
         agent_status = self.membership.agent_status
@@ -1294,9 +1297,7 @@ class Admission:
         ]
 
     def claims_digest(self) -> bytes:
-        self.live_claims()
-        assert self._live is not None
-        return self._live.digest_of()
+        return self._live_set().digest_of()
 
     def admit_chain(self, key: bytes) -> list[bytes]:
         """The admit claims' bytes from ``key`` back to a genesis admin, for a handshake to
