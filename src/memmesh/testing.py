@@ -127,6 +127,7 @@ class MeshFixture:
         type: str = "fact",
         namespace: tuple[str, ...] = ("test",),
         supersedes: tuple[bytes, ...] = (),
+        based_on: tuple[bytes, ...] = (),
     ) -> Claim:
         aseq = self._aseq.get(agent.public_key, 0) + 1
         self._aseq[agent.public_key] = aseq
@@ -141,6 +142,7 @@ class MeshFixture:
             type=type,
             value=value,
             supersedes=supersedes,
+            based_on=based_on,
         )
 
     def admit(self, key: bytes, role: str, *, by: SigningKey | None = None) -> Claim:

@@ -225,6 +225,13 @@ def test_search_namespaces_delete_and_receipts(pair: tuple[list[dict[str, Any]],
     page = call(a, "/v1/store/items/search", "POST",
                 {"namespace_prefix": ["crm", "accounts"], "limit": 1, "offset": 1})  # fmt: skip
     assert [i["key"] for i in page["items"]] == ["globex"]
+    listed = call(a, "/v1/store/items?namespace=crm")["items"]  # nothing sits at crm itself
+    assert listed == []
+    listed = call(a, "/v1/store/items?namespace=crm.accounts")["items"]
+    assert [(i["namespace"], i["key"]) for i in listed] == [
+        (["crm", "accounts"], "acme"), (["crm", "accounts"], "globex"),
+        (["crm", "accounts"], "initech"),
+    ]  # fmt: skip
     spaces = call(a, "/v1/store/namespaces", "POST", {"prefix": "crm"})["namespaces"]
     assert spaces == [["crm", "accounts"], ["crm", "notes"]]
     assert call(a, "/v1/store/namespaces", "POST", {"max_depth": 1})["namespaces"] == [["crm"]]
@@ -245,6 +252,10 @@ def test_search_namespaces_delete_and_receipts(pair: tuple[list[dict[str, Any]],
                      "type": "decision", "based_on": [receipt["id"]]})  # fmt: skip
     read = call(a, "/v1/store/items?namespace=crm.decisions&key=acme-upsell")
     assert read["claim"]["based_on"] == [receipt["id"]] and decision["seq"] >= 1
+    # The agent's last claim seq, for a tool signing elsewhere: the decision was its last.
+    agent = nodes[0]["agent"]
+    assert call(a, f"/v1/agents/{agent}")["last_aseq"] == read["claim"]["aseq"] > 1
+    assert call(a, f"/v1/agents/{'ab' * 32}")["last_aseq"] == 0
     metrics = urllib.request.urlopen(a + "/metrics", timeout=10).read().decode()
     assert "memmesh_reads_total" in metrics
 

@@ -28,15 +28,18 @@ NS = ("ops", "contracts")
 
 
 class Replica:
-    def __init__(self, mesh: MeshFixture, node: SigningKey) -> None:
+    def __init__(self, mesh: MeshFixture, node: SigningKey, *, tick: int = 0) -> None:
         self.mesh, self.node = mesh, node
         self.admission = Admission(MemoryStore(), mesh.genesis)
         self.view = View(self.admission)
         self.hlc = 0
         self.now = 1_000
+        self.tick = tick
+        """Milliseconds the local clock moves at each write and each envelope taken."""
 
     def write(self, claims: Sequence[Claim]) -> Envelope:
         self.hlc += 1
+        self.now += self.tick
         env = self.admission.write_local(self.node, list(claims), hlc=self.hlc)
         self.view.apply([env.id], self.now)
         return env
@@ -48,6 +51,7 @@ class Replica:
             for env_id in sorted(records, key=lambda i: (records[i].rank, i)):
                 outcome = self.admission.receive(other.admission.envelope_bytes(env_id))
                 assert outcome.status in (Status.INTEGRATED, Status.DUPLICATE), outcome
+                self.now += self.tick
                 self.view.apply(outcome.admitted, self.now)
 
     def live(self, key: str, ns: tuple[str, ...] = NS) -> tuple[bytes, ...]:
@@ -309,7 +313,8 @@ class ViewMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.mesh = MeshFixture("viewmachine", nodes=3, writers=2)
-        self.replicas = [Replica(self.mesh, node) for node in self.mesh.nodes]
+        # The clock moves, so conflicts settle after different times (settle_times).
+        self.replicas = [Replica(self.mesh, node, tick=7) for node in self.mesh.nodes]
         self.revoked = False
 
     def _agent(self, index: int) -> SigningKey:
@@ -389,6 +394,21 @@ class ViewMachine(RuleBasedStateMachine):
                 if s.conflict is not None
             ]
             assert view.open_conflicts() == every
+
+    @invariant()
+    def settle_times_are_those_of_the_settled_conflicts(self) -> None:
+        """The signals read :attr:`View.settle_times`, kept as conflicts settle and reopen; it
+        must hold what walking every conflict record gives."""
+        for replica in getattr(self, "replicas", []):
+            view = replica.view
+            walked = sorted(
+                c.resolved_ms - c.detected_ms
+                for c in view.conflicts.values()
+                if c.resolved_ms is not None
+            )
+            assert list(view.settle_times) == walked
+            assert view.settle_times.total_ms == sum(walked)
+            assert view.settle_times.median() == (walked[len(walked) // 2] if walked else None)
 
     @invariant()
     def every_claim_is_attributed_signed_timed_and_has_provenance_fields(self) -> None:
@@ -499,3 +519,6 @@ def test_namespace_and_item_reads_match_sorting_everything(
             for key in sorted(set(view.namespaces[namespace]))
         ]
         assert list(view.items(prefix)) == items
+        if prefix:  # a namespace read: exactly this namespace's subjects, none deeper
+            exact = [(key, subject) for (namespace, key), subject in items if namespace == prefix]
+            assert view.subjects_of(prefix) == exact

@@ -19,7 +19,8 @@ Conflict records carry when this node first saw the conflict and when it was set
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import math
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,7 @@ from .types import (
 if TYPE_CHECKING:
     from ..admission import Admission, EnvelopeRecord
 
-__all__ = ["Conflict", "Entry", "Subject", "SubjectKey", "View"]
+__all__ = ["Conflict", "Entry", "SettleTimes", "Subject", "SubjectKey", "View"]
 
 SubjectKey = tuple[tuple[str, ...], str]
 CONFLICT_ID_TAG = b"conflict-id/v1"
@@ -86,6 +87,50 @@ class Conflict:
     the candidates."""
     settled_by: str = ""
     """``policy``, or ``write`` (a resolution or an update that saw the candidates)."""
+
+
+class SettleTimes:
+    """How long each settled conflict took to settle (ms from detection to settling), sorted,
+    kept as conflicts settle and reopen: the operating signals read their count, median and
+    histogram from here, where walking every conflict the node ever saw made each ``/metrics``
+    scrape and ``/v1/state`` linear in the mesh's history."""
+
+    __slots__ = ("_sorted", "total_ms")
+
+    def __init__(self) -> None:
+        self._sorted: list[int] = []
+        self.total_ms = 0
+
+    def add(self, ms: int) -> None:
+        insort(self._sorted, ms)
+        self.total_ms += ms
+
+    def remove(self, ms: int) -> None:
+        at = bisect_left(self._sorted, ms)
+        if at == len(self._sorted) or self._sorted[at] != ms:
+            raise ValueError(f"no settle time of {ms} ms to remove")
+        del self._sorted[at]
+        self.total_ms -= ms
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._sorted)
+
+    def median(self) -> int | None:
+        """The upper median (the middle one of an odd count), None when none settled."""
+        return self._sorted[len(self._sorted) // 2] if self._sorted else None
+
+    def at_most(self, seconds: float) -> int:
+        """How many took at most ``seconds`` (``ms / 1000 <= seconds``, as a histogram's
+        bucket counts them)."""
+        limit = math.floor(seconds * 1000)
+        while (limit + 1) / 1000 <= seconds:  # the float product may land one below or above
+            limit += 1
+        while limit / 1000 > seconds:
+            limit -= 1
+        return bisect_right(self._sorted, limit)
 
 
 class Entries:
@@ -222,6 +267,8 @@ class View:
         self.conflicts: dict[bytes, Conflict] = {}
         self._conflicted: set[SubjectKey] = set()
         """The subjects whose ``conflict`` is set, so listing the open ones reads only them."""
+        self.settle_times = SettleTimes()
+        """Of every conflict in :attr:`conflicts` that is settled (``resolved_ms`` set)."""
         self._located: dict[bytes, SubjectKey] = {}
         """Claim id -> its subject, for every claim in the view."""
         self._seen: set[bytes] = set()
@@ -388,7 +435,7 @@ class View:
             subject.decision, subject.conflict = None, None
             self._conflicted.discard(key)
             if previous is not None and previous.resolved_ms is None:
-                previous.resolved_ms, previous.settled_by = now_ms, "write"
+                self._settle(previous, now_ms, "write")
             return
         rule, _ = self.rule_for(key[0])
         candidates = [self._candidate(subject.entries[c]) for c in live]
@@ -396,18 +443,27 @@ class View:
         subject.decision = decision
         conflict_id = conflict_id_of(key, live)
         if previous is not None and previous.id != conflict_id and previous.resolved_ms is None:
-            previous.resolved_ms, previous.settled_by = now_ms, "write"
+            self._settle(previous, now_ms, "write")
         record = self.conflicts.get(conflict_id)
         if record is None:
             record = Conflict(conflict_id, key, live, decision, now_ms)
             self.conflicts[conflict_id] = record
         record.decision = decision
         if decision.status == "resolved" and record.resolved_ms is None:
-            record.resolved_ms, record.settled_by = now_ms, "policy"
+            self._settle(record, now_ms, "policy")
         elif decision.status != "resolved" and record.settled_by == "policy":
-            record.resolved_ms, record.settled_by = None, ""  # a policy change reopened it
+            self._reopen(record)  # a policy change reopened it
         subject.conflict = conflict_id
         self._conflicted.add(key)
+
+    def _settle(self, record: Conflict, now_ms: int, by: str) -> None:
+        record.resolved_ms, record.settled_by = now_ms, by
+        self.settle_times.add(now_ms - record.detected_ms)
+
+    def _reopen(self, record: Conflict) -> None:
+        assert record.resolved_ms is not None
+        self.settle_times.remove(record.resolved_ms - record.detected_ms)
+        record.resolved_ms, record.settled_by = None, ""
 
     def _candidate(self, entry: Entry) -> Candidate:
         return Candidate.from_claim(entry.claim, self._role_name(entry.claim.agent))
@@ -467,6 +523,13 @@ class View:
         for namespace in self._shown_namespaces(prefix):
             for key in self.namespaces[namespace]:
                 yield (namespace, key), self.subjects[(namespace, key)]
+
+    def subjects_of(self, namespace: tuple[str, ...]) -> list[tuple[str, Subject]]:
+        """The subjects of exactly ``namespace`` by key, as :meth:`items` shows them (none
+        when none is present), without walking the namespaces under it."""
+        keys = self.namespaces.get(namespace, ())
+        found = [(key, self.subjects[(namespace, key)]) for key in keys]
+        return found if any(subject.present for _, subject in found) else []
 
     def open_conflicts(self) -> list[Conflict]:
         """The conflict of every subject that has one, by subject. Read on every metrics

@@ -349,21 +349,20 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
         "Content claims naming a source, derived_from or based_on",
         value=counts.with_provenance,
     )
-    conflicts = list(view.conflicts.values())
+    settled = view.settle_times
     yield CounterMetricFamily(
-        "memmesh_conflicts_detected", "Conflicts this node saw", value=len(conflicts)
+        "memmesh_conflicts_detected", "Conflicts this node saw", value=len(view.conflicts)
     )
     yield CounterMetricFamily(
         "memmesh_conflicts_resolved",
         "Conflicts settled by policy or by a write",
-        value=sum(c.resolved_ms is not None for c in conflicts),
+        value=len(settled),
     )
     yield GaugeMetricFamily(
         "memmesh_conflicts_open", "Current conflicts no policy settles", value=node.open_conflicts()
     )
-    resolution = Histogram.of(
-        RESOLUTION_BUCKETS_S,
-        ((c.resolved_ms - c.detected_ms) / 1000 for c in conflicts if c.resolved_ms is not None),
+    resolution = Histogram.of_counts(
+        RESOLUTION_BUCKETS_S, settled.at_most, len(settled), settled.total_ms / 1000
     )
     yield _histogram(
         "memmesh_conflict_resolution_seconds",
@@ -371,11 +370,10 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
         resolution,
     )
     yield CounterMetricFamily("memmesh_decisions", "Decision claims", value=counts.decisions)
-    known = node.attestations.known
     yield CounterMetricFamily(
         "memmesh_decisions_traceable",
         "Decision claims citing a receipt or an attestation this node can name",
-        value=node.trace.traceable(lambda ref: ref in known),
+        value=node.trace.traceable,
     )
     yield CounterMetricFamily("memmesh_reads", "Reads served", value=reads.total)
     incidents = CounterMetricFamily(

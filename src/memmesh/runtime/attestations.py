@@ -19,6 +19,7 @@ next seq, and it is committed before it is returned.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -112,8 +113,19 @@ class SplitViewRecord:
 
 
 class AttestationService:
-    def __init__(self, admission: Admission, view: View, store: Store, key: SigningKey) -> None:
+    def __init__(
+        self,
+        admission: Admission,
+        view: View,
+        store: Store,
+        key: SigningKey,
+        *,
+        on_new: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """``on_new``: told the id of each attestation this service comes to hold (those in
+        the store first), once each."""
         self.admission, self.view, self.store, self.key = admission, view, store, key
+        self._on_new = on_new
         self._builder: AttestationBuilder | None = None
         self.known: dict[bytes, Held] = {}
         self.own: list[bytes] = []
@@ -128,7 +140,7 @@ class AttestationService:
             if name != _KNOWN + statement.id.hex():
                 raise ValueError(f"{name}: holds attestation {statement.id.hex()}")
             own = statement.signer == self.key.public_key
-            self.known[statement.id] = Held(statement, dsse, own)
+            self._hold(Held(statement, dsse, own))
         for name, value in self.store.iter_meta(_OWN):
             seq = int(name[len(_OWN) :])
             if seq != len(self.own) + 1 or value not in self.known:
@@ -144,6 +156,12 @@ class AttestationService:
                 bytes.fromhex(str(doc["second"])),
             )
             self.evidence[(record.first, record.second)] = record
+
+    def _hold(self, held: Held) -> None:
+        new = held.statement.id not in self.known
+        self.known[held.statement.id] = held
+        if new and self._on_new is not None:
+            self._on_new(held.statement.id)
 
     def retarget(self, admission: Admission, view: View) -> None:
         """Follow a rebuilt admission or view (the builder's caches belong to the old ones)."""
@@ -177,7 +195,7 @@ class AttestationService:
                 }
             )
         )
-        self.known[statement.id] = held
+        self._hold(held)
         self.own.append(statement.id)
         return held
 
@@ -225,7 +243,8 @@ class AttestationService:
                 )
         if meta:
             self.store.commit(WriteBatch(meta=meta))
-        self.known.setdefault(statement.id, Held(statement, dsse, own=False))
+        if statement.id not in self.known:
+            self._hold(Held(statement, dsse, own=False))
         for record in found:
             self.evidence.setdefault((record.first, record.second), record)
         return found

@@ -21,7 +21,7 @@ import random
 import signal
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +185,13 @@ class NodeRuntime:
         self.quota = Quota(settings.agent_writes_per_s_max, settings.agent_write_burst)
         self.throttled = _Throttled()
         self.view = View.build(self.core.admission, _now_ms())
-        self.attestations = AttestationService(
-            self.core.admission, self.view, self.store, self.node_key
-        )
         self.trace = Traceability()
         self.trace.integrated(c for r in self.core.admission.records.values() for c in r.claims)
-        self.trace.recorded.update(value for _, value in self.store.iter_meta("receipt/"))
+        for _, receipt_id in self.store.iter_meta("receipt/"):
+            self.trace.record(receipt_id)
+        self.attestations = AttestationService(
+            self.core.admission, self.view, self.store, self.node_key, on_new=self.trace.attest
+        )
         self.propagation = Histogram(PROPAGATION_BUCKETS_S)
         self.reads = ReadCounters()
         self._frontier_hash: tuple[int, bytes] | None = None
@@ -208,6 +209,11 @@ class NodeRuntime:
         """Inbound gossip connections open now (handshaking or active)."""
         self._writes: dict[int, asyncio.Future[WriteAcked]] = {}
         self._tokens = 0
+        self._last_aseq: dict[bytes, int] = {}
+        """Agent key -> the highest claim seq of it this replica holds, kept as envelopes are
+        integrated (an admin tool asks ``/v1/agents/{key}`` before signing elsewhere)."""
+        for record in self.core.admission.records.values():
+            self._note_aseqs(record.claims)
         self._agent_seq = self.last_agent_seq(self.agent_key.public_key)
         self._rearm = asyncio.Event()
         self._armed_ms: int | None = None
@@ -433,6 +439,7 @@ class NodeRuntime:
             for env_id in notice.envelope_ids:
                 record = records[env_id]
                 self.trace.integrated(record.claims)
+                self._note_aseqs(record.claims)
                 if notice.peer:  # from a peer: how long since its author committed it
                     physical, _ = hlc_unpack(record.envelope.hlc)
                     self.propagation.observe(max(0, now - physical) / 1000)
@@ -663,33 +670,28 @@ class NodeRuntime:
 
     def last_agent_seq(self, agent: bytes) -> int:
         """The highest claim seq of ``agent`` this replica holds (0 if none)."""
-        seqs = [
-            c.aseq
-            for r in self.core.admission.records.values()
-            for c in r.claims
-            if c.agent == agent
-        ]
-        return max(seqs, default=0)
+        return self._last_aseq.get(agent, 0)
+
+    def _note_aseqs(self, claims: Iterable[Claim]) -> None:
+        last = self._last_aseq
+        for claim in claims:
+            if claim.aseq > last.get(claim.agent, 0):
+                last[claim.agent] = claim.aseq
 
     def signals(self) -> dict[str, Any]:
         """The four operating signals (DESIGN §9), as ``memmesh status`` shows them; the same
         counts as ``/metrics``."""
-        counts, reads = self.view.counts, self.reads
-        conflicts = list(self.view.conflicts.values())
-        settle_ms = sorted(
-            c.resolved_ms - c.detected_ms for c in conflicts if c.resolved_ms is not None
-        )
-        known = self.attestations.known
-        traceable = self.trace.traceable(lambda ref: ref in known)
+        counts, reads, settled = self.view.counts, self.reads, self.view.settle_times
+        traceable = self.trace.traceable
         incidents = reads.stale + reads.poisoned
         return {
             "entries": counts.entries,
             "entries_with_provenance": counts.with_provenance,
             "provenance_share": _share(counts.with_provenance, counts.entries),
-            "conflicts_detected": len(conflicts),
-            "conflicts_resolved": len(settle_ms),
+            "conflicts_detected": len(self.view.conflicts),
+            "conflicts_resolved": len(settled),
             "conflicts_open": self.open_conflicts(),
-            "resolution_ms_p50": settle_ms[len(settle_ms) // 2] if settle_ms else None,
+            "resolution_ms_p50": settled.median(),
             "decisions": counts.decisions,
             "decisions_traceable": traceable,
             "traceable_share": _share(traceable, counts.decisions),

@@ -6,7 +6,8 @@
 - :class:`Traceability`: which ``decision`` claims cite a snapshot or a receipt this node can
   name: a receipt it issued (remembered, bounded), one recorded here (``POST /v1/receipts``) or
   replicated as a ``receipt`` claim, or an attestation it holds. A decision whose ``based_on``
-  names none of those (only other claims, or receipts nobody recorded) is not traceable.
+  names none of those (only other claims, or receipts nobody recorded) is not traceable. The
+  count is kept as things arrive, never recomputed by walking the decisions.
 """
 
 from __future__ import annotations
@@ -60,6 +61,21 @@ class Histogram:
         return out
 
     @classmethod
+    def of_counts(
+        cls, buckets: Sequence[float], at_most: Callable[[float], int], count: int, total: float
+    ) -> Histogram:
+        """From a sorted source that answers how many observations are at most each bound (in
+        O(log n) each), instead of observing every value again."""
+        made = cls(buckets)
+        below = 0
+        for i, bound in enumerate(buckets):
+            upto = at_most(bound)
+            made.counts[i], below = upto - below, upto
+        made.counts[-1] = count - below
+        made.count, made.total = count, total
+        return made
+
+    @classmethod
     def of(cls, buckets: Sequence[float], values: Iterable[float]) -> Histogram:
         made = cls(buckets)
         for value in values:
@@ -69,6 +85,11 @@ class Histogram:
 
 @dataclass(slots=True)
 class Traceability:
+    """Which content ``decision`` claims cite something this node can name, kept as decisions
+    and the things they cite arrive (and as issued receipts are forgotten), so the count is
+    read in constant time: walking every decision at each ``/metrics`` scrape and
+    ``/v1/state`` made both linear in the mesh's history."""
+
     issued_max: int = 100_000
     issued: OrderedDict[bytes, None] = field(default_factory=OrderedDict)
     """Receipts this node handed out, newest last (the oldest forgotten past ``issued_max``)."""
@@ -76,29 +97,81 @@ class Traceability:
     """Receipt ids recorded as replicated ``receipt`` claims."""
     recorded: set[bytes] = field(default_factory=set)
     """Receipt ids recorded on this node only."""
+    attested: set[bytes] = field(default_factory=set)
+    """Ids of the attestations this node holds."""
     decisions: dict[bytes, tuple[bytes, ...]] = field(default_factory=dict)
     """Content ``decision`` claims: id -> what they cite in ``based_on``."""
+    traceable: int = 0
+    """Decisions citing at least one receipt or attestation this node can name."""
+    _citing: dict[bytes, list[bytes]] = field(default_factory=dict)
+    """Cited id -> the decisions citing it."""
+    _named: dict[bytes, int] = field(default_factory=dict)
+    """Decision id -> how many of the ids it cites this node can name now."""
+
+    def known(self, ref: bytes) -> bool:
+        return (
+            ref in self.issued or ref in self.replicated or ref in self.recorded
+            or ref in self.attested
+        )  # fmt: skip
 
     def issue(self, receipt_id: bytes) -> None:
+        was = self.known(receipt_id)
         self.issued[receipt_id] = None
         self.issued.move_to_end(receipt_id)
+        if not was:
+            self._named_now(receipt_id, 1)
         while len(self.issued) > self.issued_max:
-            self.issued.popitem(last=False)
+            forgotten, _ = self.issued.popitem(last=False)
+            if not self.known(forgotten):
+                self._named_now(forgotten, -1)
+
+    def record(self, receipt_id: bytes) -> None:
+        """A receipt recorded on this node (``POST /v1/receipts``)."""
+        self._add(self.recorded, receipt_id)
+
+    def attest(self, attestation_id: bytes) -> None:
+        """An attestation this node now holds (its own or another signer's)."""
+        self._add(self.attested, attestation_id)
 
     def integrated(self, claims: Iterable[Claim]) -> None:
         for claim in claims:
             if claim.type == DECISION and claim.namespace[:1] != (SYSTEM_PREFIX,):
-                self.decisions[claim.id] = claim.based_on
+                self._decision(claim.id, claim.based_on)
             elif claim.type == RECEIPT and claim.namespace == RECEIPT_NAMESPACE:
                 try:
-                    self.replicated.add(bytes.fromhex(claim.key))
+                    self._add(self.replicated, bytes.fromhex(claim.key))
                 except ValueError:
                     continue
 
-    def traceable(self, attested: Callable[[bytes], bool]) -> int:
-        """Decisions citing at least one receipt or attestation this node can name."""
-        known = (self.issued, self.replicated, self.recorded)
-        return sum(
-            any(any(ref in k for k in known) or attested(ref) for ref in cited)
-            for cited in self.decisions.values()
-        )
+    def _decision(self, decision_id: bytes, cited: tuple[bytes, ...]) -> None:
+        if decision_id in self.decisions:
+            return
+        self.decisions[decision_id] = cited
+        refs = dict.fromkeys(cited)  # distinct, in order (a canonical claim's already are)
+        for ref in refs:
+            self._citing.setdefault(ref, []).append(decision_id)
+        named = sum(self.known(ref) for ref in refs)
+        self._named[decision_id] = named
+        self.traceable += named > 0
+
+    def _add(self, table: set[bytes], ref: bytes) -> None:
+        if ref in table:
+            return
+        was = self.known(ref)
+        table.add(ref)
+        if not was:
+            self._named_now(ref, 1)
+
+    def _named_now(self, ref: bytes, change: int) -> None:
+        """``ref`` became nameable (``change`` 1) or stopped being so (-1)."""
+        for decision_id in self._citing.get(ref, ()):
+            before = self._named[decision_id]
+            self._named[decision_id] = before + change
+            if change > 0 and before == 0:
+                self.traceable += 1
+            elif change < 0 and before == 1:
+                self.traceable -= 1
+
+    def count_by_walking(self) -> int:
+        """:attr:`traceable` computed from nothing (what tests hold it to)."""
+        return sum(any(self.known(ref) for ref in cited) for cited in self.decisions.values())

@@ -252,7 +252,7 @@ class StoreApi:
             answer = {**json.loads(written.text), "id": receipt_id, "recorded": "replicated"}
             return web.json_response(answer, status=201)
         self.node.store.commit(WriteBatch(meta={f"receipt/{receipt_id}": receipt.id}))
-        self.node.trace.recorded.add(receipt.id)
+        self.node.trace.record(receipt.id)
         return web.json_response({"id": receipt_id, "recorded": "local"}, status=201)
 
     # -- reads --------------------------------------------------------------------------------
@@ -290,9 +290,9 @@ class StoreApi:
             return web.json_response({**item, "receipt": receipt.to_json()})
         items: list[dict[str, Any]] = []
         returned: list[bytes] = []
-        for (ns, k), subject in view.items(namespace):
-            if ns == namespace and subject.live:
-                items.append(self._item(ns, k, subject, view))
+        for k, subject in view.subjects_of(namespace):
+            if subject.live:
+                items.append(self._item(namespace, k, subject, view))
                 returned.extend(subject.live)
         receipt = self.node.read(returned, reader, frontier=frontier)
         return web.json_response({"items": items, "receipt": receipt.to_json()})
