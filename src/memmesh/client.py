@@ -257,10 +257,7 @@ class MeshClient:
         limit: int = 10,
         offset: int = 0,
     ) -> list[Item]:
-        body = {"namespace_prefix": _ns(namespace_prefix), "filter": filter, "limit": limit,
-                "offset": offset}  # fmt: skip
-        answer = self._run(_one(_Call("POST", "/v1/store/items/search", body)))
-        return [Item.from_json(i, answer["receipt"]) for i in answer["items"]]
+        return self._run(_search(_ns(namespace_prefix), filter, limit, offset))  # type: ignore[no-any-return]
 
     def list_namespaces(
         self,
@@ -379,10 +376,7 @@ class AsyncMeshClient:
         limit: int = 10,
         offset: int = 0,
     ) -> list[Item]:
-        body = {"namespace_prefix": _ns(namespace_prefix), "filter": filter, "limit": limit,
-                "offset": offset}  # fmt: skip
-        answer = await self._run(_one(_Call("POST", "/v1/store/items/search", body)))
-        return [Item.from_json(i, answer["receipt"]) for i in answer["items"]]
+        return await self._run(_search(_ns(namespace_prefix), filter, limit, offset))  # type: ignore[no-any-return]
 
     async def list_namespaces(
         self,
@@ -427,6 +421,25 @@ class AsyncMeshClient:
 
 def _one(call: _Call) -> _Op:
     return (yield call)
+
+
+def _search(
+    prefix: list[str], conditions: dict[str, Any] | None, limit: int, offset: int
+) -> Generator[_Call, Any, list[Item]]:
+    """Up to ``limit`` matches, in as many requests as the node's pages take: a page ends
+    early (even empty) where the node stopped reading (``search_scan_subjects_max``), and its
+    ``next`` goes on from there. Each item keeps the receipt of the page that returned it."""
+    body: dict[str, Any] = {"namespace_prefix": prefix, "filter": conditions, "limit": limit,
+                            "offset": offset}  # fmt: skip
+    found: list[Item] = []
+    while True:
+        answer = yield _Call("POST", "/v1/store/items/search", body)
+        found += [Item.from_json(i, answer["receipt"]) for i in answer["items"]]
+        cursor = answer.get("next")
+        if cursor is None or len(found) >= limit:
+            return found
+        body = {"namespace_prefix": prefix, "filter": conditions, "limit": limit - len(found),
+                "cursor": cursor}  # fmt: skip
 
 
 def _receipt_call(receipt: dict[str, Any], replicate: bool) -> _Call:

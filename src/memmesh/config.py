@@ -393,6 +393,12 @@ class NodeSettings(BaseSettings):
         ge=0,
         description="How often a full view swaps one peer for another (0: never).",
     )
+    search_scan_subjects_max: Int = Field(
+        default=10_000,
+        ge=1,
+        description="Subjects one search request reads at most; past it the page ends early "
+        "with a cursor to go on from.",
+    )
     stale_read_after_ms: Int = Field(
         default=30_000,
         ge=1,

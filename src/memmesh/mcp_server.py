@@ -105,6 +105,7 @@ class Memory(MemoryItem):
 class SearchResult(TypedDict):
     items: list[MemoryItem]
     receipt: Receipt
+    next: dict[str, Any] | None
 
 
 class WrittenClaim(TypedDict):
@@ -249,16 +250,29 @@ class MeshTools:
         ] = None,
         limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most items.")] = 10,
         offset: Annotated[int, Field(ge=0, le=1 << 31, description="Items to skip.")] = 0,
+        cursor: Annotated[
+            dict[str, Any] | None,
+            Field(
+                description="The `next` of an earlier answer to this search, to go on from "
+                "where it stopped (then leave offset out)."
+            ),
+        ] = None,
     ) -> SearchResult:
         """Search the values under a namespace prefix, optionally filtered on their fields.
-        Returns the items (value, state, provenance) and one read receipt for all of them
-        (also when nothing matched)."""
+        Returns the items (value, state, provenance), one read receipt for all of them (also
+        when nothing matched) and `next`: null when nothing is left; otherwise call again with
+        cursor=next for the rest (a large prefix is read a part at a time, so an answer can
+        hold fewer items than limit, even none, and still have more to come)."""
         prefix = [] if namespace_prefix in ("", []) else _labels(namespace_prefix)
-        body = {"namespace_prefix": prefix, "filter": filter, "limit": limit, "offset": offset}
+        body: dict[str, Any] = {"namespace_prefix": prefix, "filter": filter, "limit": limit}
+        if cursor is not None:
+            body["cursor"] = cursor
+        elif offset:
+            body["offset"] = offset
         async with self._refusals():
             answer = await self._request("POST", "/v1/store/items/search", body)
         items = [_memory_item(Item.from_json(i)) for i in answer["items"]]
-        return {"items": items, "receipt": _receipt(answer["receipt"])}
+        return {"items": items, "receipt": _receipt(answer["receipt"]), "next": answer.get("next")}
 
     async def get_memory_history(self, *, namespace: NamespaceArg, key: KeyArg) -> History:
         """Every claim ever made about one subject, oldest first, each with its status:

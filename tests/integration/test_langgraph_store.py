@@ -86,7 +86,9 @@ ALL = 10**6
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     directory: Path = tmp_path_factory.mktemp("langgraph") / "swarm"
-    (entry,) = swarm_up(1, directory)["nodes"]
+    # Every search page reads at most 3 subjects, so every search and namespace listing here,
+    # the differential ones against InMemoryStore included, follows the node's cursors.
+    (entry,) = swarm_up(1, directory, extra_config={"search_scan_subjects_max": 3})["nodes"]
     yield entry
     swarm_down(directory, grace_s=5)
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from memmesh.claims import make_claim
+from memmesh.client import MeshClient
 from memmesh.crypto import SigningKey, read_key_file, write_key_file
 from memmesh.runtime.swarm import swarm_down, swarm_up
 
@@ -392,5 +393,53 @@ def test_an_agent_past_its_write_quota_gets_429_and_nothing_is_written(tmp_path:
         assert status_of(a, "/v1/store/items?namespace=q&key=over")[0] == 200
         log = (Path(nodes[0]["data_dir"]) / "node.log").read_text()
         assert "write quota exceeded" in log
+    finally:
+        swarm_down(directory, grace_s=5)
+
+
+def test_a_search_reads_a_bounded_part_of_the_prefix_per_request(tmp_path: Path) -> None:
+    """With ``search_scan_subjects_max`` 4, a filter matching 3 of 20 subjects takes several
+    requests: each page reads at most 4 subjects and ends early (even empty) with a cursor;
+    following the cursors finds the 3 matches in order, and the client follows them itself."""
+    directory = tmp_path / "swarm"
+    nodes = swarm_up(1, directory, extra_config={"search_scan_subjects_max": 4})["nodes"]
+    try:
+        api = nodes[0]["api"]
+        for i in range(20):
+            tier = "gold" if i in (3, 11, 17) else "silver"
+            item = {"namespace": "crm.accounts", "key": f"a{i:02d}", "value": {"tier": tier}}
+            call(api, "/v1/store/items", "PUT", item)
+        body: dict[str, Any] = {"namespace_prefix": "crm", "filter": {"tier": "gold"}, "limit": 10}
+        keys: list[str] = []
+        pages = 0
+        while True:
+            answer = call(api, "/v1/store/items/search", "POST", body)
+            pages += 1
+            keys += [item["key"] for item in answer["items"]]
+            assert answer["receipt"]["id"]  # every page is a read with its receipt
+            if answer["next"] is None:
+                break
+            assert len(answer["items"]) < 10  # short: the page stopped at its budget
+            body = {**{k: body[k] for k in ("namespace_prefix", "filter")}, "limit": 10,
+                    "cursor": answer["next"]}  # fmt: skip
+        assert keys == ["a03", "a11", "a17"]
+        assert pages == 5  # 20 subjects, 4 a page
+        # A cursor carries the offset left: skip the first match, across pages.
+        skipped = MeshClient(api).search(["crm"], filter={"tier": "gold"}, limit=10, offset=1)
+        assert [item.key for item in skipped] == ["a11", "a17"]
+        assert [i.key for i in MeshClient(api).search(["crm"], limit=3)] == ["a00", "a01", "a02"]
+
+        first = call(api, "/v1/store/items/search", "POST", {"namespace_prefix": "crm", "limit": 2})
+        cursor = first["next"]
+        assert cursor == {"after": {"namespace": ["crm", "accounts"], "key": "a01"}, "offset": 0}
+        for bad, why in (
+            ({"namespace_prefix": "crm", "cursor": cursor, "offset": 0}, "one or the other"),
+            ({"namespace_prefix": "crm", "cursor": {"after": "a01"}}, "sent back as it came"),
+            ({"namespace_prefix": "crm", "cursor": {**cursor, "x": 1}}, "sent back as it came"),
+            ({"namespace_prefix": "ops", "cursor": cursor}, "not under this search"),
+            ({"namespace_prefix": "crm", "cursor": {**cursor, "offset": -1}}, "offset is"),
+        ):
+            status, answer = status_of(api, "/v1/store/items/search", "POST", bad)
+            assert status == 400 and why in answer["detail"], (bad, answer)
     finally:
         swarm_down(directory, grace_s=5)

@@ -389,26 +389,26 @@ class MeshStore(BaseStore):
 
 
 def _search(op: SearchOp) -> Generator[_Request, Any, list[SearchItem]]:
-    """One search, in pages of at most :data:`PAGE_MAX` (each item keeps its page's receipt)."""
+    """One search, in pages of at most :data:`PAGE_MAX`, each going on from where the last
+    stopped (its ``next``; each item keeps its page's receipt). A page may hold fewer items
+    than asked, even none, where the node stopped reading (``search_scan_subjects_max``): only
+    a ``next`` of null says nothing is left."""
     node_filter = _node_filter(op.filter)
     found: list[SearchItem] = []
-    remaining, offset = op.limit, op.offset
-    while remaining > 0:
-        size = min(remaining, PAGE_MAX)
+    start: dict[str, Any] = {"offset": op.offset}
+    while len(found) < op.limit:
         body: dict[str, Any] = {
             "namespace_prefix": list(op.namespace_prefix),
-            "limit": size,
-            "offset": offset,
+            "limit": min(op.limit - len(found), PAGE_MAX),
+            **start,
         }
         if node_filter:
             body["filter"] = node_filter
         answer = yield _Search(body)
-        page = answer["items"]
-        found.extend(_search_item(data, answer["receipt"]) for data in page)
-        if len(page) < size:
+        found.extend(_search_item(data, answer["receipt"]) for data in answer["items"])
+        if answer.get("next") is None:
             break
-        remaining -= size
-        offset += size
+        start = {"cursor": answer["next"]}
     return found
 
 
@@ -418,15 +418,15 @@ def _list_namespaces(op: ListNamespacesOp) -> Generator[_Request, Any, list[tupl
     conditions = tuple(op.match_conditions or ())
     prefix = _literal_prefix(conditions)
     held: set[tuple[str, ...]] = set()
-    offset = 0
+    body: dict[str, Any] = {"namespace_prefix": list(prefix), "limit": PAGE_MAX}
     while True:
-        body = {"namespace_prefix": list(prefix), "limit": PAGE_MAX, "offset": offset}
         answer = yield _Search(body)
-        page = answer["items"]
-        held.update(tuple(data["namespace"]) for data in page)
-        if len(page) < PAGE_MAX:
+        held.update(tuple(data["namespace"]) for data in answer["items"])
+        if answer.get("next") is None:
             break
-        offset += PAGE_MAX
+        # Each page goes on from where the last stopped: paging by offset made the node read
+        # the prefix from its start again for every page.
+        body = {"namespace_prefix": list(prefix), "limit": PAGE_MAX, "cursor": answer["next"]}
     chosen = [ns for ns in held if all(_matches(c, ns) for c in conditions)]
     if op.max_depth is not None:
         chosen = list({ns[: op.max_depth] for ns in chosen})

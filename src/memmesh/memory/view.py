@@ -502,13 +502,15 @@ class View:
         do not count), system ones excluded unless the prefix asks for them; sorted."""
         return list(self._shown_namespaces(prefix))
 
-    def _shown_namespaces(self, prefix: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    def _shown_namespaces(
+        self, prefix: tuple[str, ...], start: tuple[str, ...] = ()
+    ) -> Iterator[tuple[str, ...]]:
         """:meth:`list_namespaces`, one at a time: the run of namespaces that start with
         ``prefix`` in the sorted index (every tuple that starts with it sorts at or after it,
-        and before any tuple past it that does not)."""
+        and before any tuple past it that does not), from ``start`` on."""
         order, depth, subjects = self._namespace_order, len(prefix), self.subjects
         hide_system = prefix[:1] != (SYSTEM_PREFIX,)
-        for i in range(bisect_left(order, prefix), len(order)):
+        for i in range(bisect_left(order, max(prefix, start)), len(order)):
             namespace = order[i]
             if namespace[:depth] != prefix:
                 return
@@ -517,12 +519,18 @@ class View:
             if any(subjects[(namespace, k)].present for k in self.namespaces[namespace]):
                 yield namespace
 
-    def items(self, prefix: tuple[str, ...] = ()) -> Iterator[tuple[SubjectKey, Subject]]:
-        """Subjects under a namespace prefix, sorted by namespace then key; lazily, so a
-        search that stops at its limit reads no further."""
-        for namespace in self._shown_namespaces(prefix):
-            for key in self.namespaces[namespace]:
-                yield (namespace, key), self.subjects[(namespace, key)]
+    def items(
+        self, prefix: tuple[str, ...] = (), after: SubjectKey | None = None
+    ) -> Iterator[tuple[SubjectKey, Subject]]:
+        """Subjects under a namespace prefix, sorted by namespace then key, only those past
+        ``after`` if given; lazily, so a search that stops at its limit reads no further. Read
+        it whole before the view changes (a subject added meanwhile shifts the indexes)."""
+        subjects = self.subjects
+        for namespace in self._shown_namespaces(prefix, () if after is None else after[0]):
+            keys = self.namespaces[namespace]
+            first = bisect_right(keys, after[1]) if after and after[0] == namespace else 0
+            for i in range(first, len(keys)):
+                yield (namespace, keys[i]), subjects[(namespace, keys[i])]
 
     def subjects_of(self, namespace: tuple[str, ...]) -> list[tuple[str, Subject]]:
         """The subjects of exactly ``namespace`` by key, as :meth:`items` shows them (none

@@ -116,13 +116,15 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/store/items/search": {
             "post": _op(
-                "Search values under a namespace prefix ($eq $ne $gt $gte $lt $lte)",
+                "Search values under a namespace prefix ($eq $ne $gt $gte $lt $lte); the "
+                "answer's `next`, sent back as `cursor`, goes on where a page stopped",
                 body=_object(
                     (),
                     namespace_prefix=_NAMESPACE,
                     filter={"type": "object"},
                     limit={"type": "integer"},
                     offset={"type": "integer"},
+                    cursor={"type": "object"},
                     as_of={"type": "string"},
                 ),
                 errors=("400", "404", "409"),

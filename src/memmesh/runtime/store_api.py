@@ -25,8 +25,9 @@ from ..claims import Claim
 from ..errors import Rejected
 from ..membership import ADMIT, REVOKE
 from ..memory import Conflict, Entry, Receipt, Subject, View, describe, frontier_hash
-from ..memory.search import parse_filter, search
+from ..memory.search import Cursor, parse_filter, search_page
 from ..memory.types import RECEIPT, RECEIPT_NAMESPACE, RESOLUTION, RETRACTION
+from ..memory.view import SubjectKey
 from ..store import WriteBatch
 from .attestations import Disagreement
 
@@ -306,15 +307,36 @@ class StoreApi:
             raise BadRequest(str(exc)) from None
         limit = _int(body, "limit", 10, 1, SEARCH_LIMIT_MAX)
         offset = _int(body, "offset", 0, 0, 1 << 31)
+        after: SubjectKey | None = None
+        if body.get("cursor") is not None:
+            if "offset" in body:
+                raise BadRequest("a cursor carries its own offset: send one or the other")
+            after, offset = _cursor_of(body["cursor"], prefix)
         reader = _reader(body.get("reader"))
         view, frontier = self._view_as_of(body.get("as_of"))
+        page = search_page(
+            view,
+            prefix,
+            conditions,
+            limit=limit,
+            offset=offset,
+            after=after,
+            scan_max=self.node.settings.search_scan_subjects_max,
+        )
         found: list[dict[str, Any]] = []
         returned: list[bytes] = []
-        for (ns, key), subject in search(view, prefix, conditions, limit=limit, offset=offset):
+        for (ns, key), subject in page.found:
             found.append(self._item(ns, key, subject, view))
             returned.extend(subject.live)
         receipt = self.node.read(returned, reader, frontier=frontier)
-        return web.json_response({"items": found, "receipt": receipt.to_json()})
+        cursor = page.next
+        return web.json_response(
+            {
+                "items": found,
+                "receipt": receipt.to_json(),
+                "next": None if cursor is None else _cursor_json(cursor),
+            }
+        )
 
     async def namespaces(self, request: web.Request) -> web.Response:
         body = await body_of(request) if request.can_read_body else {}
@@ -456,3 +478,26 @@ def _status(entry: Entry, live: set[bytes]) -> str:
     if entry.invalid is not None:
         return "invalid"
     return "live" if entry.claim.id in live else "superseded"
+
+
+def _cursor_json(cursor: Cursor) -> dict[str, Any]:
+    namespace, key = cursor.after
+    return {"after": {"namespace": list(namespace), "key": key}, "offset": cursor.offset}
+
+
+def _cursor_of(value: object, prefix: tuple[str, ...]) -> tuple[SubjectKey, int]:
+    """A search answer's ``next``, sent back: where the last page stopped."""
+    after = value.get("after") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(after, dict)
+        or set(value) - {"after", "offset"}
+    ):
+        raise BadRequest("cursor is a search answer's `next`, sent back as it came")
+    namespace = namespace_of(after.get("namespace"))
+    key = after.get("key")
+    if not isinstance(key, str) or not key or set(after) != {"namespace", "key"}:
+        raise BadRequest("cursor is a search answer's `next`, sent back as it came")
+    if namespace[: len(prefix)] != prefix:
+        raise BadRequest("cursor is not under this search's namespace_prefix")
+    return (namespace, key), _int(value, "offset", 0, 0, 1 << 31)
