@@ -429,6 +429,17 @@ def test_a_search_reads_a_bounded_part_of_the_prefix_per_request(tmp_path: Path)
         assert [item.key for item in skipped] == ["a11", "a17"]
         assert [i.key for i in MeshClient(api).search(["crm"], limit=3)] == ["a00", "a01", "a02"]
 
+        # A whole namespace is read 4 keys at a time too, each page going on after the last.
+        listed, query = [], "/v1/store/items?namespace=crm.accounts"
+        while True:
+            answer = call(api, query)
+            listed += [item["key"] for item in answer["items"]]
+            if answer["next"] is None:
+                break
+            assert len(answer["items"]) == 4
+            query = f"/v1/store/items?namespace=crm.accounts&after={answer['next']['after']}"
+        assert listed == [f"a{i:02d}" for i in range(20)]
+
         first = call(api, "/v1/store/items/search", "POST", {"namespace_prefix": "crm", "limit": 2})
         cursor = first["next"]
         assert cursor == {"after": {"namespace": ["crm", "accounts"], "key": "a01"}, "offset": 0}

@@ -521,4 +521,12 @@ def test_namespace_and_item_reads_match_sorting_everything(
         assert list(view.items(prefix)) == items
         if prefix:  # a namespace read: exactly this namespace's subjects, none deeper
             exact = [(key, subject) for (namespace, key), subject in items if namespace == prefix]
-            assert view.subjects_of(prefix) == exact
+            assert view.subjects_of(prefix) == (exact, False)
+            paged, after = [], None  # in pages of two, each past the last key of the one before
+            while True:
+                page, more = view.subjects_of(prefix, after=after, limit=2)
+                paged += page
+                if not more:
+                    break
+                after = page[-1][0]
+            assert paged == exact

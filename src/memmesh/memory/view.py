@@ -532,12 +532,20 @@ class View:
             for i in range(first, len(keys)):
                 yield (namespace, keys[i]), subjects[(namespace, keys[i])]
 
-    def subjects_of(self, namespace: tuple[str, ...]) -> list[tuple[str, Subject]]:
+    def subjects_of(
+        self, namespace: tuple[str, ...], *, after: str | None = None, limit: int | None = None
+    ) -> tuple[list[tuple[str, Subject]], bool]:
         """The subjects of exactly ``namespace`` by key, as :meth:`items` shows them (none
-        when none is present), without walking the namespaces under it."""
-        keys = self.namespaces.get(namespace, ())
-        found = [(key, self.subjects[(namespace, key)]) for key in keys]
-        return found if any(subject.present for _, subject in found) else []
+        when none is present), without walking the namespaces under it: at most ``limit`` of
+        them, past the key ``after``; and whether more keys follow."""
+        keys, subjects = self.namespaces.get(namespace, []), self.subjects
+        if not any(subjects[(namespace, key)].present for key in keys):
+            return [], False
+        start = 0 if after is None else bisect_right(keys, after)
+        end = len(keys) if limit is None else min(len(keys), start + limit)
+        return [(keys[i], subjects[(namespace, keys[i])]) for i in range(start, end)], end < len(
+            keys
+        )
 
     def open_conflicts(self) -> list[Conflict]:
         """The conflict of every subject that has one, by subject. Read on every metrics

@@ -104,7 +104,7 @@ def openapi_document() -> dict[str, Any]:
             ),
             "get": _op(
                 "Read one subject (key) or a namespace, with a receipt; as_of an attestation",
-                params=["namespace", "key", "reader", "as_of"],
+                params=["namespace", "key", "reader", "as_of", "after"],
                 errors=("400", "404", "409"),
             ),
             "delete": _op(

@@ -289,14 +289,21 @@ class StoreApi:
             item = self._item(namespace, key, subject, view)
             receipt = self.node.read(list(subject.live), reader, frontier=frontier)
             return web.json_response({**item, "receipt": receipt.to_json()})
+        # A namespace of any size: read a bounded part of it per request, like a search.
+        subjects, more = view.subjects_of(
+            namespace,
+            after=request.query.get("after"),
+            limit=self.node.settings.search_scan_subjects_max,
+        )
         items: list[dict[str, Any]] = []
         returned: list[bytes] = []
-        for k, subject in view.subjects_of(namespace):
+        for k, subject in subjects:
             if subject.live:
                 items.append(self._item(namespace, k, subject, view))
                 returned.extend(subject.live)
         receipt = self.node.read(returned, reader, frontier=frontier)
-        return web.json_response({"items": items, "receipt": receipt.to_json()})
+        following = {"after": subjects[-1][0]} if more else None
+        return web.json_response({"items": items, "receipt": receipt.to_json(), "next": following})
 
     async def search(self, request: web.Request) -> web.Response:
         body = await body_of(request)
