@@ -464,6 +464,21 @@ def test_a_subjects_entries_behave_as_a_dict_of_claim_ids() -> None:
 _LABELS = st.sampled_from(["a", "b", "ab", "b0", SYSTEM_PREFIX, "z"])
 
 
+def _cuts_as_before(
+    view: View, prefix: tuple[str, ...], depth: int | None, suffix: tuple[str, ...]
+) -> list[tuple[str, ...]]:
+    """What the namespaces endpoint computed before ``View.namespace_cuts``: every cut of every
+    listed namespace, deduplicated (by a walk of the list: quadratic)."""
+    cuts: list[tuple[str, ...]] = []
+    for namespace in view.list_namespaces(prefix):
+        if suffix and namespace[-len(suffix) :] != suffix:
+            continue
+        cut = namespace if depth is None else namespace[: max(depth, 0)]
+        if cut and cut not in cuts:
+            cuts.append(cut)
+    return cuts
+
+
 @settings(max_examples=scaled(60), deadline=None)
 @given(
     writes=st.lists(
@@ -530,3 +545,7 @@ def test_namespace_and_item_reads_match_sorting_everything(
                     break
                 after = page[-1][0]
             assert paged == exact
+        for depth in (None, -1, 0, 1, 2, 3):
+            for suffix in ((), prefix[-1:], ("b",), ("a", "b")):
+                cuts = list(view.namespace_cuts(prefix, depth=depth, suffix=suffix))
+                assert cuts == _cuts_as_before(view, prefix, depth, suffix)

@@ -519,6 +519,45 @@ class View:
             if any(subjects[(namespace, k)].present for k in self.namespaces[namespace]):
                 yield namespace
 
+    def namespace_cuts(
+        self,
+        prefix: tuple[str, ...] = (),
+        *,
+        depth: int | None = None,
+        suffix: tuple[str, ...] = (),
+    ) -> Iterator[tuple[str, ...]]:
+        """The shown namespaces under ``prefix`` (:meth:`list_namespaces`) that end with
+        ``suffix``, each cut to its first ``depth`` labels, without repeats, sorted; lazily.
+        Cuts of sorted namespaces come sorted, so a repeat is the one just given; and once a
+        cut is given, the namespaces under it are stepped over by bisection, so listing the
+        top labels of a mesh reads a few namespaces, not all of them."""
+        if depth is not None and depth <= 0:
+            return
+        order = self._namespace_order
+        hide_system = prefix[:1] != (SYSTEM_PREFIX,)
+        i, last = bisect_left(order, prefix), None
+        while i < len(order):
+            namespace = order[i]
+            if namespace[: len(prefix)] != prefix:
+                return
+            i += 1
+            if (
+                (suffix and namespace[-len(suffix) :] != suffix)
+                or (hide_system and namespace[0] == SYSTEM_PREFIX)
+                or not self._present_in(namespace)
+            ):
+                continue
+            cut = namespace if depth is None else namespace[:depth]
+            if cut != last:
+                yield cut
+                last = cut
+            if len(namespace) > len(cut):  # step over the rest under this cut
+                i = bisect_right(order, cut, lo=i, key=lambda n: n[: len(cut)])
+
+    def _present_in(self, namespace: tuple[str, ...]) -> bool:
+        subjects = self.subjects
+        return any(subjects[(namespace, key)].present for key in self.namespaces[namespace])
+
     def items(
         self, prefix: tuple[str, ...] = (), after: SubjectKey | None = None
     ) -> Iterator[tuple[SubjectKey, Subject]]:
