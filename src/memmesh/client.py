@@ -279,8 +279,7 @@ class MeshClient:
         return [] if answer is None else list(answer["entries"])
 
     def conflicts(self, status: str = "current") -> list[dict[str, Any]]:
-        answer = self._run(_one(_Call("GET", f"/v1/conflicts?{_query(status=status)}")))
-        return list(answer["conflicts"])
+        return self._run(_conflicts(status))  # type: ignore[no-any-return]
 
     def resolve_conflict(self, conflict_id: str, winner: str) -> Written:
         return _written(self._run(self._ops.resolve(conflict_id, winner)))
@@ -398,8 +397,7 @@ class AsyncMeshClient:
         return [] if answer is None else list(answer["entries"])
 
     async def conflicts(self, status: str = "current") -> list[dict[str, Any]]:
-        answer = await self._run(_one(_Call("GET", f"/v1/conflicts?{_query(status=status)}")))
-        return list(answer["conflicts"])
+        return await self._run(_conflicts(status))  # type: ignore[no-any-return]
 
     async def resolve_conflict(self, conflict_id: str, winner: str) -> Written:
         return _written(await self._run(self._ops.resolve(conflict_id, winner)))
@@ -421,6 +419,18 @@ class AsyncMeshClient:
 
 def _one(call: _Call) -> _Op:
     return (yield call)
+
+
+def _conflicts(status: str) -> Generator[_Call, Any, list[dict[str, Any]]]:
+    """Every conflict of ``status``, page after page (the node gives at most 1,000 a page)."""
+    found: list[dict[str, Any]] = []
+    query = _query(status=status)
+    while True:
+        answer = yield _Call("GET", f"/v1/conflicts?{query}")
+        found += answer["conflicts"]
+        if answer.get("next") is None:
+            return found
+        query = _query(status=status, after=answer["next"])
 
 
 def _search(

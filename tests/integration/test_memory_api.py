@@ -454,3 +454,39 @@ def test_a_search_reads_a_bounded_part_of_the_prefix_per_request(tmp_path: Path)
             assert status == 400 and why in answer["detail"], (bad, answer)
     finally:
         swarm_down(directory, grace_s=5)
+
+
+def test_conflicts_come_in_pages_that_go_on_from_the_last(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    """Five conflicts made apart: pages of two, each after the last one given, list the same
+    conflicts in the same order as one page; the client collects every page."""
+    nodes, _ = pair
+    a, b = nodes[0]["api"], nodes[1]["api"]
+    for i in range(5):
+        for api, value in ((a, "a"), (b, "b")):
+            call(
+                api,
+                "/v1/store/items",
+                "PUT",
+                {"namespace": "split", "key": f"c{i}", "value": value},
+            )
+    call(a, "/v1/peers", "POST", {"url": nodes[1]["gossip"]})
+    wait_until(lambda: len(_conflicts(a)) == 5, 30, "five conflicts on A")
+    for status in ("current", "all"):
+        whole = call(a, f"/v1/conflicts?status={status}")
+        assert len(whole["conflicts"]) == 5 and whole["next"] is None
+        paged, query = [], f"/v1/conflicts?status={status}&limit=2"
+        while True:
+            answer = call(a, query)
+            assert len(answer["conflicts"]) <= 2
+            paged += answer["conflicts"]
+            if answer["next"] is None:
+                break
+            assert answer["next"] == answer["conflicts"][-1]["id"]
+            query = f"/v1/conflicts?status={status}&limit=2&after={answer['next']}"
+        assert [c["id"] for c in paged] == [c["id"] for c in whole["conflicts"]]
+    assert [c["key"] for c in MeshClient(a).conflicts()] == [f"c{i}" for i in range(5)]
+    for bad in ("limit=0", "limit=1001", "limit=x", "after=zz"):
+        assert status_of(a, f"/v1/conflicts?{bad}")[0] == 400, bad
+    assert status_of(a, f"/v1/conflicts?after={'00' * 32}")[0] == 404

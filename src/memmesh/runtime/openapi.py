@@ -148,7 +148,13 @@ def openapi_document() -> dict[str, Any]:
                 ),
             )
         },
-        "/v1/conflicts": {"get": _op("Conflicts (status=current|all)", params=["status"])},
+        "/v1/conflicts": {
+            "get": _op(
+                "Conflicts (status=current|all), at most limit (1,000) a page; after=the "
+                "answer's next for the rest",
+                params=["status", "limit", "after"],
+            )
+        },
         "/v1/conflicts/{id}": {
             "get": _op("One conflict", params=["path:id"], errors=("400", "404"))
         },

@@ -12,11 +12,13 @@ shows and resolves conflicts; ``POST /v1/receipts`` records a receipt. Errors ar
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["BadRequest", "Conflicting", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
 
 SEARCH_LIMIT_MAX = 1000
+CONFLICTS_LIMIT_MAX = 1000
+"""Conflicts a page of ``GET /v1/conflicts`` holds at most (and by default)."""
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
@@ -97,6 +101,15 @@ def _int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> 
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise BadRequest(f"{name} is an integer from {low} to {high}")
     return value
+
+
+def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise BadRequest(f"{name} is an integer from {low} to {high}")
+    return int(text)
 
 
 class StoreApi:
@@ -378,15 +391,30 @@ class StoreApi:
         return web.json_response({"namespace": list(namespace), "key": key, "entries": entries})
 
     async def conflicts(self, request: web.Request) -> web.Response:
+        """At most ``limit`` conflicts a page (rendering each costs; a mesh's history holds
+        many), past the conflict ``after``; ``next`` names the last one given when more
+        follow."""
         status = request.query.get("status", "current")
         view = self.node.view
+        limit = _query_int(request, "limit", CONFLICTS_LIMIT_MAX, 1, CONFLICTS_LIMIT_MAX)
+        after = request.query.get("after")
+        order: Callable[[Conflict], Any]
         if status == "current":
-            chosen = view.open_conflicts()
+            chosen, order = view.open_conflicts(), _by_subject
         elif status == "all":
-            chosen = sorted(view.conflicts.values(), key=lambda c: (c.detected_ms, c.id))
+            chosen, order = sorted(view.conflicts.values(), key=_by_detection), _by_detection
         else:
             raise BadRequest("status is current or all")
-        return web.json_response({"conflicts": [self._conflict_json(c) for c in chosen]})
+        start = (
+            0
+            if after is None
+            else bisect.bisect_right(chosen, order(self._conflict(after)), key=order)
+        )
+        page = chosen[start : start + limit]
+        following = page[-1].id.hex() if start + limit < len(chosen) else None
+        return web.json_response(
+            {"conflicts": [self._conflict_json(c) for c in page], "next": following}
+        )
 
     async def conflict(self, request: web.Request) -> web.Response:
         return web.json_response(self._conflict_json(self._conflict(request.match_info["id"])))
@@ -504,3 +532,11 @@ def _cursor_of(value: object, prefix: tuple[str, ...]) -> tuple[SubjectKey, int]
     if namespace[: len(prefix)] != prefix:
         raise BadRequest("cursor is not under this search's namespace_prefix")
     return (namespace, key), _int(value, "offset", 0, 0, 1 << 31)
+
+
+def _by_subject(conflict: Conflict) -> tuple[SubjectKey, bytes]:
+    return conflict.subject, conflict.id
+
+
+def _by_detection(conflict: Conflict) -> tuple[int, bytes]:
+    return conflict.detected_ms, conflict.id
