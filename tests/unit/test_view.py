@@ -396,6 +396,20 @@ class ViewMachine(RuleBasedStateMachine):
             assert view.open_conflicts() == every
 
     @invariant()
+    def present_counts_are_the_present_subjects(self) -> None:
+        """Listings ask a per-namespace count of present subjects kept at each recompute; it
+        must be what walking the subjects counts."""
+        for replica in getattr(self, "replicas", []):
+            view = replica.view
+            walked: dict[tuple[str, ...], int] = {}
+            for (namespace, _), subject in view.subjects.items():
+                assert subject.shown == subject.present
+                walked[namespace] = walked.get(namespace, 0) + subject.present
+            assert {ns: n for ns, n in view._present.items() if n} == {
+                ns: n for ns, n in walked.items() if n
+            }
+
+    @invariant()
     def settle_times_are_those_of_the_settled_conflicts(self) -> None:
         """The signals read :attr:`View.settle_times`, kept as conflicts settle and reopen; it
         must hold what walking every conflict record gives."""

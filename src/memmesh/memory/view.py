@@ -200,6 +200,8 @@ class Subject:
     decision: Decision | None = None
     conflict: bytes | None = None
     """The id of the conflict the live claims form now, if they do."""
+    shown: bool = False
+    """:attr:`present` as of the last recompute (what the view's per-namespace count holds)."""
 
     def value_entry(self) -> Entry | None:
         """The entry whose value the subject shows, or None (absent, or an open conflict)."""
@@ -259,6 +261,10 @@ class View:
         self.subjects: dict[SubjectKey, Subject] = {}
         self.namespaces: dict[tuple[str, ...], list[str]] = {}
         """Each namespace's keys, sorted."""
+        self._present: dict[tuple[str, ...], int] = {}
+        """Each namespace's subjects that are :attr:`Subject.present`, counted as subjects are
+        recomputed, so listing namespaces never walks the keys of one whose subjects were all
+        deleted."""
         self._namespace_order: list[tuple[str, ...]] = []
         """Every namespace of :attr:`namespaces`, sorted: a prefix is one contiguous run. Both
         are kept in order as subjects appear (a view never forgets one), so a read under a
@@ -321,8 +327,13 @@ class View:
         if policies_changed:
             self._table = None
             dirty |= {k for k, s in self.subjects.items() if len(s.live) > 1}
-        for subject in sorted(dirty):
-            self._recompute(subject, now_ms)
+        present = self._present
+        for key in sorted(dirty):
+            self._recompute(key, now_ms)
+            now = self.subjects[key]
+            if now.present != now.shown:
+                now.shown = not now.shown
+                present[key[0]] = present.get(key[0], 0) + (1 if now.shown else -1)
         return dirty
 
     def _index(self, namespace: tuple[str, ...], key: str) -> None:
@@ -508,7 +519,7 @@ class View:
         """:meth:`list_namespaces`, one at a time: the run of namespaces that start with
         ``prefix`` in the sorted index (every tuple that starts with it sorts at or after it,
         and before any tuple past it that does not), from ``start`` on."""
-        order, depth, subjects = self._namespace_order, len(prefix), self.subjects
+        order, depth = self._namespace_order, len(prefix)
         hide_system = prefix[:1] != (SYSTEM_PREFIX,)
         for i in range(bisect_left(order, max(prefix, start)), len(order)):
             namespace = order[i]
@@ -516,7 +527,7 @@ class View:
                 return
             if hide_system and namespace and namespace[0] == SYSTEM_PREFIX:
                 continue
-            if any(subjects[(namespace, k)].present for k in self.namespaces[namespace]):
+            if self._present_in(namespace):
                 yield namespace
 
     def namespace_cuts(
@@ -555,8 +566,7 @@ class View:
                 i = bisect_right(order, cut, lo=i, key=lambda n: n[: len(cut)])
 
     def _present_in(self, namespace: tuple[str, ...]) -> bool:
-        subjects = self.subjects
-        return any(subjects[(namespace, key)].present for key in self.namespaces[namespace])
+        return self._present.get(namespace, 0) > 0
 
     def items(
         self, prefix: tuple[str, ...] = (), after: SubjectKey | None = None
@@ -578,7 +588,7 @@ class View:
         when none is present), without walking the namespaces under it: at most ``limit`` of
         them, past the key ``after``; and whether more keys follow."""
         keys, subjects = self.namespaces.get(namespace, []), self.subjects
-        if not any(subjects[(namespace, key)].present for key in keys):
+        if not self._present_in(namespace):
             return [], False
         start = 0 if after is None else bisect_right(keys, after)
         end = len(keys) if limit is None else min(len(keys), start + limit)
