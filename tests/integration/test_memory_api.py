@@ -456,6 +456,22 @@ def test_a_search_reads_a_bounded_part_of_the_prefix_per_request(tmp_path: Path)
         swarm_down(directory, grace_s=5)
 
 
+def _pages_of_two(api: str, path: str, field: str) -> list[dict[str, Any]]:
+    """Every page of a listing that pages by ``limit`` and ``after`` (its last item's id),
+    two items a page."""
+    found: list[dict[str, Any]] = []
+    query = f"{path}&limit=2"
+    while True:
+        answer = call(api, query)
+        assert len(answer[field]) <= 2
+        found += answer[field]
+        if answer["next"] is None:
+            return found
+        last = answer[field][-1]
+        assert answer["next"] == last.get("id", last.get("claim_id"))
+        query = f"{path}&limit=2&after={answer['next']}"
+
+
 def test_conflicts_come_in_pages_that_go_on_from_the_last(
     pair: tuple[list[dict[str, Any]], Path],
 ) -> None:
@@ -476,17 +492,29 @@ def test_conflicts_come_in_pages_that_go_on_from_the_last(
     for status in ("current", "all"):
         whole = call(a, f"/v1/conflicts?status={status}")
         assert len(whole["conflicts"]) == 5 and whole["next"] is None
-        paged, query = [], f"/v1/conflicts?status={status}&limit=2"
-        while True:
-            answer = call(a, query)
-            assert len(answer["conflicts"]) <= 2
-            paged += answer["conflicts"]
-            if answer["next"] is None:
-                break
-            assert answer["next"] == answer["conflicts"][-1]["id"]
-            query = f"/v1/conflicts?status={status}&limit=2&after={answer['next']}"
+        paged = _pages_of_two(a, f"/v1/conflicts?status={status}", "conflicts")
         assert [c["id"] for c in paged] == [c["id"] for c in whole["conflicts"]]
     assert [c["key"] for c in MeshClient(a).conflicts()] == [f"c{i}" for i in range(5)]
     for bad in ("limit=0", "limit=1001", "limit=x", "after=zz"):
         assert status_of(a, f"/v1/conflicts?{bad}")[0] == 400, bad
     assert status_of(a, f"/v1/conflicts?after={'00' * 32}")[0] == 404
+
+
+def test_a_subjects_history_comes_in_pages(pair: tuple[list[dict[str, Any]], Path]) -> None:
+    """Five versions of one subject: pages of two, each after the last claim given, list
+    the history one page lists, in the same order; the client collects every page."""
+    nodes, _ = pair
+    a = nodes[0]["api"]
+    for version in range(5):
+        call(a, "/v1/store/items", "PUT", {"namespace": "h", "key": "k", "value": version})
+    base = "/v1/store/items/history?namespace=h&key=k"
+    whole = call(a, base)
+    assert len(whole["entries"]) == 5 and whole["next"] is None
+    paged = _pages_of_two(a, base, "entries")
+    assert paged == whole["entries"]
+    assert [e["value"] for e in paged] == [0, 1, 2, 3, 4]
+    assert MeshClient(a).history("h", "k") == whole["entries"]
+    assert MeshClient(a).history("h", "nothing") == []
+    assert status_of(a, base + "&after=zz")[0] == 400
+    assert status_of(a, base + "&limit=0")[0] == 400
+    assert status_of(a, f"{base}&after={'00' * 32}")[0] == 404

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memmesh.client import _conflicts, _search
+from memmesh.client import _conflicts, _history, _search
 
 
 def _drive(op: Any, answers: list[dict[str, Any]]) -> tuple[list[Any], Any]:
@@ -52,3 +52,15 @@ def test_a_search_goes_on_from_each_cursor_until_it_holds_limit() -> None:
     assert calls[0].body == {"namespace_prefix": ["n"], "filter": None, "limit": 2, "offset": 3}
     assert calls[1].body == {"namespace_prefix": ["n"], "filter": None, "limit": 2,
                              "cursor": cursor}  # fmt: skip
+
+
+def test_a_history_is_collected_page_after_page_and_none_is_empty() -> None:
+    pages = [{"entries": [{"n": 1}], "next": "c1"}, {"entries": [{"n": 2}], "next": None}]
+    calls, found = _drive(_history("h", "k"), pages)
+    assert found == [{"n": 1}, {"n": 2}]
+    assert [c.path for c in calls] == [
+        "/v1/store/items/history?namespace=h&key=k",
+        "/v1/store/items/history?namespace=h&key=k&after=c1",
+    ]
+    assert all(c.missing_ok for c in calls)
+    assert _drive(_history("h", "k"), [None])[1] == []

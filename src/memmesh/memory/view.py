@@ -613,11 +613,11 @@ class View:
         subject = self.subjects.get((namespace, key))
         if subject is None:
             return []
-        records = self.admission.records
-        return sorted(
-            subject.entries.values(),
-            key=lambda e: (records[e.envelope_id].rank, e.envelope_id, e.claim.id),
-        )
+        return sorted(subject.entries.values(), key=self.history_order)
+
+    def history_order(self, entry: Entry) -> tuple[int, bytes, bytes]:
+        """Where ``entry`` sorts in :meth:`history`."""
+        return self.admission.records[entry.envelope_id].rank, entry.envelope_id, entry.claim.id
 
     def snapshot(self) -> bytes:
         """Canonical bytes of everything the view derives (no local times): what an

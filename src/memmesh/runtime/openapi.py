@@ -132,7 +132,10 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/store/items/history": {
             "get": _op(
-                "Every claim of a subject", params=["namespace", "key"], errors=("400", "404")
+                "Every claim of a subject, at most limit (1,000) a page; after=the answer's "
+                "next for the rest",
+                params=["namespace", "key", "limit", "after"],
+                errors=("400", "404"),
             )
         },
         "/v1/store/namespaces": {

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["BadRequest", "Conflicting", "NotFound", "StoreApi", "body_of", "error", "namespace_of"]
 
 SEARCH_LIMIT_MAX = 1000
-CONFLICTS_LIMIT_MAX = 1000
-"""Conflicts a page of ``GET /v1/conflicts`` holds at most (and by default)."""
+PAGE_LIMIT_MAX = 1000
+"""What a page of ``GET /v1/conflicts`` or of a subject's history holds at most (and by
+default): rendering each costs, and a mesh's history holds many."""
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
@@ -382,13 +383,27 @@ class StoreApi:
         subject = view.get(namespace, key)
         if subject is None:
             return error(404, "not_found", f"no claim at {'.'.join(namespace)}:{key}")
+        limit = _query_int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
+        history = view.history(namespace, key)
+        start = 0
+        after = request.query.get("after")
+        if after is not None:
+            (claim_id,) = _ids([after], "after")
+            known = subject.entries.get(claim_id)
+            if known is None:
+                raise NotFound(f"no claim {after} at {'.'.join(namespace)}:{key}")
+            start = bisect.bisect_right(history, view.history_order(known), key=view.history_order)
+        page = history[start : start + limit]
         live = set(subject.live)
         entries = []
-        for entry in view.history(namespace, key):
+        for entry in page:
             described = self._describe(entry)
             described["status"] = _status(entry, live)
             entries.append(described)
-        return web.json_response({"namespace": list(namespace), "key": key, "entries": entries})
+        following = page[-1].claim.id.hex() if start + limit < len(history) else None
+        return web.json_response(
+            {"namespace": list(namespace), "key": key, "entries": entries, "next": following}
+        )
 
     async def conflicts(self, request: web.Request) -> web.Response:
         """At most ``limit`` conflicts a page (rendering each costs; a mesh's history holds
@@ -396,7 +411,7 @@ class StoreApi:
         follow."""
         status = request.query.get("status", "current")
         view = self.node.view
-        limit = _query_int(request, "limit", CONFLICTS_LIMIT_MAX, 1, CONFLICTS_LIMIT_MAX)
+        limit = _query_int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
         after = request.query.get("after")
         order: Callable[[Conflict], Any]
         if status == "current":
