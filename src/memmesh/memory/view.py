@@ -525,9 +525,7 @@ class View:
             namespace = order[i]
             if namespace[:depth] != prefix:
                 return
-            if hide_system and namespace and namespace[0] == SYSTEM_PREFIX:
-                continue
-            if self._present_in(namespace):
+            if self._shown(namespace, hide_system):
                 yield namespace
 
     def namespace_cuts(
@@ -552,10 +550,8 @@ class View:
             if namespace[: len(prefix)] != prefix:
                 return
             i += 1
-            if (
-                (suffix and namespace[-len(suffix) :] != suffix)
-                or (hide_system and namespace[0] == SYSTEM_PREFIX)
-                or not self._present_in(namespace)
+            if (suffix and namespace[-len(suffix) :] != suffix) or not self._shown(
+                namespace, hide_system
             ):
                 continue
             cut = namespace if depth is None else namespace[:depth]
@@ -567,6 +563,10 @@ class View:
 
     def _present_in(self, namespace: tuple[str, ...]) -> bool:
         return self._present.get(namespace, 0) > 0
+
+    def _shown(self, namespace: tuple[str, ...], hide_system: bool) -> bool:
+        """Listed: a subject of it is present, and it is not a system one being hidden."""
+        return not (hide_system and namespace[0] == SYSTEM_PREFIX) and self._present_in(namespace)
 
     def items(
         self, prefix: tuple[str, ...] = (), after: SubjectKey | None = None
@@ -587,14 +587,13 @@ class View:
         """The subjects of exactly ``namespace`` by key, as :meth:`items` shows them (none
         when none is present), without walking the namespaces under it: at most ``limit`` of
         them, past the key ``after``; and whether more keys follow."""
-        keys, subjects = self.namespaces.get(namespace, []), self.subjects
         if not self._present_in(namespace):
             return [], False
+        keys, subjects = self.namespaces[namespace], self.subjects
         start = 0 if after is None else bisect_right(keys, after)
         end = len(keys) if limit is None else min(len(keys), start + limit)
-        return [(keys[i], subjects[(namespace, keys[i])]) for i in range(start, end)], end < len(
-            keys
-        )
+        page = [(keys[i], subjects[(namespace, keys[i])]) for i in range(start, end)]
+        return page, end < len(keys)
 
     def open_conflicts(self) -> list[Conflict]:
         """The conflict of every subject that has one, by subject. Read on every metrics

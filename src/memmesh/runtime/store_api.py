@@ -19,7 +19,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -43,6 +43,7 @@ SEARCH_LIMIT_MAX = 1000
 PAGE_LIMIT_MAX = 1000
 """What a page of ``GET /v1/conflicts`` or of a subject's history holds at most (and by
 default): rendering each costs, and a mesh's history holds many."""
+_T = TypeVar("_T")
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
@@ -104,13 +105,24 @@ def _int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    text = request.query.get(name)
+def _page_limit(request: web.Request) -> int:
+    """The ``limit`` query parameter of a paged listing (:data:`PAGE_LIMIT_MAX` if absent)."""
+    text = request.query.get("limit")
     if text is None:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise BadRequest(f"{name} is an integer from {low} to {high}")
+        return PAGE_LIMIT_MAX
+    if not text.isdigit() or not 1 <= int(text) <= PAGE_LIMIT_MAX:
+        raise BadRequest(f"limit is an integer from 1 to {PAGE_LIMIT_MAX}")
     return int(text)
+
+
+def _page_after(
+    ordered: list[_T], anchor: _T | None, order: Callable[[_T], Any], limit: int
+) -> tuple[list[_T], bool]:
+    """At most ``limit`` of ``ordered`` (sorted by ``order``) past ``anchor`` (from the start
+    if None; found by bisection, so it need not be in the list any more), and whether more
+    follow."""
+    start = 0 if anchor is None else bisect.bisect_right(ordered, order(anchor), key=order)
+    return ordered[start : start + limit], start + limit < len(ordered)
 
 
 class StoreApi:
@@ -383,24 +395,23 @@ class StoreApi:
         subject = view.get(namespace, key)
         if subject is None:
             return error(404, "not_found", f"no claim at {'.'.join(namespace)}:{key}")
-        limit = _query_int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
-        history = view.history(namespace, key)
-        start = 0
+        anchor: Entry | None = None
         after = request.query.get("after")
         if after is not None:
             (claim_id,) = _ids([after], "after")
-            known = subject.entries.get(claim_id)
-            if known is None:
+            anchor = subject.entries.get(claim_id)
+            if anchor is None:
                 raise NotFound(f"no claim {after} at {'.'.join(namespace)}:{key}")
-            start = bisect.bisect_right(history, view.history_order(known), key=view.history_order)
-        page = history[start : start + limit]
+        page, more = _page_after(
+            view.history(namespace, key), anchor, view.history_order, _page_limit(request)
+        )
         live = set(subject.live)
         entries = []
         for entry in page:
             described = self._describe(entry)
             described["status"] = _status(entry, live)
             entries.append(described)
-        following = page[-1].claim.id.hex() if start + limit < len(history) else None
+        following = page[-1].claim.id.hex() if more else None
         return web.json_response(
             {"namespace": list(namespace), "key": key, "entries": entries, "next": following}
         )
@@ -411,8 +422,6 @@ class StoreApi:
         follow."""
         status = request.query.get("status", "current")
         view = self.node.view
-        limit = _query_int(request, "limit", PAGE_LIMIT_MAX, 1, PAGE_LIMIT_MAX)
-        after = request.query.get("after")
         order: Callable[[Conflict], Any]
         if status == "current":
             chosen, order = view.open_conflicts(), _by_subject
@@ -420,13 +429,10 @@ class StoreApi:
             chosen, order = sorted(view.conflicts.values(), key=_by_detection), _by_detection
         else:
             raise BadRequest("status is current or all")
-        start = (
-            0
-            if after is None
-            else bisect.bisect_right(chosen, order(self._conflict(after)), key=order)
-        )
-        page = chosen[start : start + limit]
-        following = page[-1].id.hex() if start + limit < len(chosen) else None
+        after = request.query.get("after")
+        anchor = None if after is None else self._conflict(after)
+        page, more = _page_after(chosen, anchor, order, _page_limit(request))
+        following = page[-1].id.hex() if more else None
         return web.json_response(
             {"conflicts": [self._conflict_json(c) for c in page], "next": following}
         )
