@@ -43,6 +43,7 @@ __all__ = [
     "envelope_author",
     "envelope_id",
     "open_envelope",
+    "payload_bytes_max",
     "seal",
     "verify_envelope",
 ]
@@ -189,6 +190,12 @@ def encode_body(
     w.u32(len(payload) if payload_len is None else payload_len)
     w.raw(payload)
     return w.getvalue()
+
+
+def payload_bytes_max(limits: EnvelopeLimits = DEFAULT_LIMITS) -> int:
+    """The largest payload an envelope within ``limits`` carries whatever its deps (up to
+    ``deps_max`` of them): what a writer packing claims into one envelope may fill."""
+    return limits.envelope_bytes_max - _ENVELOPE_BYTES_MIN - HASH_BYTES * limits.deps_max
 
 
 def seal(

@@ -40,6 +40,8 @@ __all__ = [
     "encode_update_at",
     "encode_varuint",
     "item_key",
+    "update_frame_bytes_max",
+    "update_item_bytes",
 ]
 
 ROOT_NAME = "claims"
@@ -81,6 +83,20 @@ class GrammarItem:
     value: bytes
     at: int = -1
     """Where ``value`` begins in the payload (-1: not taken from a payload)."""
+
+
+def update_item_bytes(client: int, value_len: int) -> int:
+    """The bytes one claim of ``value_len`` bytes takes in an update of ``client``'s: exactly
+    what :func:`encode_update_at` adds for it (info, parent, map key, length, the claim)."""
+    key_len = len(str(client)) + 1 + 64
+    head = 2 + len(_ROOT_FIELD) + len(_varuint(key_len)) + key_len
+    return head + len(_varuint(value_len)) + value_len
+
+
+def update_frame_bytes_max(client: int, count: int) -> int:
+    """The bytes of an update of ``client``'s around its ``count`` items, whatever clock it
+    starts at: the client section, the counts and the empty delete set."""
+    return 1 + len(_varuint(count)) + len(_varuint(client)) + _VARUINT_BYTES_MAX + 1
 
 
 def encode_update(client: int, start_clock: int, claims: Sequence[tuple[bytes, bytes]]) -> bytes:

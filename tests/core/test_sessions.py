@@ -591,6 +591,60 @@ def test_a_cancelled_write_is_never_committed() -> None:
     assert {c.key for r in core.admission.records.values() for c in r.claims} == {"b"}
 
 
+def _flush_until_idle(core: MeshCore) -> tuple[list[int], list[WriteAcked | WriteFailed]]:
+    """Flush until no ``Persist`` is asked again: the envelopes each flush wrote, and the
+    write notices in order."""
+    written, notices = [], []
+    while True:
+        before = len(core.admission.records)
+        effects = core.handle(Flush(), 0)
+        written.append(len(core.admission.records) - before)
+        notices += [
+            e.notice
+            for e in effects
+            if isinstance(e, Notify) and isinstance(e.notice, WriteAcked | WriteFailed)
+        ]
+        if not any(isinstance(e, Persist) for e in effects):
+            return written, notices
+
+
+def test_writes_that_together_exceed_an_envelope_share_envelopes_that_fit() -> None:
+    """Packing by claim count alone put 64 concurrent writes of 50 KB into one envelope of
+    3 MB, which the envelope limit refused, and every one of those writes failed."""
+    mesh = MeshFixture("sessions", nodes=1)
+    limits = SyncLimits(flush_local_envelopes_max=2)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0), limits=limits)
+    value = "x" * 50_000
+    for token in range(1, 65):
+        core.handle(LocalWrite(token, [mesh.claim(mesh.writers[0], f"k{token}", value)]), 0)
+    written, notices = _flush_until_idle(core)
+    assert all(isinstance(n, WriteAcked) for n in notices)
+    assert [n.token for n in notices] == list(range(1, 65))  # in order, each once
+    assert max(written) == 2 and sum(written) >= 4  # 3.2 MB: at least four envelopes
+    bytes_max = core.admission.limits.envelope.envelope_bytes_max
+    sizes = [len(core.admission.envelope_bytes(i)) for i in core.admission.records]
+    assert max(sizes) <= bytes_max
+    assert max(sizes) > bytes_max * 0.9  # packed full, not one write each
+    assert len(sizes) == sum(written)
+
+
+def test_a_write_too_large_for_an_envelope_is_refused_alone() -> None:
+    mesh = MeshFixture("sessions", nodes=1)
+    core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0))
+    big = [mesh.claim(mesh.writers[0], f"big{i}", "x" * 60_000) for i in range(20)]
+    effects = core.handle(LocalWrite(1, big), 0)
+    (refused,) = [e.notice for e in effects if isinstance(e, Notify)]
+    assert isinstance(refused, WriteFailed) and refused.error == "TooLarge"
+    assert "split the write" in refused.detail
+    many = [mesh.claim(mesh.writers[0], f"n{i}", i) for i in range(4097)]
+    (refused,) = [e.notice for e in core.handle(LocalWrite(2, many), 0) if isinstance(e, Notify)]
+    assert isinstance(refused, WriteFailed) and refused.error == "TooLarge"
+    core.handle(LocalWrite(3, big[:10]), 0)  # 600 KB: fits
+    _, notices = _flush_until_idle(core)
+    assert [(type(n).__name__, n.token) for n in notices] == [("WriteAcked", 3)]
+    assert not any(c.key.startswith("n") for r in core.admission.records.values() for c in r.claims)
+
+
 def _empty_frontier() -> Frontier:
     return Frontier(1, [], [], True, False, [])
 

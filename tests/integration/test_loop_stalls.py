@@ -63,3 +63,21 @@ def test_what_start_up_built_is_left_out_of_garbage_collection(node: str) -> Non
     """A full collection over a node's whole heap stalled its event loop for 99 ms under load;
     the node freezes what start-up built (modules, the application, the replayed index)."""
     assert call(node, "/v1/state")["gc_frozen_objects"] > 10_000
+
+
+def test_a_burst_of_large_writes_is_acknowledged_whole(node: str) -> None:
+    """64 writes of 50 KB, 32 in flight: together far more than one envelope carries (1 MiB).
+    Each fits alone, so each is acknowledged; packed by count alone they once went into one
+    envelope of 3 MB, which the envelope limit refused, and 61 of the 64 failed with 503."""
+    before = call(node, "/v1/state")
+
+    def put(i: int) -> dict[str, Any]:
+        body = {"namespace": "large", "key": f"l{i}", "value": "x" * 50_000}
+        return call(node, "/v1/store/items", "PUT", body)  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        claims = list(pool.map(put, range(64)))
+    after = call(node, "/v1/state")
+    assert len({c["claim_id"] for c in claims}) == 64
+    assert after["envelopes"] - before["envelopes"] >= 4  # 3.2 MB: at least four envelopes
+    assert call(node, "/v1/store/items?namespace=large&key=l63")["value"] == "x" * 50_000

@@ -29,6 +29,7 @@ from memmesh.envelope import (
     encode_body,
     envelope_id,
     open_envelope,
+    payload_bytes_max,
     seal,
 )
 from memmesh.errors import Reason, Rejected, RemoteError
@@ -399,6 +400,20 @@ def test_size_limit_boundary_is_inclusive() -> None:
     assert rejected_reason(VALID, limits=EnvelopeLimits(envelope_bytes_max=len(VALID) - 1)) == (
         Reason.TOO_LARGE
     )
+
+
+@pytest.mark.parametrize("limits", [EnvelopeLimits(), EnvelopeLimits(1 << 16, deps_max=8)])
+def test_payload_bytes_max_fits_with_every_dep_and_not_one_byte_more(
+    limits: EnvelopeLimits,
+) -> None:
+    deps = [_h(f"dep {i}") for i in range(limits.deps_max)]
+    room = payload_bytes_max(limits)
+    fields = {"mesh_id": MESH, "epoch": 1, "seq": 2, "prev": _h("p"), "deps": deps, "hlc": 1}
+    full = seal(KEY, **fields, payload=bytes(room), limits=limits)
+    assert len(full.raw) == limits.envelope_bytes_max
+    with pytest.raises(Rejected) as info:
+        seal(KEY, **fields, payload=bytes(room + 1), limits=limits)
+    assert info.value.reason == Reason.TOO_LARGE
 
 
 # --- header field rules, validly signed ---------------------------------------------------------

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memmesh.errors import Reason, Rejected
 from memmesh.testing import scaled
-from memmesh.ydecode import _Reader, encode_varuint
+from memmesh.ydecode import (
+    _Reader,
+    encode_update_at,
+    encode_varuint,
+    update_frame_bytes_max,
+    update_item_bytes,
+)
 
 _MAX = 2**53 - 1
 
@@ -86,3 +94,23 @@ def test_the_edges_have_their_reasons() -> None:
     assert _read(b"\xff" * 8) is Reason.BAD_VARINT  # longer than 8 bytes
     assert _read(b"\xff" * 7 + b"\x7f") is Reason.BAD_VARINT  # above 2^53 - 1
     assert _read(b"\xff" * 7 + b"\x0f") == (_MAX, 8)
+
+
+@settings(max_examples=scaled(200))
+@given(
+    client=st.integers(0, _MAX),
+    start=st.integers(0, _MAX),
+    sizes=st.lists(st.integers(0, 70_000), min_size=1, max_size=40),
+)
+def test_an_updates_size_is_its_frame_and_its_items(
+    client: int, start: int, sizes: list[int]
+) -> None:
+    """What a writer packs by (the items' bytes, the frame at its largest) against the encoder:
+    exact for the items, and the frame's bound is met when the start clock takes 8 bytes."""
+    pairs = [(bytes([i % 256]) * 32, bytes(size)) for i, size in enumerate(sizes)]
+    payload, offsets = encode_update_at(client, start, pairs)
+    items = [update_item_bytes(client, size) for size in sizes]
+    slack = 8 - len(encode_varuint(start))
+    assert len(payload) == update_frame_bytes_max(client, len(sizes)) - slack + sum(items)
+    ends = [at + size for at, size in zip(offsets, sizes, strict=True)]
+    assert [b - a for a, b in itertools.pairwise(ends)] == items[1:]

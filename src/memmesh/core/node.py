@@ -33,6 +33,7 @@ writes, pushes what is new and asks for missing dependencies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +41,14 @@ from typing import Any
 from ..admission import Admission, AdmissionLimits, NotAMember, Outcome, Status
 from ..claims import Claim
 from ..crypto import SigningKey
-from ..envelope import envelope_author, envelope_id
+from ..envelope import envelope_author, envelope_id, payload_bytes_max
 from ..errors import LocalError, Reason, Rejected, StorageError
 from ..hlc import HybridClock
 from ..ids import Head, LogId, short_id
 from ..membership import Genesis, Role, verify_admit_chain
 from ..quota import Quota
 from ..store import Store
+from ..ydecode import ITEMS_MAX, client_id, update_frame_bytes_max, update_item_bytes
 from .events import (
     Advertise,
     CancelWrite,
@@ -1345,6 +1347,15 @@ class MeshCore:
             return
         if self._refused_as_forked([write.token]):
             return
+        count, size = len(write.claims), self._write_bytes(write)
+        if count > self._local_claims_max or size > self._local_bytes_max:
+            detail = (
+                f"a write of {count} claims taking {size} bytes of an envelope's update; one "
+                f"envelope carries at most {self._local_claims_max} claims in "
+                f"{self._local_bytes_max} bytes: split the write"
+            )
+            self._notify(WriteFailed(write.token, "TooLarge", detail))
+            return
         self._staged.local.append(write)
         self._ask_persist()
 
@@ -1380,16 +1391,19 @@ class MeshCore:
         if staged.local and self._refused_as_forked([w.token for w in staged.local]):
             staged.local = []  # staged before the fork was known
         local = staged.local if self.may_write() else []
+        groups = list(self._local_groups(local))
+        now = groups[: self.limits.flush_local_envelopes_max]
+        later = [write for group in groups[len(now) :] for write in group]
         self._staged = _Staged(
             remote=rest,
-            local=[] if local else staged.local,
+            local=later if local else staged.local,
             remote_bytes=sum(len(raw) for _, raw, _, _ in rest),
         )
         evidence_before = set(self.admission.evidence)
         new: list[_New] = []
         if remote:
             new.extend(self._admit_remote(remote))
-        for writes in self._local_groups(local):
+        for writes in now:
             new.extend(self._write_local(writes))
         if self._staged.remote or (self._staged.local and self.may_write()):
             self._ask_persist()  # what this flush left for the next one
@@ -1469,17 +1483,47 @@ class MeshCore:
         self._notify(RejectedEnvelope(peer, outcome.envelope_id, outcome.reason, outcome.detail))
 
     def _local_groups(self, writes: list[LocalWrite]) -> Iterable[list[LocalWrite]]:
-        """Writes in envelopes of at most ``local_claims_per_envelope_max`` claims."""
+        """Writes in order, in envelopes that stay within the envelope limits: at most
+        ``local_claims_per_envelope_max`` claims, and claims whose update fits the largest
+        payload an envelope carries. Writes are never split: each was checked to fit alone
+        when it was staged. Packing by count alone put 64 concurrent writes of 50 KB into one
+        envelope of 3 MB, which ``seal`` refused, and every one of those writes failed."""
         group: list[LocalWrite] = []
-        count = 0
+        count = size = 0
         for write in writes:
-            if group and count + len(write.claims) > self.limits.local_claims_per_envelope_max:
+            more, grown = len(write.claims), self._write_bytes(write)
+            if group and (
+                count + more > self._local_claims_max or size + grown > self._local_bytes_max
+            ):
                 yield group
-                group, count = [], 0
+                group, count, size = [], 0, 0
             group.append(write)
-            count += len(write.claims)
+            count += more
+            size += grown
         if group:
             yield group
+
+    @functools.cached_property
+    def _own_client(self) -> int:
+        """This node's Yjs client id in its own log."""
+        return client_id(self.node, self.epoch)
+
+    @functools.cached_property
+    def _local_claims_max(self) -> int:
+        """The most claims one envelope of this node's carries."""
+        return min(self.limits.local_claims_per_envelope_max, ITEMS_MAX)
+
+    @functools.cached_property
+    def _local_bytes_max(self) -> int:
+        """The most bytes its claims take in the update of one envelope of this node's: the
+        largest payload, less the update's frame."""
+        frame = update_frame_bytes_max(self._own_client, self._local_claims_max)
+        return payload_bytes_max(self.admission.limits.envelope) - frame
+
+    def _write_bytes(self, write: LocalWrite) -> int:
+        """The bytes a write's claims take in an update of this node's log."""
+        client = self._own_client
+        return sum(update_item_bytes(client, len(claim.raw)) for claim in write.claims)
 
     def _write_local(self, writes: list[LocalWrite]) -> list[_New]:
         claims: list[Claim] = [c for w in writes for c in w.claims]

@@ -67,6 +67,9 @@ class SyncLimits:
     flush_envelopes_max: int = 256
     """Received envelopes one ``Flush`` admits; the rest wait for the next (another
     ``Persist`` is emitted), so one input never holds the caller's event loop for long."""
+    flush_local_envelopes_max: int = 2
+    """This node's own envelopes one ``Flush`` writes (each up to 1 MiB, about 15 ms of work);
+    the writes past them wait for the next, for the same reason."""
     staged_bytes_max: int = 16 << 20
     """Received envelope bytes held for the next ``Flush``; past it no new page is asked for
     until a flush, so the side that verifies paces the transfer whatever the caller does."""
@@ -156,6 +159,7 @@ class SyncLimits:
             "local_claims_per_envelope_max",
             "staged_bytes_max",
             "flush_envelopes_max",
+            "flush_local_envelopes_max",
             "active_view_target",
             "passive_view_max",
             "shuffle_interval_ms",

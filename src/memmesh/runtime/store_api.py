@@ -48,7 +48,12 @@ _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
 
 
-_WRITE_REFUSAL_STATUS = {"NotAMember": 403, "OwnLogForked": 409, "StorageFull": 507}
+_WRITE_REFUSAL_STATUS = {
+    "NotAMember": 403,
+    "OwnLogForked": 409,
+    "TooLarge": 413,
+    "StorageFull": 507,
+}
 """A refused write's HTTP status by its reason; 503 (try again later) for the others."""
 _QUOTA_LOG_INTERVAL_S = 10.0
 """An agent past its write quota is logged at most once per this many seconds."""
