@@ -21,6 +21,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import aiohttp
 from mcp.server.mcpserver import MCPServer
@@ -123,6 +124,7 @@ class History(TypedDict):
     namespace: list[str]
     key: str
     entries: list[dict[str, Any]]
+    next: str | None
 
 
 class Namespaces(TypedDict):
@@ -131,6 +133,7 @@ class Namespaces(TypedDict):
 
 class Conflicts(TypedDict):
     conflicts: list[dict[str, Any]]
+    next: str | None
 
 
 class Attestation(TypedDict):
@@ -204,7 +207,12 @@ class MeshTools:
             yield mesh
 
     async def _request(
-        self, method: str, path: str, body: dict[str, Any], *, timeout_s: float | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
     ) -> Any:
         """One raw call to the node; a refusal raises :class:`MeshError` as the client does."""
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
@@ -274,14 +282,39 @@ class MeshTools:
         items = [_memory_item(Item.from_json(i)) for i in answer["items"]]
         return {"items": items, "receipt": _receipt(answer["receipt"]), "next": answer.get("next")}
 
-    async def get_memory_history(self, *, namespace: NamespaceArg, key: KeyArg) -> History:
+    async def get_memory_history(
+        self,
+        *,
+        namespace: NamespaceArg,
+        key: KeyArg,
+        limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most claims.")] = 100,
+        cursor: Annotated[
+            str | None,
+            Field(description="The `next` of an earlier answer, to go on from where it stopped."),
+        ] = None,
+    ) -> History:
         """Every claim ever made about one subject, oldest first, each with its status:
         `live`, `superseded`, `excluded` (its author was revoked or its node equivocated) or
-        `invalid` (with the reason), and its full provenance. Empty when there is none."""
+        `invalid` (with the reason), and its full provenance. Empty when there is none. At
+        most `limit` an answer: `next` is null when none are left, otherwise call again with
+        cursor=next for the rest."""
         labels = _labels(namespace)
-        async with self._client() as mesh:
-            entries = await mesh.history(labels, key)
-        return {"namespace": labels, "key": key, "entries": entries}
+        query = {"namespace": ".".join(labels), "key": key, "limit": str(limit)}
+        if cursor is not None:
+            query["after"] = cursor
+        async with self._refusals():
+            try:
+                answer = await self._request("GET", f"/v1/store/items/history?{urlencode(query)}")
+            except MeshError as exc:
+                if exc.status != 404 or cursor is not None:  # a cursor names a claim it gave
+                    raise
+                answer = {"entries": [], "next": None}  # no claim about this subject
+        return {
+            "namespace": labels,
+            "key": key,
+            "entries": answer["entries"],
+            "next": answer.get("next"),
+        }
 
     async def list_namespaces(
         self,
@@ -308,14 +341,24 @@ class MeshTools:
             Literal["current", "all"],
             Field(description="`current`: conflicts standing now; `all`: settled ones too."),
         ] = "current",
+        limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most conflicts.")] = 50,
+        cursor: Annotated[
+            str | None,
+            Field(description="The `next` of an earlier answer, to go on from where it stopped."),
+        ] = None,
     ) -> Conflicts:
         """Conflicts: two or more claims about one subject written without seeing each
         other. Each has its id, subject, candidate claims (with provenance), the policy's
         decision and why, whether it is open (no policy settled it: no value is shown until
-        resolve_conflict or a new write settles it), and when this node saw it."""
-        async with self._client() as mesh:
-            found = await mesh.conflicts(status)
-        return {"conflicts": found}
+        resolve_conflict or a new write settles it), and when this node saw it. At most
+        `limit` an answer: `next` is null when none are left, otherwise call again with
+        cursor=next for the rest."""
+        query = {"status": status, "limit": str(limit)}
+        if cursor is not None:
+            query["after"] = cursor
+        async with self._refusals():
+            answer = await self._request("GET", f"/v1/conflicts?{urlencode(query)}")
+        return {"conflicts": answer["conflicts"], "next": answer.get("next")}
 
     # -- writes --
 

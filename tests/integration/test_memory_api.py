@@ -9,6 +9,7 @@ previous value is an update, never a conflict.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -495,9 +496,27 @@ def test_conflicts_come_in_pages_that_go_on_from_the_last(
         paged = _pages_of_two(a, f"/v1/conflicts?status={status}", "conflicts")
         assert [c["id"] for c in paged] == [c["id"] for c in whole["conflicts"]]
     assert [c["key"] for c in MeshClient(a).conflicts()] == [f"c{i}" for i in range(5)]
+    mcp_server = pytest.importorskip("memmesh.mcp_server")
+    tools = mcp_server.MeshTools(a)
+    for status in ("current", "all"):
+        whole = call(a, f"/v1/conflicts?status={status}")["conflicts"]
+        assert _tool_pages(tools.list_conflicts, "conflicts", status=status) == whole
     for bad in ("limit=0", "limit=1001", "limit=x", "after=zz"):
         assert status_of(a, f"/v1/conflicts?{bad}")[0] == 400, bad
     assert status_of(a, f"/v1/conflicts?after={'00' * 32}")[0] == 404
+
+
+def _tool_pages(tool: Callable[..., Awaitable[Any]], field: str, **arguments: Any) -> list[Any]:
+    """Every page an MCP tool gives two at a time, following its ``next``."""
+    found: list[Any] = []
+    cursor = None
+    while True:
+        answer = asyncio.run(tool(**arguments, limit=2, cursor=cursor))
+        assert len(answer[field]) <= 2
+        found += answer[field]
+        if answer["next"] is None:
+            return found
+        cursor = answer["next"]
 
 
 def test_a_subjects_history_comes_in_pages(pair: tuple[list[dict[str, Any]], Path]) -> None:
@@ -515,6 +534,13 @@ def test_a_subjects_history_comes_in_pages(pair: tuple[list[dict[str, Any]], Pat
     assert [e["value"] for e in paged] == [0, 1, 2, 3, 4]
     assert MeshClient(a).history("h", "k") == whole["entries"]
     assert MeshClient(a).history("h", "nothing") == []
+    mcp_server = pytest.importorskip("memmesh.mcp_server")
+    tools = mcp_server.MeshTools(a)
+    assert _tool_pages(tools.get_memory_history, "entries", namespace="h", key="k") == paged
+    nothing = asyncio.run(tools.get_memory_history(namespace="h", key="nothing"))
+    assert nothing["entries"] == [] and nothing["next"] is None
+    with pytest.raises(mcp_server.ToolError, match="not_found"):  # a cursor it never gave
+        asyncio.run(tools.get_memory_history(namespace="h", key="k", cursor="00" * 32))
     assert status_of(a, base + "&after=zz")[0] == 400
     assert status_of(a, base + "&limit=0")[0] == 400
     assert status_of(a, f"{base}&after={'00' * 32}")[0] == 404
