@@ -156,6 +156,10 @@ NamespaceArg = Annotated[
     Field(description="Dotted namespace such as 'crm.accounts', or its list of labels."),
 ]
 KeyArg = Annotated[str, Field(description="The key within the namespace.")]
+PageCursorArg = Annotated[
+    str | None,
+    Field(description="The `next` of an earlier answer, to go on from where it stopped."),
+]
 IdList = Sequence[str]
 
 _READ = ToolAnnotations(
@@ -288,10 +292,7 @@ class MeshTools:
         namespace: NamespaceArg,
         key: KeyArg,
         limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most claims.")] = 100,
-        cursor: Annotated[
-            str | None,
-            Field(description="The `next` of an earlier answer, to go on from where it stopped."),
-        ] = None,
+        cursor: PageCursorArg = None,
     ) -> History:
         """Every claim ever made about one subject, oldest first, each with its status:
         `live`, `superseded`, `excluded` (its author was revoked or its node equivocated) or
@@ -342,10 +343,7 @@ class MeshTools:
             Field(description="`current`: conflicts standing now; `all`: settled ones too."),
         ] = "current",
         limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most conflicts.")] = 50,
-        cursor: Annotated[
-            str | None,
-            Field(description="The `next` of an earlier answer, to go on from where it stopped."),
-        ] = None,
+        cursor: PageCursorArg = None,
     ) -> Conflicts:
         """Conflicts: two or more claims about one subject written without seeing each
         other. Each has its id, subject, candidate claims (with provenance), the policy's
