@@ -269,8 +269,7 @@ class MeshClient:
         offset: int = 0,
     ) -> list[tuple[str, ...]]:
         body = _namespaces_body(prefix, suffix, max_depth, limit, offset)
-        answer = self._run(_one(_Call("POST", "/v1/store/namespaces", body)))
-        return [tuple(n) for n in answer["namespaces"]]
+        return self._run(_namespaces(body))  # type: ignore[no-any-return]
 
     def history(self, namespace: Namespace, key: str) -> list[dict[str, Any]]:
         return self._run(_history(namespace, key))  # type: ignore[no-any-return]
@@ -384,8 +383,7 @@ class AsyncMeshClient:
         offset: int = 0,
     ) -> list[tuple[str, ...]]:
         body = _namespaces_body(prefix, suffix, max_depth, limit, offset)
-        answer = await self._run(_one(_Call("POST", "/v1/store/namespaces", body)))
-        return [tuple(n) for n in answer["namespaces"]]
+        return await self._run(_namespaces(body))  # type: ignore[no-any-return]
 
     async def history(self, namespace: Namespace, key: str) -> list[dict[str, Any]]:
         return await self._run(_history(namespace, key))  # type: ignore[no-any-return]
@@ -467,6 +465,21 @@ def _receipt_call(receipt: dict[str, Any], replicate: bool) -> _Call:
 
 def _receipt_id(answer: dict[str, Any]) -> str:
     return str(answer["id"])
+
+
+def _namespaces(body: dict[str, Any]) -> Generator[_Call, Any, list[tuple[str, ...]]]:
+    """Up to ``body["limit"]`` namespaces, in as many requests as the node's pages take: a
+    page ends early (even empty) where the node stopped reading, and its ``next`` goes on."""
+    limit = body["limit"]
+    found: list[tuple[str, ...]] = []
+    while True:
+        answer = yield _Call("POST", "/v1/store/namespaces", body)
+        found += [tuple(n) for n in answer["namespaces"]]
+        cursor = answer.get("next")
+        if cursor is None or len(found) >= limit:
+            return found
+        body = {k: v for k, v in body.items() if k != "offset"}
+        body.update(limit=limit - len(found), cursor=cursor)
 
 
 def _namespaces_body(

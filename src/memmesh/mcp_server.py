@@ -129,6 +129,7 @@ class History(TypedDict):
 
 class Namespaces(TypedDict):
     namespaces: list[list[str]]
+    next: dict[str, Any] | None
 
 
 class Conflicts(TypedDict):
@@ -328,12 +329,25 @@ class MeshTools:
             int | None, Field(ge=1, description="Cut namespaces to this many labels.")
         ] = None,
         limit: Annotated[int, Field(ge=1, le=LIMIT_MAX, description="Most namespaces.")] = 100,
+        cursor: Annotated[
+            dict[str, Any] | None,
+            Field(description="The `next` of an earlier answer, to go on from where it stopped."),
+        ] = None,
     ) -> Namespaces:
-        """The namespaces that hold at least one value, each as its list of labels."""
-        labels = None if prefix in (None, "", []) else _labels(prefix)
-        async with self._client() as mesh:
-            found = await mesh.list_namespaces(prefix=labels, max_depth=max_depth, limit=limit)
-        return {"namespaces": [list(n) for n in found]}
+        """The namespaces that hold at least one value, each as its list of labels, sorted.
+        `next`: null when nothing is left; otherwise call again with cursor=next for the rest
+        (many namespaces are read a part at a time, so an answer can hold fewer than limit,
+        even none, and still have more to come)."""
+        body: dict[str, Any] = {"limit": limit}
+        if prefix not in (None, "", []):
+            body["prefix"] = _labels(prefix)
+        if max_depth is not None:
+            body["max_depth"] = max_depth
+        if cursor is not None:
+            body["cursor"] = cursor
+        async with self._refusals():
+            answer = await self._request("POST", "/v1/store/namespaces", body)
+        return {"namespaces": answer["namespaces"], "next": answer.get("next")}
 
     async def list_conflicts(
         self,

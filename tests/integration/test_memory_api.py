@@ -519,6 +519,49 @@ def _tool_pages(tool: Callable[..., Awaitable[Any]], field: str, **arguments: An
         cursor = answer["next"]
 
 
+def test_namespaces_come_in_pages_that_go_on_from_the_cursor(
+    pair: tuple[list[dict[str, Any]], Path],
+) -> None:
+    """Five namespaces: pages of two, each from the last page's ``next``, list what one page
+    lists; the client fills its limit from as many pages as it takes, and so does the MCP
+    tool's caller."""
+    nodes, _ = pair
+    a = nodes[0]["api"]
+    for i in range(5):
+        call(a, "/v1/store/items", "PUT", {"namespace": f"p.n{i}.x", "key": "k", "value": i})
+    call(a, "/v1/store/items", "PUT", {"namespace": "q", "key": "k", "value": 0})
+    whole = call(a, "/v1/store/namespaces", "POST", {"prefix": "p"})
+    assert whole["next"] is None
+    assert whole["namespaces"] == [["p", f"n{i}", "x"] for i in range(5)]
+    paged, body = [], {"prefix": "p", "max_depth": 2, "limit": 2}
+    while True:
+        answer = call(a, "/v1/store/namespaces", "POST", body)
+        assert len(answer["namespaces"]) <= 2
+        paged += answer["namespaces"]
+        if answer["next"] is None:
+            break
+        body = {"prefix": "p", "max_depth": 2, "limit": 2, "cursor": answer["next"]}
+    assert paged == [["p", f"n{i}"] for i in range(5)]
+    client = MeshClient(a)
+    assert client.list_namespaces(prefix="p", limit=3, offset=1) == [
+        ("p", f"n{i}", "x") for i in (1, 2, 3)
+    ]
+    mcp_server = pytest.importorskip("memmesh.mcp_server")
+    tools = mcp_server.MeshTools(a)
+    listed = _tool_pages(tools.list_namespaces, "namespaces", prefix="p", max_depth=1)
+    assert listed == [["p"]]
+    cursor = {"start": ["p", "n3", "x"], "offset": 0}
+    rest = call(a, "/v1/store/namespaces", "POST", {"prefix": "p", "cursor": cursor})
+    assert rest == {"namespaces": [["p", "n3", "x"], ["p", "n4", "x"]], "next": None}
+    for bad in (
+        {"cursor": cursor, "offset": 1},  # a cursor carries its own offset
+        {"cursor": {"start": ["q"]}, "prefix": "p"},  # not under the prefix
+        {"cursor": {"after": ["p"]}},
+        {"cursor": "p.n3"},
+    ):
+        assert status_of(a, "/v1/store/namespaces", "POST", bad)[0] == 400, bad
+
+
 def test_a_subjects_history_comes_in_pages(pair: tuple[list[dict[str, Any]], Path]) -> None:
     """Five versions of one subject: pages of two, each after the last claim given, list
     the history one page lists, in the same order; the client collects every page."""

@@ -559,7 +559,56 @@ def test_namespace_and_item_reads_match_sorting_everything(
                     break
                 after = page[-1][0]
             assert paged == exact
-        for depth in (None, -1, 0, 1, 2, 3):
-            for suffix in ((), prefix[-1:], ("b",), ("a", "b")):
-                cuts = list(view.namespace_cuts(prefix, depth=depth, suffix=suffix))
-                assert cuts == _cuts_as_before(view, prefix, depth, suffix)
+        _check_namespace_cuts(view, prefix)
+
+
+def _check_namespace_cuts(view: View, prefix: tuple[str, ...]) -> None:
+    """``namespace_cuts`` lists what the endpoint listed before it, and following
+    ``namespace_page`` cursors lists the same from any offset, whatever the page bounds."""
+    for depth in (None, -1, 0, 1, 2, 3):
+        for suffix in ((), prefix[-1:], ("b",), ("a", "b")):
+            cuts = list(view.namespace_cuts(prefix, depth=depth, suffix=suffix))
+            assert cuts == _cuts_as_before(view, prefix, depth, suffix)
+            for limit, scan_max, offset in ((1, 1, 0), (2, 3, 1), (3, 1, 2), (50, 50, 0)):
+                paged = _namespace_pages(
+                    view,
+                    prefix,
+                    depth=depth,
+                    suffix=suffix,
+                    bounds=(limit, scan_max),
+                    offset=offset,
+                )
+                assert paged == cuts[offset:]
+
+
+def _namespace_pages(
+    view: View,
+    prefix: tuple[str, ...],
+    *,
+    depth: int | None,
+    suffix: tuple[str, ...],
+    bounds: tuple[int, int],
+    offset: int,
+) -> list[tuple[str, ...]]:
+    """Every cut ``namespace_page`` lists from ``offset`` on, following ``next`` page after
+    page; each page within its bounds, and ``next`` None only when nothing is left."""
+    limit, scan_max = bounds
+    found: list[tuple[str, ...]] = []
+    start: tuple[str, ...] | None = None
+    while True:
+        page = view.namespace_page(
+            prefix,
+            depth=depth,
+            suffix=suffix,
+            start=start,
+            offset=offset,
+            limit=limit,
+            scan_max=scan_max,
+        )
+        assert len(page.found) <= limit and page.scanned <= scan_max
+        assert len(page.found) == limit or page.scanned == scan_max or page.next is None
+        found += page.found
+        if page.next is None:
+            return found
+        assert page.next.start[: len(prefix)] == prefix
+        start, offset = page.next.start, page.next.offset

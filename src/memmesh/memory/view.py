@@ -51,7 +51,16 @@ from .types import (
 if TYPE_CHECKING:
     from ..admission import Admission, EnvelopeRecord
 
-__all__ = ["Conflict", "Entry", "SettleTimes", "Subject", "SubjectKey", "View"]
+__all__ = [
+    "Conflict",
+    "Entry",
+    "NamespaceCursor",
+    "NamespacePage",
+    "SettleTimes",
+    "Subject",
+    "SubjectKey",
+    "View",
+]
 
 SubjectKey = tuple[tuple[str, ...], str]
 CONFLICT_ID_TAG = b"conflict-id/v1"
@@ -251,6 +260,23 @@ class ViewCounts:
             self.decisions += 1
             if claim.based_on:
                 self.decisions_traceable += 1
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceCursor:
+    """Where a namespace page stopped: the namespace the next page reads first, and how many
+    more cuts it skips first (what is left of an ``offset``)."""
+
+    start: tuple[str, ...]
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NamespacePage:
+    found: list[tuple[str, ...]]
+    next: NamespaceCursor | None
+    """None: nothing under the prefix is left past this page."""
+    scanned: int
 
 
 class View:
@@ -540,11 +566,60 @@ class View:
         Cuts of sorted namespaces come sorted, so a repeat is the one just given; and once a
         cut is given, the namespaces under it are stepped over by bisection, so listing the
         top labels of a mesh reads a few namespaces, not all of them."""
+        start = bisect_left(self._namespace_order, prefix)
+        return (cut for cut, _ in self._cut_walk(prefix, depth, suffix, start) if cut is not None)
+
+    def namespace_page(
+        self,
+        prefix: tuple[str, ...] = (),
+        *,
+        depth: int | None = None,
+        suffix: tuple[str, ...] = (),
+        start: tuple[str, ...] | None = None,
+        offset: int = 0,
+        limit: int,
+        scan_max: int,
+    ) -> NamespacePage:
+        """:meth:`namespace_cuts` from the namespace ``start`` on (all of them if None), past
+        ``offset`` cuts, reading at most ``scan_max`` namespaces: a listing of a mesh with
+        many namespaces, or a suffix that matches few of them, no longer holds the node for
+        all of them (and an offset no longer costs what it skips, page after page). The page
+        ends when it holds ``limit`` cuts or ``scan_max`` namespaces were read; ``next`` is
+        where the following page starts, with what is left of ``offset``, and None only when
+        nothing under ``prefix`` is left. Following ``next`` lists what
+        :meth:`namespace_cuts` lists while nothing is written."""
+        if limit < 1 or scan_max < 1 or offset < 0:
+            raise ValueError("a namespace page reads at least one namespace for at least one cut")
+        order = self._namespace_order
+        lo = bisect_left(order, prefix if start is None else max(prefix, start))
+        found: list[tuple[str, ...]] = []
+        skipped = scanned = 0
+        for cut, resume in self._cut_walk(prefix, depth, suffix, lo):
+            scanned += 1
+            if cut is not None:
+                if skipped < offset:
+                    skipped += 1
+                else:
+                    found.append(cut)
+            if len(found) == limit or scanned == scan_max:
+                following = order[resume] if resume < len(order) else None
+                if following is None or following[: len(prefix)] != prefix:
+                    return NamespacePage(found, None, scanned)
+                return NamespacePage(found, NamespaceCursor(following, offset - skipped), scanned)
+        return NamespacePage(found, None, scanned)
+
+    def _cut_walk(
+        self, prefix: tuple[str, ...], depth: int | None, suffix: tuple[str, ...], start: int
+    ) -> Iterator[tuple[tuple[str, ...] | None, int]]:
+        """Each namespace under ``prefix`` read from index ``start`` of the sorted index: the
+        cut it gives (None when it is filtered out), and the index the walk reads next. A cut
+        of ``depth`` labels stands for every namespace under it, so those are stepped over:
+        none of them can give another cut, and no page can start among them."""
         if depth is not None and depth <= 0:
             return
         order = self._namespace_order
         hide_system = prefix[:1] != (SYSTEM_PREFIX,)
-        i, last = bisect_left(order, prefix), None
+        i = start
         while i < len(order):
             namespace = order[i]
             if namespace[: len(prefix)] != prefix:
@@ -553,13 +628,12 @@ class View:
             if (suffix and namespace[-len(suffix) :] != suffix) or not self._shown(
                 namespace, hide_system
             ):
+                yield None, i
                 continue
             cut = namespace if depth is None else namespace[:depth]
-            if cut != last:
-                yield cut
-                last = cut
-            if len(namespace) > len(cut):  # step over the rest under this cut
+            if len(cut) == depth:  # step over the rest under this cut
                 i = bisect_right(order, cut, lo=i, key=lambda n: n[: len(cut)])
+            yield cut, i
 
     def _present_in(self, namespace: tuple[str, ...]) -> bool:
         return self._present.get(namespace, 0) > 0

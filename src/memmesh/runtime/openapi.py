@@ -140,7 +140,8 @@ def openapi_document() -> dict[str, Any]:
         },
         "/v1/store/namespaces": {
             "post": _op(
-                "List namespaces",
+                "List namespaces, sorted; the answer's `next`, sent back as `cursor`, goes on "
+                "where a page stopped",
                 body=_object(
                     (),
                     prefix=_NAMESPACE,
@@ -148,6 +149,7 @@ def openapi_document() -> dict[str, Any]:
                     max_depth={"type": "integer"},
                     limit={"type": "integer"},
                     offset={"type": "integer"},
+                    cursor={"type": "object"},
                 ),
             )
         },

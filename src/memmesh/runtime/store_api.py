@@ -13,7 +13,6 @@ shows and resolves conflicts; ``POST /v1/receipts`` records a receipt. Errors ar
 from __future__ import annotations
 
 import bisect
-import itertools
 import json
 import math
 import time
@@ -41,6 +40,9 @@ __all__ = ["BadRequest", "Conflicting", "NotFound", "StoreApi", "body_of", "erro
 
 SEARCH_LIMIT_MAX = 1000
 PAGE_LIMIT_MAX = 1000
+NAMESPACES_SCAN_MAX = 10_000
+"""Namespaces one page of ``POST /v1/store/namespaces`` reads at most (about 10 ms): past
+it the page ends, maybe short, with a ``next`` that goes on from there."""
 """What a page of ``GET /v1/conflicts`` or of a subject's history holds at most (and by
 default): rendering each costs, and a mesh's history holds many."""
 _T = TypeVar("_T")
@@ -386,10 +388,29 @@ class StoreApi:
             raise BadRequest("max_depth is an integer")
         limit = _int(body, "limit", 100, 1, SEARCH_LIMIT_MAX)
         offset = _int(body, "offset", 0, 0, 1 << 31)
-        # Read only as far as the page: the cuts come sorted and without repeats.
-        cuts = self.node.view.namespace_cuts(prefix, depth=depth, suffix=suffix)
-        page = itertools.islice(cuts, offset, offset + limit)
-        return web.json_response({"namespaces": [list(n) for n in page]})
+        start: tuple[str, ...] | None = None
+        if body.get("cursor") is not None:
+            if "offset" in body:
+                raise BadRequest("a cursor carries its own offset: send one or the other")
+            start, offset = _namespace_cursor_of(body["cursor"], prefix)
+        page = self.node.view.namespace_page(
+            prefix,
+            depth=depth,
+            suffix=suffix,
+            start=start,
+            offset=offset,
+            limit=limit,
+            scan_max=NAMESPACES_SCAN_MAX,
+        )
+        following = page.next
+        return web.json_response(
+            {
+                "namespaces": [list(n) for n in page.found],
+                "next": None
+                if following is None
+                else {"start": list(following.start), "offset": following.offset},
+            }
+        )
 
     async def history(self, request: web.Request) -> web.Response:
         namespace = namespace_of(request.query.get("namespace", ""))
@@ -558,6 +579,16 @@ def _cursor_of(value: object, prefix: tuple[str, ...]) -> tuple[SubjectKey, int]
     if namespace[: len(prefix)] != prefix:
         raise BadRequest("cursor is not under this search's namespace_prefix")
     return (namespace, key), _int(value, "offset", 0, 0, 1 << 31)
+
+
+def _namespace_cursor_of(value: object, prefix: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    """A namespaces answer's ``next``, sent back: where the last page stopped."""
+    if not isinstance(value, dict) or set(value) - {"start", "offset"} or "start" not in value:
+        raise BadRequest("cursor is a namespaces answer's `next`, sent back as it came")
+    start = namespace_of(value["start"])
+    if start[: len(prefix)] != prefix:
+        raise BadRequest("cursor is not under this listing's prefix")
+    return start, _int(value, "offset", 0, 0, 1 << 31)
 
 
 def _by_subject(conflict: Conflict) -> tuple[SubjectKey, bytes]:
