@@ -20,7 +20,7 @@ from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope
 from memmesh.memory import Invalid, View, describe
 from memmesh.memory.types import POLICY_NAMESPACE, SYSTEM_PREFIX, TYPES_NAMESPACE
-from memmesh.memory.view import Entries, Entry
+from memmesh.memory.view import Conflict, Entries, Entry, SortedSet
 from memmesh.store import MemoryStore
 from memmesh.testing import MeshFixture, scaled, seeded_key
 
@@ -394,6 +394,11 @@ class ViewMachine(RuleBasedStateMachine):
                 if s.conflict is not None
             ]
             assert view.open_conflicts() == every
+            unsettled = [c for c in every if c.decision.status != "resolved"]
+            assert view.unsettled_conflicts() == len(unsettled)
+            by_detection = sorted(view.conflicts.values(), key=lambda c: (c.detected_ms, c.id))
+            assert _conflict_pages(view, "all") == by_detection
+            assert _conflict_pages(view, "current") == every
 
     @invariant()
     def present_counts_are_the_present_subjects(self) -> None:
@@ -560,6 +565,39 @@ def test_namespace_and_item_reads_match_sorting_everything(
                 after = page[-1][0]
             assert paged == exact
         _check_namespace_cuts(view, prefix)
+
+
+def _conflict_pages(view: View, status: str) -> list[Conflict]:
+    """Every conflict ``conflicts_page`` lists two at a time, each page after the last
+    conflict of the one before."""
+    found: list[Conflict] = []
+    while True:
+        page, more = view.conflicts_page(status, found[-1] if found else None, 2)
+        assert len(page) <= 2
+        found += page
+        if not more:
+            return found
+
+
+@settings(max_examples=scaled(100), deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 30), st.booleans()), max_size=60))
+def test_a_sorted_set_reads_as_sorting_its_items(steps: list[tuple[bool, int, bool]]) -> None:
+    """Adds (in order or not), discards and reads in any interleaving: every read is the
+    sorted items, whether the index kept its order or had to sort again."""
+    index: SortedSet[tuple[int, bytes]] = SortedSet()
+    held: set[tuple[int, bytes]] = set()
+    for add, n, read in steps:
+        item = (n, bytes([n % 3]))
+        if add:
+            index.add(item)
+            held.add(item)
+        else:
+            index.discard(item)
+            held.discard(item)
+        assert len(index) == len(held) and (item in index) == (item in held)
+        if read:
+            assert index.ordered() == sorted(held)
+    assert index.ordered() == sorted(held)
 
 
 def _check_namespace_cuts(view: View, prefix: tuple[str, ...]) -> None:

@@ -23,7 +23,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..canonical import JsonValue, canonical_bytes
 from ..claims import Claim, signature_ok
@@ -262,6 +262,53 @@ class ViewCounts:
                 self.decisions_traceable += 1
 
 
+_Ordered = TypeVar("_Ordered", tuple[tuple[str, ...], str], tuple[int, bytes])
+
+
+class SortedSet(Generic[_Ordered]):
+    """A set read in sorted order: kept sorted while items arrive in order, as conflicts do by
+    detection time, and sorted again on the next read only after one arrived out of order.
+    Sorting on every read cost a metrics scrape 30 ms at 50,000 conflicts; inserting each
+    in place would cost a view built from a long history one list move per item."""
+
+    __slots__ = ("_items", "_sorted")
+
+    def __init__(self) -> None:
+        self._items: set[_Ordered] = set()
+        self._sorted: list[_Ordered] | None = []
+
+    def add(self, item: _Ordered) -> None:
+        if item in self._items:
+            return
+        self._items.add(item)
+        order = self._sorted
+        if order is not None:
+            if not order or order[-1] < item:
+                order.append(item)
+            else:
+                self._sorted = None
+
+    def discard(self, item: _Ordered) -> None:
+        if item not in self._items:
+            return
+        self._items.remove(item)
+        order = self._sorted
+        if order is not None:
+            del order[bisect_left(order, item)]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def ordered(self) -> list[_Ordered]:
+        """Every item, sorted (the list is the index's own: do not change it)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._items)
+        return self._sorted
+
+
 @dataclass(frozen=True, slots=True)
 class NamespaceCursor:
     """Where a namespace page stopped: the namespace the next page reads first, and how many
@@ -297,8 +344,12 @@ class View:
         prefix neither sorts nor walks the other namespaces: sorting them at every search
         stalled a node of 70,000 namespaces for 440 ms a read."""
         self.conflicts: dict[bytes, Conflict] = {}
-        self._conflicted: set[SubjectKey] = set()
+        self._conflicted: SortedSet[SubjectKey] = SortedSet()
         """The subjects whose ``conflict`` is set, so listing the open ones reads only them."""
+        self._unsettled: set[SubjectKey] = set()
+        """Those of them whose conflict no policy settles: what the signals count."""
+        self._detected: SortedSet[tuple[int, bytes]] = SortedSet()
+        """(``detected_ms``, id) of every conflict in :attr:`conflicts`."""
         self.settle_times = SettleTimes()
         """Of every conflict in :attr:`conflicts` that is settled (``resolved_ms`` set)."""
         self._located: dict[bytes, SubjectKey] = {}
@@ -471,6 +522,7 @@ class View:
         if len(live) < 2:
             subject.decision, subject.conflict = None, None
             self._conflicted.discard(key)
+            self._unsettled.discard(key)
             if previous is not None and previous.resolved_ms is None:
                 self._settle(previous, now_ms, "write")
             return
@@ -485,6 +537,7 @@ class View:
         if record is None:
             record = Conflict(conflict_id, key, live, decision, now_ms)
             self.conflicts[conflict_id] = record
+            self._detected.add((now_ms, conflict_id))
         record.decision = decision
         if decision.status == "resolved" and record.resolved_ms is None:
             self._settle(record, now_ms, "policy")
@@ -492,6 +545,10 @@ class View:
             self._reopen(record)  # a policy change reopened it
         subject.conflict = conflict_id
         self._conflicted.add(key)
+        if decision.status == "resolved":
+            self._unsettled.discard(key)
+        else:
+            self._unsettled.add(key)
 
     def _settle(self, record: Conflict, now_ms: int, by: str) -> None:
         record.resolved_ms, record.settled_by = now_ms, by
@@ -670,15 +727,41 @@ class View:
         return page, end < len(keys)
 
     def open_conflicts(self) -> list[Conflict]:
-        """The conflict of every subject that has one, by subject. Read on every metrics
-        scrape and state call: sorting every subject for it took 200 ms at 100,000."""
-        subjects, conflicts = self.subjects, self.conflicts
-        out = []
-        for key in sorted(self._conflicted):
-            conflict = subjects[key].conflict
+        """The conflict of every subject that has one, by subject."""
+        return self.conflicts_page("current", None, len(self._conflicted) or 1)[0]
+
+    def unsettled_conflicts(self) -> int:
+        """How many subjects have a conflict that no policy settles: read on every metrics
+        scrape and state call (sorting the conflicts for it took 30 ms at 50,000)."""
+        return len(self._unsettled)
+
+    def conflicts_page(
+        self, status: str, after: Conflict | None, limit: int
+    ) -> tuple[list[Conflict], bool]:
+        """At most ``limit`` conflicts past ``after`` (from the first if None), and whether
+        more follow: ``current``, the conflict of every subject that has one, by subject then
+        id; ``all``, every conflict, settled ones included, by detection time then id.
+        ``after`` need not be listed any more (its subject may have settled since)."""
+        conflicts = self.conflicts
+        if status == "all":
+            detected = self._detected.ordered()
+            start = 0 if after is None else bisect_right(detected, (after.detected_ms, after.id))
+            chosen = [conflicts[c] for _, c in detected[start : start + limit]]
+            return chosen, start + limit < len(detected)
+        if status != "current":
+            raise ValueError(f"conflicts are current or all, not {status!r}")
+        keys = self._conflicted.ordered()
+        start = 0 if after is None else bisect_left(keys, after.subject)
+        if after is not None and start < len(keys) and keys[start] == after.subject:
+            current = self.subjects[after.subject].conflict
+            assert current is not None
+            start += current <= after.id  # its subject's conflict now sorts after it, or not
+        page = []
+        for key in keys[start : start + limit]:
+            conflict = self.subjects[key].conflict
             assert conflict is not None
-            out.append(conflicts[conflict])
-        return out
+            page.append(conflicts[conflict])
+        return page, start + limit < len(keys)
 
     def history(self, namespace: tuple[str, ...], key: str) -> list[Entry]:
         """Every claim of a subject, superseded, excluded and invalid ones included, in causal

@@ -703,7 +703,7 @@ class NodeRuntime:
 
     def open_conflicts(self) -> int:
         """Current conflicts no policy settles."""
-        return sum(c.decision.status != "resolved" for c in self.view.open_conflicts())
+        return self.view.unsettled_conflicts()
 
     def state(self) -> dict[str, Any]:
         admission = self.core.admission

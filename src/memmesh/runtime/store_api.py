@@ -447,17 +447,11 @@ class StoreApi:
         many), past the conflict ``after``; ``next`` names the last one given when more
         follow."""
         status = request.query.get("status", "current")
-        view = self.node.view
-        order: Callable[[Conflict], Any]
-        if status == "current":
-            chosen, order = view.open_conflicts(), _by_subject
-        elif status == "all":
-            chosen, order = sorted(view.conflicts.values(), key=_by_detection), _by_detection
-        else:
+        if status not in ("current", "all"):
             raise BadRequest("status is current or all")
         after = request.query.get("after")
         anchor = None if after is None else self._conflict(after)
-        page, more = _page_after(chosen, anchor, order, _page_limit(request))
+        page, more = self.node.view.conflicts_page(status, anchor, _page_limit(request))
         following = page[-1].id.hex() if more else None
         return web.json_response(
             {"conflicts": [self._conflict_json(c) for c in page], "next": following}
@@ -589,11 +583,3 @@ def _namespace_cursor_of(value: object, prefix: tuple[str, ...]) -> tuple[tuple[
     if start[: len(prefix)] != prefix:
         raise BadRequest("cursor is not under this listing's prefix")
     return start, _int(value, "offset", 0, 0, 1 << 31)
-
-
-def _by_subject(conflict: Conflict) -> tuple[SubjectKey, bytes]:
-    return conflict.subject, conflict.id
-
-
-def _by_detection(conflict: Conflict) -> tuple[int, bytes]:
-    return conflict.detected_ms, conflict.id
