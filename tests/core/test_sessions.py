@@ -499,10 +499,13 @@ def test_one_flush_admits_a_bounded_batch_and_asks_for_another() -> None:
     core = MeshCore(mesh.nodes[0], mesh.genesis, MemoryStore(), random.Random(0), limits=limits)
     PeerScript(mesh.nodes[1], mesh.mesh_id).open(core, "p")
     core.handle(Received("p", encode_message(Envelopes(0, [e.raw for e in envs], False))), 0)
+    assert core._staged_ids() == {e.id for e in envs}
     sizes = []
     while True:
         effects = core.handle(Flush(), 0)
         sizes.append(len(core.admission.records))
+        # the staged ids, kept as envelopes arrive and leave, are those still waiting
+        assert core._staged_ids() == {e.id for e in envs if e.id not in core.admission.records}
         if not any(isinstance(e, Persist) for e in effects):
             break
     assert sizes == [16, 32, 40]

@@ -234,6 +234,10 @@ class _Staged:
     bytes over the envelope limit, which admission refuses unhashed)."""
     local: list[LocalWrite] = field(default_factory=list)
     remote_bytes: int = 0
+    remote_ids: set[bytes] = field(default_factory=set)
+    """The ids of ``remote``, kept as it grows: asked at most pushes under load (a push
+    confirms the one before it, whose envelopes are often still staged), where gathering
+    them cost a walk of everything staged, thousands of envelopes while a node catches up."""
 
     def __bool__(self) -> bool:
         return bool(self.remote or self.local)
@@ -1237,10 +1241,12 @@ class MeshCore:
             items = self._within_budget(session, items)
         covered = () if message.req else message.covered  # only a push says who has it
         size_max = self.admission.limits.envelope.envelope_bytes_max
-        self._staged.remote.extend(
+        arrived = [
             (session.peer, raw, covered, envelope_id(raw) if len(raw) <= size_max else None)
             for raw in items
-        )
+        ]
+        self._staged.remote.extend(arrived)
+        self._staged.remote_ids.update(i for *_, i in arrived if i is not None)
         self._staged.remote_bytes += sum(len(raw) for raw in items)
         self.stats.envelopes_received += len(items)
         if items:
@@ -1294,9 +1300,9 @@ class MeshCore:
         self._want(session, FetchIds(tuple(lost)))
 
     def _staged_ids(self) -> set[bytes]:
-        """Ids of the received envelopes waiting for the next commit (a push's own envelopes
-        are among what it confirms, so this is asked at nearly every push)."""
-        return {env_id for *_, env_id in self._staged.remote if env_id is not None}
+        """Ids of the received envelopes waiting for the next commit (the index's own set:
+        do not change it)."""
+        return self._staged.remote_ids
 
     def _within_budget(self, session: Session, items: list[bytes]) -> list[bytes]:
         """What of a push fits its authors' push budgets, in order. Only envelopes whose
@@ -1398,6 +1404,7 @@ class MeshCore:
             remote=rest,
             local=later if local else staged.local,
             remote_bytes=sum(len(raw) for _, raw, _, _ in rest),
+            remote_ids={env_id for *_, env_id in rest if env_id is not None},
         )
         evidence_before = set(self.admission.evidence)
         new: list[_New] = []
