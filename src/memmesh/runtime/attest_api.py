@@ -229,6 +229,7 @@ class AttestApi:
         if member is None or member.role is not Role.NODE:
             return error(409, "disagree", "the signer is not a node of this mesh")
         try:
+            await self.service.prepare_statement_at(statement)
             signed = self.service.witness(dsse)
         except Disagreement as exc:
             return error(409, "disagree", f"{exc.code}: {exc.detail}")

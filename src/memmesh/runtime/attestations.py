@@ -18,6 +18,7 @@ next seq, and it is committed before it is returned.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ..store import WriteBatch
 
 if TYPE_CHECKING:
     from ..admission import Admission
+    from ..membership import Genesis
     from ..store import Store
 
 __all__ = ["AS_OF_VIEWS_MAX", "AttestationService", "Disagreement", "Held", "SplitViewRecord"]
@@ -132,6 +134,9 @@ class AttestationService:
         """This node's attestation ids, by seq (index 0 is seq 1)."""
         self.evidence: dict[tuple[bytes, bytes], SplitViewRecord] = {}
         self._as_of: OrderedDict[bytes, View] = OrderedDict()
+        self._building: dict[bytes, asyncio.Future[View]] = {}
+        """Views at a statement being rebuilt in a worker thread, so a second request for the
+        same one waits for that rebuild instead of starting another."""
         self._load()
 
     def _load(self) -> None:
@@ -274,11 +279,22 @@ class AttestationService:
             self.add_signatures(signed)
         return signed
 
+    async def prepare_statement_at(self, statement: Statement) -> None:
+        """Have what :meth:`statement_at` needs ready without holding the event loop: the
+        view at the statement's frontier, rebuilt in a worker thread when it is not this
+        node's frontier (:meth:`prepare_view_at`). ``Disagreement`` as :meth:`statement_at`."""
+        if statement.mesh_id != self.admission.mesh_id or self._at_frontier(statement):
+            return  # witness refuses another mesh's statement itself; or nothing to rebuild
+        await self.prepare_view_at(statement)
+
+    def _at_frontier(self, statement: Statement) -> bool:
+        return statement.frontier == self.admission.frontier() and not self._buffered()
+
     def statement_at(self, statement: Statement) -> Statement:
         """What this replica would state at ``statement``'s frontier (same signer, seq, prev
         and hlc, so only the replicated facts can differ). ``Disagreement`` if it lacks part
         of that state."""
-        if statement.frontier == self.admission.frontier() and not self._buffered():
+        if self._at_frontier(statement):
             return self.builder.statement(
                 signer=statement.signer, seq=statement.seq, prev=statement.prev, hlc=statement.hlc
             )
@@ -309,23 +325,53 @@ class AttestationService:
 
     def view_at(self, statement: Statement) -> View:
         """The view of exactly the envelopes of ``statement`` (its frontier and evidence),
-        rebuilt from this node's log; cached for the last few asked."""
+        rebuilt from this node's log; cached for the last few asked. On a node, call
+        :meth:`prepare_view_at` first: rebuilding here holds the caller's thread."""
         cached = self._as_of.get(statement.id)
         if cached is not None:
             self._as_of.move_to_end(statement.id)
             return cached
+        raws = self._envelopes_of(statement)
+        return self._keep(statement, _rebuilt(raws, self.admission.genesis, statement))
+
+    async def prepare_view_at(self, statement: Statement) -> None:
+        """Have :meth:`view_at` of ``statement`` ready, rebuilt in a worker thread: a rebuild
+        replays every envelope up to that frontier (2.3 s at 20,000 envelopes here), and on
+        the event loop it held gossip and every other request for as long. Only gathering the
+        envelopes' bytes stays on the loop (36 ms at 20,000): it reads the node's indexes,
+        which the loop changes. ``Disagreement`` as :meth:`view_at`. Nothing to do when the
+        view is cached, or when the statement is at this node's frontier and
+        :meth:`statement_at` needs no rebuilt view."""
+        if statement.id in self._as_of:
+            return
+        pending = self._building.get(statement.id)
+        if pending is None:
+            raws = self._envelopes_of(statement)
+            genesis = self.admission.genesis
+            pending = asyncio.ensure_future(asyncio.to_thread(_rebuilt, raws, genesis, statement))
+            self._building[statement.id] = pending
+
+            def done(future: asyncio.Future[View]) -> None:
+                self._building.pop(statement.id, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved here too: every asker may have gone
+
+            pending.add_done_callback(done)
+        view = await asyncio.shield(pending)
+        if statement.id not in self._as_of:
+            self._keep(statement, view)
+
+    def _envelopes_of(self, statement: Statement) -> list[bytes]:
         try:
             ids = closure_ids(self.admission, statement)
         except ValueError as exc:
             raise Disagreement("not_held", str(exc)) from None
         try:
-            raws = [self.admission.envelope_bytes(env_id) for env_id in ids]
+            return [self.admission.envelope_bytes(env_id) for env_id in ids]
         except StorageError as exc:
             raise Disagreement("not_held", f"the store cannot read it: {exc}") from None
-        try:
-            view = rebuild_at_statement(raws, self.admission.genesis, statement, trusted=True)
-        except AttestationError as exc:
-            raise Disagreement(exc.code, exc.detail) from None
+
+    def _keep(self, statement: Statement, view: View) -> View:
         self._as_of[statement.id] = view
         while len(self._as_of) > AS_OF_VIEWS_MAX:
             self._as_of.popitem(last=False)
@@ -347,3 +393,12 @@ class AttestationService:
         if len(matches) != 1:
             raise KeyError(prefix)
         return matches[0]
+
+
+def _rebuilt(raws: list[bytes], genesis: Genesis, statement: Statement) -> View:
+    """The view of ``raws`` at ``statement``: a pure function of its arguments (a fresh
+    admission and view of their own), so a worker thread may run it."""
+    try:
+        return rebuild_at_statement(raws, genesis, statement, trusted=True)
+    except AttestationError as exc:
+        raise Disagreement(exc.code, exc.detail) from None

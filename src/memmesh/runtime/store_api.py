@@ -292,7 +292,7 @@ class StoreApi:
 
     # -- reads --------------------------------------------------------------------------------
 
-    def _view_as_of(self, as_of: object) -> tuple[View, bytes | None]:
+    async def _view_as_of(self, as_of: object) -> tuple[View, bytes | None]:
         """The current view, or with ``as_of`` (an attestation id or a unique prefix of at
         least 8 hex digits) the view of exactly what that attestation covers, rebuilt from this
         node's log, with its frontier hash for the receipt."""
@@ -306,6 +306,7 @@ class StoreApi:
         except KeyError:
             raise NotFound(f"no attestation {as_of} held here (one id, or 8+ hex digits)") from None
         try:
+            await service.prepare_view_at(held.statement)  # rebuilt off the event loop
             view = service.view_at(held.statement)
         except Disagreement as exc:
             raise Conflicting(f"{exc.code}: {exc.detail}") from None
@@ -315,7 +316,7 @@ class StoreApi:
         namespace = namespace_of(request.query.get("namespace", ""))
         reader = _reader(request.query.get("reader"))
         key = request.query.get("key")
-        view, frontier = self._view_as_of(request.query.get("as_of"))
+        view, frontier = await self._view_as_of(request.query.get("as_of"))
         if key is not None:
             subject = view.get(namespace, key)
             if subject is None or not subject.live:
@@ -354,7 +355,7 @@ class StoreApi:
                 raise BadRequest("a cursor carries its own offset: send one or the other")
             after, offset = _cursor_of(body["cursor"], prefix)
         reader = _reader(body.get("reader"))
-        view, frontier = self._view_as_of(body.get("as_of"))
+        view, frontier = await self._view_as_of(body.get("as_of"))
         page = search_page(
             view,
             prefix,

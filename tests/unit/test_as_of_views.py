@@ -1,0 +1,78 @@
+"""A node's views at past attestations (``as_of`` reads, witness checks) are rebuilt in a worker
+thread: a rebuild replays every envelope up to that frontier (2.3 s at 20,000 envelopes), which
+on the event loop held gossip and every other request for as long."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+
+from memmesh.admission import Admission
+from memmesh.memory import View
+from memmesh.runtime import attestations
+from memmesh.runtime.attestations import AttestationService, Disagreement
+from memmesh.store import MemoryStore
+from memmesh.testing import MeshFixture
+
+NS = ("as-of",)
+
+
+def _write(mesh: MeshFixture, admission: Admission, view: View, value: int) -> None:
+    claim = mesh.claim(mesh.writers[0], "k", value, namespace=NS)
+    env = admission.write_local(mesh.nodes[0], [claim], hlc=value)
+    view.apply([env.id], value)
+
+
+def test_a_past_view_is_rebuilt_once_in_a_worker_thread_and_then_served_from_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mesh = MeshFixture("as-of", nodes=1, writers=1)
+    admission = Admission(MemoryStore(), mesh.genesis)
+    view = View.build(admission)
+    _write(mesh, admission, view, 1)
+    service = AttestationService(admission, view, MemoryStore(), mesh.nodes[0])
+    then = service.create(hlc=2).statement
+    _write(mesh, admission, view, 3)  # the attestation is no longer at the frontier
+    rebuilt_on: list[int] = []
+    rebuild = attestations._rebuilt
+
+    def spied(*args: Any) -> View:
+        rebuilt_on.append(threading.get_ident())
+        return rebuild(*args)
+
+    monkeypatch.setattr(attestations, "_rebuilt", spied)
+
+    async def two_readers_at_once() -> int:
+        await asyncio.gather(service.prepare_view_at(then), service.prepare_view_at(then))
+        await service.prepare_statement_at(then)  # ready: nothing more to rebuild
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(two_readers_at_once())
+    assert len(rebuilt_on) == 1 and rebuilt_on[0] != loop_thread
+    past = service.view_at(then)
+    assert len(rebuilt_on) == 1  # served from the cache
+    subject = past.get(NS, "k")
+    assert subject is not None
+    (live,) = subject.live
+    assert past.subjects[(NS, "k")].entries[live].claim.value == 1
+    assert service.statement_at(then) == then  # this replica agrees with what it attested
+
+
+def test_a_statement_this_node_cannot_rebuild_is_a_disagreement_before_any_thread() -> None:
+    mesh = MeshFixture("as-of", nodes=1, writers=1)
+    ahead = Admission(MemoryStore(), mesh.genesis)
+    ahead_view = View.build(ahead)
+    for value in (1, 2):
+        _write(mesh, ahead, ahead_view, value)
+    statement = (
+        AttestationService(ahead, ahead_view, MemoryStore(), mesh.nodes[0]).create(hlc=3).statement
+    )
+    behind = Admission(MemoryStore(), mesh.genesis)
+    behind.receive(ahead.envelope_bytes(next(iter(ahead.records))))
+    service = AttestationService(behind, View.build(behind), MemoryStore(), mesh.nodes[0])
+    with pytest.raises(Disagreement) as refused:
+        asyncio.run(service.prepare_view_at(statement))
+    assert refused.value.code == "not_held"
