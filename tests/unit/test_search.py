@@ -119,7 +119,7 @@ def test_following_pages_finds_what_one_unbounded_search_finds(
     ]
     expected = shown[offset : offset + limit]
     assert search(view, prefix, conditions, limit=limit, offset=offset) == expected
-    under = sum(1 for _ in view.items(prefix))
+    under = sum(1 for _ in view.scan(prefix))  # steps: subjects and emptied namespaces
     found: list[object] = []
     after, skip = None, offset
     for _ in range(under + 2):
@@ -148,6 +148,28 @@ def test_a_cursor_stays_right_while_subjects_are_added_before_it() -> None:
     _write(view, mesh, ("a",), "k1", 1, delete=False)  # sorts first: shifts every offset
     rest = search_page(view, ("a",), [], limit=2, after=first.next.after, scan_max=100)
     assert [key for (_, key), _ in rest.found] == ["k4"] and rest.next is None
+
+
+def test_emptied_namespaces_count_against_a_pages_reading_budget() -> None:
+    """A prefix of many namespaces whose every subject was deleted: a page reads at most
+    ``scan_max`` of them (each is one step, not its keys), and its cursor goes on past the
+    last one read, to the one value after them."""
+    writes = [((("a", f"n{i:02d}")), "k1", 1, True) for i in range(30)]
+    view, mesh = _view_of(writes)
+    _write(view, mesh, ("a", "z"), "k1", 1, delete=False)
+    assert [key for key, _ in view.items(("a",))] == [(("a", "z"), "k1")]
+    steps = list(view.scan(("a",)))
+    assert len(steps) == 31 and [s for _, s in steps[:30]] == [None] * 30
+    pages, after = [], None
+    while True:
+        page = search_page(view, ("a",), [], limit=10, after=after, scan_max=4)
+        assert page.scanned <= 4
+        pages.append(page.found)
+        if page.next is None or page.found:
+            break
+        after = page.next.after
+    assert len(pages) == 8 and not any(pages[:-1])  # 30 emptied namespaces, 4 a page
+    assert [key for key, _ in pages[-1]] == [(("a", "z"), "k1")]
 
 
 def test_a_page_that_reads_nothing_is_refused() -> None:

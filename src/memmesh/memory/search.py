@@ -136,9 +136,10 @@ def search_page(
     after: SubjectKey | None = None,
     scan_max: int,
 ) -> Page:
-    """What :func:`search` finds past ``after``, reading at most ``scan_max`` subjects: a
-    filter that matches little no longer holds the node for the whole prefix (1.35 ms per
-    1,000 subjects). The page ends when it holds ``limit`` matches (``next`` then goes on
+    """What :func:`search` finds past ``after``, reading at most ``scan_max`` subjects (a
+    namespace not shown, every subject deleted, counts as one: :meth:`View.scan`): a filter
+    that matches little no longer holds the node for the whole prefix (1.35 ms per 1,000
+    subjects). The page ends when it holds ``limit`` matches (``next`` then goes on
     after the last one), when the prefix is read to its end (``next`` None), or when
     ``scan_max`` subjects were read and more remain: ``next`` then goes on after the last
     one read, with what is left of ``offset``, and the page may hold fewer matches than
@@ -149,13 +150,13 @@ def search_page(
     found: list[tuple[SubjectKey, Subject]] = []
     skipped = scanned = 0
     last: SubjectKey | None = None
-    for key, subject in view.items(prefix, after):
+    for key, subject in view.scan(prefix, after):  # a namespace not shown is one step
         if scanned == scan_max:
             assert last is not None
             return Page(found, Cursor(last, offset - skipped), scanned)
         scanned += 1
         last = key
-        if not _shows_match(subject, conditions):
+        if subject is None or not _shows_match(subject, conditions):
             continue
         if skipped < offset:
             skipped += 1

@@ -705,12 +705,32 @@ class View:
         """Subjects under a namespace prefix, sorted by namespace then key, only those past
         ``after`` if given; lazily, so a search that stops at its limit reads no further. Read
         it whole before the view changes (a subject added meanwhile shifts the indexes)."""
-        subjects = self.subjects
-        for namespace in self._shown_namespaces(prefix, () if after is None else after[0]):
+        return ((key, subject) for key, subject in self.scan(prefix, after) if subject is not None)
+
+    def scan(
+        self, prefix: tuple[str, ...] = (), after: SubjectKey | None = None
+    ) -> Iterator[tuple[SubjectKey, Subject | None]]:
+        """:meth:`items`, with one more step for each namespace under ``prefix`` that is not
+        shown (every subject deleted, or a system one): its last key and None. A reader that
+        bounds its steps (:func:`~memmesh.memory.search.search_page`) counts those too, so a
+        prefix of many emptied namespaces cannot hold it for all of them, and the key it
+        stopped at, passed back as ``after``, goes on past that namespace."""
+        subjects, order, depth = self.subjects, self._namespace_order, len(prefix)
+        hide_system = prefix[:1] != (SYSTEM_PREFIX,)
+        start = prefix if after is None else max(prefix, after[0])
+        for i in range(bisect_left(order, start), len(order)):
+            namespace = order[i]
+            if namespace[:depth] != prefix:
+                return
             keys = self.namespaces[namespace]
             first = bisect_right(keys, after[1]) if after and after[0] == namespace else 0
-            for i in range(first, len(keys)):
-                yield (namespace, keys[i]), subjects[(namespace, keys[i])]
+            if first == len(keys):
+                continue
+            if not self._shown(namespace, hide_system):
+                yield (namespace, keys[-1]), None
+                continue
+            for j in range(first, len(keys)):
+                yield (namespace, keys[j]), subjects[(namespace, keys[j])]
 
     def subjects_of(
         self, namespace: tuple[str, ...], *, after: str | None = None, limit: int | None = None
