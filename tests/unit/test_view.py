@@ -401,6 +401,16 @@ class ViewMachine(RuleBasedStateMachine):
             assert _conflict_pages(view, "current") == every
 
     @invariant()
+    def histories_are_every_entry_sorted(self) -> None:
+        """:meth:`View.history` keeps the histories asked for and places only what came
+        since (claims from a sync can sort among the kept ones); it must be a full sort."""
+        for replica in getattr(self, "replicas", []):
+            view = replica.view
+            for (namespace, key), subject in sorted(view.subjects.items()):
+                every = sorted(subject.entries.values(), key=view.history_order)
+                assert view.history(namespace, key) == every
+
+    @invariant()
     def present_counts_are_the_present_subjects(self) -> None:
         """Listings ask a per-namespace count of present subjects kept at each recompute; it
         must be what walking the subjects counts."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -64,6 +65,7 @@ __all__ = [
 
 SubjectKey = tuple[tuple[str, ...], str]
 CONFLICT_ID_TAG = b"conflict-id/v1"
+_HISTORIES_KEPT = 16
 _ROLE_DEPENDENT = frozenset({POLICY, SCHEMA, RESOLUTION})
 
 
@@ -344,6 +346,10 @@ class View:
         prefix neither sorts nor walks the other namespaces: sorting them at every search
         stalled a node of 70,000 namespaces for 440 ms a read."""
         self.conflicts: dict[bytes, Conflict] = {}
+        self._histories: OrderedDict[SubjectKey, list[Entry]] = OrderedDict()
+        """The histories last asked for, sorted (:meth:`history`). A subject's entries only
+        grow, in the order they came, so a kept history that grew sorts only the new ones:
+        sorting a history of 20,000 claims for each page of it took 11 ms."""
         self._conflicted: SortedSet[SubjectKey] = SortedSet()
         """The subjects whose ``conflict`` is set, so listing the open ones reads only them."""
         self._unsettled: set[SubjectKey] = set()
@@ -377,7 +383,8 @@ class View:
 
     def apply(self, envelope_ids: Iterable[bytes], now_ms: int) -> set[SubjectKey]:
         """Take in newly integrated envelopes; return the subjects that changed."""
-        dirty: set[SubjectKey] = set()
+        added: dict[SubjectKey, list[Entry]] = {}
+        """Per subject, the entries this call added (the only change to it, unless ``full``)."""
         records = self.admission.records
         fresh = [i for i in envelope_ids if i not in self._seen and i in records]
         fresh.sort(key=lambda i: (records[i].rank, i))  # causal order: targets before claims
@@ -395,19 +402,27 @@ class View:
                 self.counts.add(claim)
                 self._located[claim.id] = held.key  # one key tuple per subject, not per claim
                 self._index(claim.namespace, claim.key)
-                dirty.add(subject)
+                added.setdefault(subject, []).append(entry)
                 policies_changed |= claim.type == POLICY
+        full: set[SubjectKey] = set()
+        """Subjects whose older entries may count otherwise now: their live set is worked
+        out from every entry again."""
         if self.admission.generation != self._generation:
             self._generation = self.admission.generation
-            dirty |= self._recheck_all()
+            full |= self._recheck_all()
             policies_changed = True
         if policies_changed:
             self._table = None
-            dirty |= {k for k, s in self.subjects.items() if len(s.live) > 1}
+            full |= {k for k, s in self.subjects.items() if len(s.live) > 1}
+        dirty = full | added.keys()
         present = self._present
         for key in sorted(dirty):
-            self._recompute(key, now_ms)
             now = self.subjects[key]
+            if key in full:
+                live = _live_of(now.entries.values())
+            else:
+                live = _live_after(now.live, added[key])
+            self._recompute(key, live, now_ms)
             if now.present != now.shown:
                 now.shown = not now.shown
                 present[key[0]] = present.get(key[0], 0) + (1 if now.shown else -1)
@@ -512,11 +527,9 @@ class View:
                     changed.add(key)
         return changed
 
-    def _recompute(self, key: SubjectKey, now_ms: int) -> None:
+    def _recompute(self, key: SubjectKey, live: tuple[bytes, ...], now_ms: int) -> None:
+        """Take ``live`` as the subject's live claims, and decide and record its conflict."""
         subject = self.subjects[key]
-        counting = [e for e in subject.entries.values() if e.counts]
-        superseded = {target for e in counting for target in e.claim.supersedes}
-        live = tuple(sorted(e.claim.id for e in counting if e.claim.id not in superseded))
         subject.live = live
         previous = self.conflicts.get(subject.conflict) if subject.conflict else None
         if len(live) < 2:
@@ -789,7 +802,20 @@ class View:
         subject = self.subjects.get((namespace, key))
         if subject is None:
             return []
-        return sorted(subject.entries.values(), key=self.history_order)
+        entries, histories, order = subject.entries.values(), self._histories, self.history_order
+        kept = histories.pop(subject.key, None)
+        if kept is not None and len(kept) < len(entries):  # it grew: place the new ones
+            new = sorted(entries[len(kept) :], key=order)
+            if kept and order(kept[-1]) < order(new[0]):
+                kept.extend(new)
+            else:
+                kept = None  # a late one sorts among them
+        if kept is None or len(kept) != len(entries):
+            kept = sorted(entries, key=order)
+        histories[subject.key] = kept
+        while len(histories) > _HISTORIES_KEPT:
+            histories.popitem(last=False)
+        return list(kept)
 
     def history_order(self, entry: Entry) -> tuple[int, bytes, bytes]:
         """Where ``entry`` sorts in :meth:`history`."""
@@ -841,3 +867,27 @@ def describe(entry: Entry, role: str | None = None) -> dict[str, JsonValue]:
         "invalid_detail": entry.detail or None,
         "role": role,
     }
+
+
+def _live_of(entries: Iterable[Entry]) -> tuple[bytes, ...]:
+    """The live claims of a subject of ``entries``: the counting ones that no counting one
+    supersedes, sorted by id."""
+    counting = [e for e in entries if e.counts]
+    superseded = {target for e in counting for target in e.claim.supersedes}
+    return tuple(sorted(e.claim.id for e in counting if e.claim.id not in superseded))
+
+
+def _live_after(live: tuple[bytes, ...], added: list[Entry]) -> tuple[bytes, ...]:
+    """:func:`_live_of` the subject's entries after ``added`` joined those whose live claims
+    were ``live``, when nothing else about them changed: a counting claim supersedes only
+    claims already in the view when it arrived (any other target makes it invalid), and
+    claims arrive in causal order, so none of the older ones supersedes a new one, and a
+    new one takes out only what it names. A subject updated many times no longer walks
+    its whole history at each write (14.9 ms a write at 20,000 versions)."""
+    counting = [e for e in added if e.counts]
+    if not counting:
+        return live
+    superseded = {target for e in counting for target in e.claim.supersedes}
+    kept = [c for c in live if c not in superseded]
+    kept += (e.claim.id for e in counting if e.claim.id not in superseded)
+    return tuple(sorted(kept))
