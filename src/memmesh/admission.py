@@ -282,6 +282,11 @@ class Admission:
 
     _live: _LiveSet | None = None
     """The live claims as last computed (:meth:`live_claims`); set per instance."""
+    upheavals: int = 0
+    """The changes of :attr:`generation` not made by membership operations alone (a fork
+    found, an envelope pycrdt refused, a batch rolled back): a reader that follows the
+    membership to see whose claims changed must look at everything when this moves (an
+    immutable class default; each admission counts its own)."""
 
     def __init__(
         self,
@@ -641,6 +646,7 @@ class Admission:
 
     def _undo(self) -> None:
         self.generation += 1
+        self.upheavals += 1
         for log, removed, keys in reversed(self._truncated):
             for env_id in removed:
                 self.records[env_id].side = False
@@ -873,6 +879,7 @@ class Admission:
         self.records[env.id] = record
         if prepared.ops or evidence is not None:
             self.generation += 1
+            self.upheavals += evidence is not None
         if record.side:
             self._side.add(env.id)
         if evidence is not None:
@@ -982,6 +989,7 @@ class Admission:
         # Deterministic (same pycrdt, same bytes): every replica excludes it alike.
         record.failed = True
         self.generation += 1
+        self.upheavals += 1
         self._sync_exclusions()
         self._rebuild_replica()
 

@@ -299,6 +299,24 @@ def test_revoking_a_writer_takes_its_later_claims_out_of_the_view(mesh: MeshFixt
     a.check_rebuild()
 
 
+def test_a_view_built_at_once_decides_by_the_policies_it_holds(mesh: MeshFixture) -> None:
+    """Found by the view machine: a conflict that sorts before the policy subjects (two
+    admits of one key, in ``_mesh.members``) was decided first, and the policy table built
+    then, before the policies' live sets were worked out, was kept for every other conflict
+    of the call. A view built in one call, as at every start, decided by the default rules."""
+    a, _ = _pair(mesh)
+    newcomer = seeded_key("view/newcomer")
+    a.write([mesh.admit(newcomer.public_key, "writer")])
+    a.write([_policy(mesh, "ops.**", "lww", version=2)])
+    a.write([mesh.admit(newcomer.public_key, "writer")])  # saw nothing: a conflict
+    for value in (1, 2):  # neither saw the other: a conflict
+        a.write([mesh.claim(mesh.writers[0], "k", value, namespace=NS)])
+    for view in (a.view, View.build(a.admission)):
+        decision = view.subjects[(NS, "k")].decision
+        assert decision is not None and (decision.rule, decision.version) == ("lww", 2)
+    a.check_rebuild()
+
+
 # -- incremental == rebuilt, after every step -----------------------------------------------------
 
 
@@ -316,6 +334,23 @@ class ViewMachine(RuleBasedStateMachine):
         # The clock moves, so conflicts settle after different times (settle_times).
         self.replicas = [Replica(self.mesh, node, tick=7) for node in self.mesh.nodes]
         self.revoked = False
+        # An agent that writes before and after it is admitted (its earlier claims count
+        # from the admit on), and a role that changes: membership moves the view rechecks.
+        self.newcomer = seeded_key("viewmachine/newcomer")
+        self.newcomer_roles: list[str] = []
+
+    @rule(r=st.integers(0, 2), key=st.sampled_from(KEYS), value=st.integers(0, 3))
+    def newcomer_puts(self, r: int, key: str, value: int) -> None:
+        replica = self.replicas[r]
+        claim = self.mesh.claim(self.newcomer, key, value, namespace=NS,
+                                supersedes=replica.live(key))  # fmt: skip
+        replica.write([claim])
+
+    @rule(r=st.integers(0, 2), role=st.sampled_from(["writer", "reader"]))
+    def admit_newcomer(self, r: int, role: str) -> None:
+        if len(self.newcomer_roles) < 2:
+            self.newcomer_roles.append(role)
+            self.replicas[r].write([self.mesh.admit(self.newcomer.public_key, role)])
 
     def _agent(self, index: int) -> SigningKey:
         return (self.mesh.writers[0], self.mesh.writers[1], self.mesh.admin)[index % 3]
