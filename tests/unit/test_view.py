@@ -299,6 +299,25 @@ def test_revoking_a_writer_takes_its_later_claims_out_of_the_view(mesh: MeshFixt
     a.check_rebuild()
 
 
+def test_revoking_a_node_takes_the_claims_of_its_later_envelopes_out_of_the_view(
+    mesh: MeshFixture,
+) -> None:
+    """A node revocation is a membership change of the node's key: the view rechecks the
+    claims its envelopes carry (whoever their agent), not only the claims of the key."""
+    a, b = _pair(mesh)
+    first = mesh.claim(mesh.writers[0], "k", "first", namespace=NS)
+    b.write([first])
+    later = mesh.claim(mesh.writers[0], "k", "later", namespace=NS, supersedes=(first.id,))
+    b.write([later])
+    a.take(b)
+    assert a.live("k") == (later.id,)
+    a.write([mesh.revoke_node(mesh.nodes[1].public_key, 1, 1)])  # b's envelopes after seq 1
+    entry = a.view.get(NS, "k").entries[later.id]  # type: ignore[union-attr]
+    assert entry.excluded == "revoked"
+    assert a.live("k") == (first.id,)
+    a.check_rebuild()
+
+
 def test_a_view_built_at_once_decides_by_the_policies_it_holds(mesh: MeshFixture) -> None:
     """Found by the view machine: a conflict that sorts before the policy subjects (two
     admits of one key, in ``_mesh.members``) was decided first, and the policy table built
