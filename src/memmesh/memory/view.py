@@ -434,9 +434,9 @@ class View:
         for key, live in lives.items():
             self.subjects[key].live = live
         present = self._present
-        for key, live in lives.items():
+        for key in lives:
             now = self.subjects[key]
-            self._recompute(key, live, now_ms)
+            self._recompute(key, now_ms)
             if now.present != now.shown:
                 now.shown = not now.shown
                 present[key[0]] = present.get(key[0], 0) + (1 if now.shown else -1)
@@ -574,10 +574,10 @@ class View:
                 changed.add(self._located[entry.claim.id])
         return changed
 
-    def _recompute(self, key: SubjectKey, live: tuple[bytes, ...], now_ms: int) -> None:
-        """Take ``live`` as the subject's live claims, and decide and record its conflict."""
+    def _recompute(self, key: SubjectKey, now_ms: int) -> None:
+        """Decide and record the conflict of a subject whose live claims are set."""
         subject = self.subjects[key]
-        subject.live = live
+        live = subject.live
         previous = self.conflicts.get(subject.conflict) if subject.conflict else None
         if len(live) < 2:
             subject.decision, subject.conflict = None, None
@@ -680,9 +680,9 @@ class View:
     ) -> Iterator[tuple[str, ...]]:
         """The shown namespaces under ``prefix`` (:meth:`list_namespaces`) that end with
         ``suffix``, each cut to its first ``depth`` labels, without repeats, sorted; lazily.
-        Cuts of sorted namespaces come sorted, so a repeat is the one just given; and once a
-        cut is given, the namespaces under it are stepped over by bisection, so listing the
-        top labels of a mesh reads a few namespaces, not all of them."""
+        Cuts of sorted namespaces come sorted; once a cut is given, the namespaces under it
+        are stepped over by bisection (:meth:`_cut_walk`), so none repeats it, and listing
+        the top labels of a mesh reads a few namespaces, not all of them."""
         start = bisect_left(self._namespace_order, prefix)
         return (cut for cut, _ in self._cut_walk(prefix, depth, suffix, start) if cut is not None)
 

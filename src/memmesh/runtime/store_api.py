@@ -40,11 +40,11 @@ __all__ = ["BadRequest", "Conflicting", "NotFound", "StoreApi", "body_of", "erro
 
 SEARCH_LIMIT_MAX = 1000
 PAGE_LIMIT_MAX = 1000
+"""What a page of ``GET /v1/conflicts`` or of a subject's history holds at most (and by
+default): rendering each costs, and a mesh's history holds many."""
 NAMESPACES_SCAN_MAX = 10_000
 """Namespaces one page of ``POST /v1/store/namespaces`` reads at most (about 10 ms): past
 it the page ends, maybe short, with a ``next`` that goes on from there."""
-"""What a page of ``GET /v1/conflicts`` or of a subject's history holds at most (and by
-default): rendering each costs, and a mesh's history holds many."""
 _T = TypeVar("_T")
 _OPTIONAL_FIELDS = ("source", "valid_at", "invalid_at", "confidence")
 _REF_FIELDS = ("based_on", "derived_from")
