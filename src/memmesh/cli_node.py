@@ -175,7 +175,8 @@ def status(
     console.print(
         f"envelopes {state['envelopes']}  live claims {state['live_claims']}  "
         f"digest {state['claims_digest'][:16]}  may write: {state['may_write']}  "
-        f"evidence {state['evidence']}  loop held max {state['loop_block_ms_max']} ms"
+        f"evidence {state['evidence']}  loop held max {state['loop_block_ms_max']} ms  "
+        f"gc pause max {state['gc']['pause_ms_max']} ms"
     )
     sig = state["signals"]
 

@@ -306,6 +306,23 @@ class NodeSettings(BaseSettings):
         ge=1,
         description="Received envelope bytes held for the next commit; paces transfers.",
     )
+    gc_freeze_every_claims: Int = Field(
+        default=5_000,
+        ge=0,
+        description=(
+            "Claims integrated between two freezes of the heap (one collection of what arrived "
+            "since, then gc.freeze), so a garbage-collection pause stays bounded as the node's "
+            "history grows; 0: only start-up freezes."
+        ),
+    )
+    gc_freeze_inbound_max: Int = Field(
+        default=32,
+        ge=0,
+        description=(
+            "A freeze is put off while more inbound gossip connections than this are open "
+            "(what a flood of handshakes allocates is not to be frozen)."
+        ),
+    )
     active_view_target: Int = Field(
         default=5, ge=1, description="Sessions the node dials towards (the active view's size)."
     )

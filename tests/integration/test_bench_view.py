@@ -13,7 +13,7 @@ from pathlib import Path
 
 def test_the_view_bench_measures_every_figure(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "memmesh", "bench", "view", "--claims", "3000",
+        [sys.executable, "-m", "memmesh", "bench", "view", "--claims", "6000",
          "--conflict-rounds", "4", "--dir", str(tmp_path), "--json"],
         check=False, capture_output=True, text=True, timeout=300,
         env={**os.environ, "PYTHONWARNINGS": "error"},
@@ -24,7 +24,16 @@ def test_the_view_bench_measures_every_figure(tmp_path: Path) -> None:
                  "doc_rss_mb", "rss_vs_doc"):  # fmt: skip
         value = figures[name]
         assert isinstance(value, float) and math.isfinite(value) and value > 0, name
-    assert figures["claims"] == 3000
+    assert figures["claims"] == 6000
+    # Garbage collection as a node runs it: one freeze past 5,000 claims; the baseline (the
+    # same puts with only the start-up freeze) measured in the same run.
+    assert figures["gc_freezes"] == 1
+    assert figures["gc_full_collections"] >= 1  # the freeze's own collection, at least
+    for name in ("gc_pause_ms_max", "gc_pause_ms_max_start_freeze_only",
+                 "put_per_s_start_freeze_only"):  # fmt: skip
+        assert math.isfinite(figures[name]) and figures[name] > 0, name
+    ratio = figures["gc_pause_ms_max"] / figures["gc_pause_ms_max_start_freeze_only"]
+    assert abs(figures["gc_pause_vs_start_freeze_only"] - ratio) < 0.01
     assert figures["get_p50_us"] <= figures["get_p99_us"]
     assert abs(figures["rss_vs_doc"] - figures["rss_mb"] / figures["doc_rss_mb"]) < 0.01
     assert figures["rss_anon_mb"] + figures["rss_file_mb"] <= figures["rss_mb"] + 1

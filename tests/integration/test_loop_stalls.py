@@ -1,6 +1,6 @@
 """Event-loop stalls on a real node process: a steady trickle of writes never waits for the
-commit window, while writes that pile up share commits and envelopes; and start-up's objects are
-left out of garbage collection.
+commit window, while writes that pile up share commits and envelopes; and start-up's objects, then
+what the node integrates, are left out of garbage collection.
 
 ``commit_batch_window_ms`` is there to gather what arrives under load into one commit. A client
 writing one claim at a time, each after the last was acknowledged, is not load: every commit
@@ -10,6 +10,8 @@ its length to every write, and to every hop of every update.
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,6 +59,41 @@ def test_a_trickle_of_writes_never_waits_and_a_burst_shares_commits(node: str) -
     assert len({c["claim_id"] for c in claims}) == 200
     assert burst["windowed_flushes"] > after["windowed_flushes"]
     assert burst["envelopes"] - after["envelopes"] < 200  # writes shared envelopes
+
+
+def _raw_metrics(api: str) -> str:
+    with urllib.request.urlopen(api + "/metrics", timeout=15) as response:
+        return str(response.read().decode())
+
+
+def test_what_the_node_integrates_is_frozen_as_it_grows(tmp_path: Path) -> None:
+    """Past start-up, every full collection walked everything integrated since: 0.5 s at
+    100,000 claims, on the loop. Every ``gc_freeze_every_claims`` claims the node collects what
+    is not frozen and freezes it; every collection's pause is in ``/metrics``."""
+    directory = tmp_path / "swarm"
+    (one,) = swarm_up(1, directory, no_peers=True, extra_config={"gc_freeze_every_claims": 40})[
+        "nodes"
+    ]
+    api = str(one["api"])
+    try:
+        before = call(api, "/v1/state")
+        assert before["gc"]["freezes"] == 0
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda i: _put(api, f"g{i}"), range(130)))
+        after = call(api, "/v1/state")
+        assert after["gc"]["freezes"] >= 3  # 130 claims, a freeze every 40
+        assert after["gc"]["freezes_put_off"] == 0
+        assert after["gc_frozen_objects"] > before["gc_frozen_objects"]
+        assert after["gc"]["full_collections"] >= after["gc"]["freezes"]
+        text = _raw_metrics(api)
+        full = re.search(
+            r'^memmesh_gc_pause_seconds_count\{generation="2"\} (\S+)$', text, re.MULTILINE
+        )
+        assert full is not None and float(full.group(1)) >= after["gc"]["freezes"]
+        freezes = re.search(r"^memmesh_gc_freezes_total (\S+)$", text, re.MULTILINE)
+        assert freezes is not None and float(freezes.group(1)) >= after["gc"]["freezes"]
+    finally:
+        swarm_down(directory, grace_s=5)
 
 
 def test_what_start_up_built_is_left_out_of_garbage_collection(node: str) -> None:

@@ -105,7 +105,9 @@ def test_a_new_node_is_admitted_syncs_writes_and_is_revoked(
         peers = cli("peers", "list", "--api", api, "--json")["peers"]
         assert {p["state"] for p in peers} == {"active"}
         assert second["pubkey"] in {p["node"] for p in peers}  # the others it may learn of
-        assert "may write: True" in cli("status", "--api", api)
+        status = cli("status", "--api", api)
+        assert "may write: True" in status
+        assert "gc pause max" in status  # every garbage collection's pause is observed
 
         # Revoked: members refuse its sessions; its later envelopes are excluded everywhere.
         seq = next(f["seq"] for f in state(first["api"])["frontier"] if f["author"] == node_key)

@@ -394,6 +394,21 @@ def _memory_metrics(node: NodeRuntime) -> Iterator[Metric]:
         "the node's event loop waits for each",
         node.commit_seconds,
     )
+    pauses = HistogramMetricFamily(
+        "memmesh_gc_pause_seconds",
+        "Garbage collections of the node's process, by generation (2: a full collection); "
+        "each holds the event loop",
+        labels=["generation"],
+    )
+    for generation, histogram in enumerate(node.heap.pauses):
+        pauses.add_metric([str(generation)], histogram.cumulative(), sum_value=histogram.total)
+    yield pauses
+    yield CounterMetricFamily(
+        "memmesh_gc_freezes",
+        "Freezes of the heap's growth (a collection of what arrived since the last, then "
+        "gc.freeze): every gc_freeze_every_claims claims integrated",
+        value=node.heap.freezes,
+    )
 
 
 def _histogram(name: str, documentation: str, histogram: Histogram) -> Metric:
