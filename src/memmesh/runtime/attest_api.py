@@ -169,9 +169,9 @@ class AttestApi:
     async def bundle(self, request: web.Request) -> web.Response:
         held = self._find(request)
         try:
-            data = self.service.bundle(held.statement.id)
-        except ValueError as exc:
-            return error(409, "not_held", str(exc))
+            data = await self.service.bundle_off_loop(held.statement.id)
+        except Disagreement as exc:
+            return error(409, exc.code, exc.detail)
         return web.Response(body=data, content_type="application/octet-stream")
 
     async def proof(self, request: web.Request) -> web.Response:

@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING
 from ..attest import (
     AttestationBuilder,
     AttestationError,
+    Bundle,
     DsseEnvelope,
     Statement,
     build_statement,
     cosign,
     decode_dsse,
     decode_statement,
-    make_bundle,
+    encode_bundle,
     prove_claim,
     rebuild_at_statement,
     split_view,
@@ -313,9 +314,17 @@ class AttestationService:
 
     # -- bundles, proofs, point-in-time views --------------------------------------------------
 
-    def bundle(self, attestation_id: bytes) -> bytes:
+    async def bundle_off_loop(self, attestation_id: bytes) -> bytes:
+        """The bundle of a held attestation (:func:`~memmesh.attest.make_bundle`'s bytes),
+        encoded in a worker thread: a bundle is every attested envelope's
+        bytes (85 MB at 100,000 envelopes), and joining them held the event loop, gossip
+        included, for about as long as gathering them. Gathering stays on the loop, as for
+        :meth:`prepare_view_at`: it reads the node's indexes, which the loop changes.
+        ``Disagreement`` (``not_held``) when this node no longer holds them."""
         held = self._held(attestation_id)
-        return make_bundle(self.admission, held.dsse)
+        raws = self._envelopes_of(held.statement)
+        bundle = Bundle(held.dsse, self.admission.genesis.raw, tuple(raws))
+        return await asyncio.to_thread(encode_bundle, bundle)
 
     def prove(self, attestation_id: bytes, claim_id: bytes) -> bytes:
         held = self._held(attestation_id)
