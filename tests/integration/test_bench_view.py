@@ -41,3 +41,16 @@ def test_the_view_bench_measures_every_figure(tmp_path: Path) -> None:
     assert rounds == 4 and 0 <= figures["rounds_not_concurrent"] < rounds
     assert figures["conflict_visible_p50_ms"] > 0
     assert list(tmp_path.iterdir()) == []  # the store, the items file and the swarm are gone
+
+
+def test_the_rss_children_do_not_carry_the_node_runtime() -> None:
+    """Both RSS children run this module as a script: importing the runtime (aiohttp, the
+    node) at its top would grow both measured processes by some 20 MB and flatter
+    ``rss_vs_doc``; it is imported inside the functions that need it."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, memmesh.bench.view; "
+         "print(sorted(m for m in ('aiohttp', 'memmesh.runtime') if m in sys.modules))"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]"

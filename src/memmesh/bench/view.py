@@ -41,17 +41,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pycrdt
 
 from ..admission import Admission
 from ..memory import Receipt, View, describe, frontier_hash
 from ..memory.search import parse_filter, search
-from ..runtime.heap import HeapKeeper
 from ..store import LmdbStore
 from ..testing import MeshFixture
 from ..ydecode import ROOT_NAME, client_id, item_key
+
+if TYPE_CHECKING:
+    from ..runtime.heap import HeapKeeper
 
 __all__ = ["run_view_bench"]
 
@@ -124,6 +126,11 @@ def _puts(path: Path, count: int, *, freeze_every: int) -> tuple[float, View, He
     """The puts, with the garbage collector handled as a node handles it: the heap frozen
     once the store is open, then every ``freeze_every`` claims (0: never again); every
     collection observed. The process's heap is unfrozen again at the end."""
+    # Imported here, as the conflict rounds import the runtime: ``memmesh.runtime`` brings
+    # aiohttp and the whole node, which the RSS children (this module run as a script) must
+    # not carry, or both measured processes would grow by them.
+    from ..runtime.heap import HeapKeeper  # noqa: PLC0415
+
     mesh = MeshFixture("bench-view", nodes=1, writers=1)
     writer, node = mesh.writers[0], mesh.nodes[0]
     store = LmdbStore(path)
