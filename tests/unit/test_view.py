@@ -534,6 +534,8 @@ def test_a_subjects_entries_behave_as_a_dict_of_claim_ids() -> None:
         assert list(entries) == list(plain) and entries.values() == list(plain.values())
         assert len(entries) == len(plain)
         assert all(entries[k] is v and k in entries for k, v in plain.items())
+        for count in range(-1, len(plain) + 2):  # the last ones that came, in their order
+            assert entries.last(count) == (list(plain.values())[-count:] if count > 0 else [])
     one, other = Entries(), Entries()
     one[claims[1].id], one[claims[2].id] = made[1], made[2]
     other[claims[2].id], other[claims[1].id] = made[2], made[1]
