@@ -6,7 +6,7 @@ mostly what it has integrated (with one claim per envelope, as a node commits at
 ten tracked objects a claim: the claim, its envelope and record, its view entry, their
 containers), kept for the life of the process. So the pause of each full collection grows with
 the node's history, and each holds the event loop (gossip, heartbeats, every request): 25 ms at
-10,000 claims and 0.49 s at 100,000 in one process's admission and view written that way; 69 ms
+10,000 claims and 0.49 s at 100,000 in one process's admission and view written that way; 81 ms
 at 100,000 claims written 256 to an envelope (``memmesh bench view``).
 
 Start-up already moves what it built out of every later collection (``gc.freeze``).
