@@ -25,7 +25,7 @@ freezes, each with 20 idle inbound connections open that closed after it, cost 9
 the same run without freezes, about 8 KB per connection caught. Each object can be frozen once,
 and a freeze is put off while more than ``inbound_max`` inbound connections are open (a flood
 of handshakes is exactly what should not be frozen: with 40 open, 127 freezes were put off and
-nothing grew), so what can leak is at most ``inbound_max`` connections per
+the frozen set did not grow), so what can leak is at most ``inbound_max`` connections per
 ``freeze_every_claims`` claims (32 per 5,000 by default: about 50 bytes a claim, against the 2
 to 3 KB a claim holds), not whatever an attacker opens. ``freeze_every_claims = 0`` turns the
 policy off (start-up still freezes).
