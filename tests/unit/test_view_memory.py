@@ -14,6 +14,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 HOLES_PER_CLAIM_MAX = 16
 
 _CHILD = r"""
@@ -37,6 +39,9 @@ def free_in_pools():
         text += chunk
     os.close(read)
     found = re.search(rb"# bytes in available blocks\s*=\s*([\d,]+)", text)
+    if found is None:  # an interpreter without pymalloc (PYTHONMALLOC=malloc, a debug build)
+        print("no-pymalloc")
+        sys.exit(0)
     return int(found.group(1).replace(b",", b""))
 
 mesh = MeshFixture("view-memory", nodes=1, writers=1)
@@ -66,5 +71,7 @@ def test_building_a_view_leaves_no_holes_between_what_it_keeps() -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "no-pymalloc":
+        pytest.skip("this interpreter does not use pymalloc: nothing to count")
     holes_per_claim = float(done.stdout.strip())
     assert holes_per_claim <= HOLES_PER_CLAIM_MAX, holes_per_claim
