@@ -401,7 +401,7 @@ class View:
         """Per subject, how many entries this call added: its last ones, as entries keep the
         order they came in (the only change to it, unless ``full``). A count, not a list of
         them: a view built at start adds every claim in one call, and 100,000 short lists
-        freed at its end left about 13 MB of the interpreter's memory in holes between the
+        freed at its end left about 10 MB of the interpreter's memory in holes between the
         objects that stay."""
         records = self.admission.records
         fresh = [i for i in envelope_ids if i not in self._seen and i in records]

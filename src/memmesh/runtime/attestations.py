@@ -316,9 +316,9 @@ class AttestationService:
 
     async def bundle_off_loop(self, attestation_id: bytes) -> bytes:
         """The bundle of a held attestation (:func:`~memmesh.attest.make_bundle`'s bytes),
-        encoded in a worker thread: a bundle is every attested envelope's
-        bytes (85 MB at 100,000 envelopes), and joining them held the event loop, gossip
-        included, for about as long as gathering them. Gathering stays on the loop, as for
+        encoded in a worker thread: a bundle is every attested envelope's bytes (85 MB at
+        100,000 envelopes), and joining them held the event loop, gossip included, for about
+        as long as gathering them. Gathering stays on the loop, as for
         :meth:`prepare_view_at`: it reads the node's indexes, which the loop changes.
         ``Disagreement`` (``not_held``) when this node no longer holds them."""
         held = self._held(attestation_id)
