@@ -129,15 +129,14 @@ def _puts(path: Path, count: int, *, freeze_every: int) -> tuple[float, View, He
     # Imported here, as the conflict rounds import the runtime: ``memmesh.runtime`` brings
     # aiohttp and the whole node, which the RSS children (this module run as a script) must
     # not carry, or both measured processes would grow by them.
-    from ..runtime.heap import HeapKeeper  # noqa: PLC0415
+    from ..runtime.heap import HeapKeeper, freeze_heap  # noqa: PLC0415
 
     mesh = MeshFixture("bench-view", nodes=1, writers=1)
     writer, node = mesh.writers[0], mesh.nodes[0]
     store = LmdbStore(path)
     admission = Admission(store, mesh.genesis)
     view = View(admission)
-    gc.collect()
-    gc.freeze()
+    freeze_heap()
     heap = HeapKeeper(freeze_every_claims=freeze_every, inbound_max=0)
     heap.install(0)
     try:

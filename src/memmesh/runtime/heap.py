@@ -42,9 +42,23 @@ from typing import Any
 
 from .signals import Histogram
 
-__all__ = ["GC_PAUSE_BUCKETS_S", "HeapKeeper"]
+__all__ = ["GC_PAUSE_BUCKETS_S", "HeapKeeper", "freeze_heap"]
 
 GC_PAUSE_BUCKETS_S = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+def freeze_heap() -> None:
+    """Collect, then leave every object alive now out of every later garbage collection.
+
+    A node calls it once start-up has built what lives as long as the process (modules, the
+    web application, the replica and the index replayed from the store: on a receiver at 1,000
+    updates/s in the transport bench a full collection over them took 99 ms, 4 ms at most once
+    frozen), and :class:`HeapKeeper` again as the node grows. ``gc.freeze`` moves the objects
+    alive now to a generation the collector never scans; collecting first keeps the garbage of
+    the moment out of it. A frozen object is never freed by the cycle collector (reference
+    counting still frees it)."""
+    gc.collect()  # walks what is not frozen yet
+    gc.freeze()
 
 
 class HeapKeeper:
@@ -88,8 +102,7 @@ class HeapKeeper:
             return
         elapsed = time.perf_counter() - self._started
         self._started = None
-        generation = min(max(int(info.get("generation", 2)), 0), 2)
-        self.pauses[generation].observe(elapsed)
+        self.pauses[info["generation"]].observe(elapsed)
         self.pause_s_max = max(self.pause_s_max, elapsed)
 
     def settle(self, claims_now: int, inbound: int) -> bool:
@@ -103,8 +116,7 @@ class HeapKeeper:
             self.freezes_put_off += 1
             return False
         started = time.perf_counter()
-        gc.collect()  # walks what is not frozen yet: about what arrived since the last freeze
-        gc.freeze()
+        freeze_heap()  # its collection walks about what arrived since the last freeze
         self.freeze_s_max = max(self.freeze_s_max, time.perf_counter() - started)
         self.freezes += 1
         self._claims_at_freeze = claims_now

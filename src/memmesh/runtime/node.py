@@ -70,7 +70,7 @@ from ..store import LmdbStore
 from ..store.scrub import ScrubReport, quarantine_store, scrub_before_open
 from ..wire import Reader, Writer
 from .attestations import AttestationService, Held
-from .heap import HeapKeeper
+from .heap import HeapKeeper, freeze_heap
 from .signals import COMMIT_BUCKETS_S, PROPAGATION_BUCKETS_S, Histogram, Traceability
 from .transport import Connection, TransportLimits
 
@@ -298,7 +298,7 @@ class NodeRuntime:
                 self._group = group
                 self._client = aiohttp.ClientSession()
                 await self._serve()
-                _freeze_heap()
+                freeze_heap()
                 self.heap.install(self.view.counts.entries)
                 if self.gossip_url is not None:
                     self._feed(Advertise((self.gossip_url,)))
@@ -775,21 +775,6 @@ class NodeRuntime:
 
 def _share(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _freeze_heap() -> None:
-    """Leave what start-up built out of every later garbage collection.
-
-    A node's heap after start is mostly long-lived: modules, the web application, the replica
-    and the index replayed from the store. CPython's full collection walks every tracked object
-    each time: on a receiver at 1,000 updates/s in the transport bench one took 99 ms, stalling
-    the event loop and every update behind it (with this, the longest pause seen was 4 ms).
-    ``gc.freeze`` moves the objects alive now to a generation the collector never scans; what
-    the node integrates from here on is frozen as it grows (:class:`~.heap.HeapKeeper`). What
-    is frozen is never freed by the cycle collector (reference counting still frees it): right
-    for what lives as long as the process, which is what start-up builds."""
-    gc.collect()
-    gc.freeze()
 
 
 class _Stopped(Exception):
