@@ -20,7 +20,7 @@ from memmesh.crypto import SigningKey
 from memmesh.envelope import Envelope
 from memmesh.memory import Invalid, View, describe
 from memmesh.memory.types import POLICY_NAMESPACE, SYSTEM_PREFIX, TYPES_NAMESPACE
-from memmesh.memory.view import Conflict, Entries, Entry, SortedSet
+from memmesh.memory.view import Conflict, Entries, Entry, SortedSet, Subject
 from memmesh.store import MemoryStore
 from memmesh.testing import MeshFixture, scaled, seeded_key
 
@@ -544,6 +544,23 @@ def test_a_subjects_entries_behave_as_a_dict_of_claim_ids() -> None:
         one[claims[0].id]
     with pytest.raises(ValueError, match="own claim"):
         one[claims[0].id] = made[1]
+
+
+def test_a_subject_holds_its_entries_itself() -> None:
+    """No ``Entries`` object beside each subject (48 bytes each): the subject is its entries.
+    Still true as a subject with none yet, and equal only with equal entries."""
+    mesh = MeshFixture("entries")
+    claims = [mesh.claim(mesh.writers[0], "k", i, namespace=NS) for i in range(2)]
+    made = [Entry(c, b"\0" * 32, None, None) for c in claims]
+    subject, twin = Subject(key=(NS, "k")), Subject(key=(NS, "k"))
+    assert subject.entries is subject and len(subject) == 0 and bool(subject)
+    assert subject == twin
+    subject.entries[claims[0].id] = made[0]
+    assert subject != twin and subject.entries.values() == [made[0]]
+    twin.entries[claims[0].id] = made[0]
+    assert subject == twin
+    twin.live = (claims[0].id,)
+    assert subject != twin
 
 
 _LABELS = st.sampled_from(["a", "b", "ab", "b0", SYSTEM_PREFIX, "z"])
