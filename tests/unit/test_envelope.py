@@ -23,6 +23,7 @@ from memmesh.envelope import (
     ID_TAG,
     SIGNATURE_DOMAIN,
     Envelope,
+    EnvelopeDetached,
     EnvelopeKind,
     EnvelopeLimits,
     decode_envelope,
@@ -268,6 +269,23 @@ def test_the_decoder_sets_every_field_as_the_dataclass_does() -> None:
     for f in dataclasses.fields(Envelope):
         assert getattr(made, f.name) == getattr(decoded, f.name), f.name
     assert decoded.log == LogId(decoded.author, decoded.epoch)
+
+
+def test_an_envelope_holding_other_bytes_is_the_same_envelope_field_by_field() -> None:
+    """``holding`` (and ``detached``) copy through the slots' setters, not ``__init__``: every
+    field but the bytes stays, and a detached envelope refuses ``raw``."""
+    decoded = decode_envelope(VALID)
+    for held in (None, VALID, bytes(VALID)):
+        copy = decoded.holding(held)
+        assert copy is not decoded and copy.held is held
+        assert copy == dataclasses.replace(decoded, held=held)
+        for f in dataclasses.fields(Envelope):
+            if f.name != "held":
+                assert getattr(copy, f.name) is getattr(decoded, f.name), f.name
+    gone = decoded.detached()
+    assert gone.held is None and gone.size == len(VALID) and gone.id == decoded.id
+    with pytest.raises(EnvelopeDetached):
+        gone.raw  # noqa: B018 - the property raises
 
 
 # --- truncation and trailing bytes --------------------------------------------------------------
