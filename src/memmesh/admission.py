@@ -694,7 +694,7 @@ class Admission:
 
     def _receive_one(self, raw: bytes, known: bytes | None = None) -> Outcome:
         if self._replaying:
-            pass  # stored, so not held yet: ``known`` was hashed from these bytes by open()
+            pass  # the store replayed at start: each envelope once, ``known`` hashed by open()
         elif len(raw) > self.limits.envelope.envelope_bytes_max:
             known = None
         else:

@@ -146,9 +146,10 @@ class AttestationService:
         self.evidence: dict[tuple[bytes, bytes], SplitViewRecord] = {}
         self._as_of: OrderedDict[bytes, View] = OrderedDict()
         self._building: dict[bytes, asyncio.Future[View]] = {}
-        self.gather_slice = GATHER_SLICE
         """Views at a statement being rebuilt in a worker thread, so a second request for the
         same one waits for that rebuild instead of starting another."""
+        self.gather_slice = GATHER_SLICE
+        """Envelopes read between two yields to the event loop (:meth:`_gather`)."""
         self._load()
 
     def _load(self) -> None:
