@@ -40,6 +40,8 @@ __all__ = [
     "BUNDLE_VERSION",
     "Bundle",
     "BundleLimits",
+    "bundle_frames",
+    "bundle_head",
     "closure_ids",
     "decode_bundle",
     "encode_bundle",
@@ -71,14 +73,27 @@ class Bundle:
 
 
 def encode_bundle(bundle: Bundle) -> bytes:
+    head = bundle_head(bundle.dsse, bundle.genesis, len(bundle.envelopes))
+    return head + bundle_frames(bundle.envelopes)
+
+
+def bundle_head(dsse: bytes, genesis: bytes, count: int) -> bytes:
+    """A bundle's bytes before its envelopes (:func:`bundle_frames`): a bundle can be written
+    a part at a time, every part joined to :func:`encode_bundle`'s bytes."""
     w = Writer()
     w.raw(BUNDLE_MAGIC)
     w.u8(BUNDLE_VERSION)
-    for part in (bundle.dsse, bundle.genesis):
+    for part in (dsse, genesis):
         w.u32(len(part))
         w.raw(part)
-    w.u32(len(bundle.envelopes))
-    for raw in bundle.envelopes:
+    w.u32(count)
+    return w.getvalue()
+
+
+def bundle_frames(envelopes: Sequence[bytes]) -> bytes:
+    """The frames of some of a bundle's envelopes, in order (each its length, then its bytes)."""
+    w = Writer()
+    for raw in envelopes:
         w.u32(len(raw))
         w.raw(raw)
     return w.getvalue()

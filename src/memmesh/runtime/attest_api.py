@@ -166,13 +166,21 @@ class AttestApi:
             return web.Response(body=held.dsse, content_type="application/json")
         return web.json_response(self._describe(held))
 
-    async def bundle(self, request: web.Request) -> web.Response:
+    async def bundle(self, request: web.Request) -> web.StreamResponse:
+        """Written a part at a time (:meth:`AttestationService.bundle_parts`): a bundle is
+        every attested envelope's bytes, and one copy of it in one piece held the loop."""
         held = self._find(request)
         try:
-            data = await self.service.bundle_off_loop(held.statement.id)
+            parts = await self.service.bundle_parts(held.statement.id)
         except Disagreement as exc:
             return error(409, exc.code, exc.detail)
-        return web.Response(body=data, content_type="application/octet-stream")
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = sum(len(part) for part in parts)
+        await response.prepare(request)
+        for part in parts:
+            await response.write(part)
+        await response.write_eof()
+        return response
 
     async def proof(self, request: web.Request) -> web.Response:
         held = self._find(request)
