@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -177,9 +178,10 @@ class AttestApi:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = sum(len(part) for part in parts)
         await response.prepare(request)
-        for part in parts:
-            await response.write(part)
-        await response.write_eof()
+        with contextlib.suppress(ConnectionResetError):  # the client went away mid-bundle
+            for part in parts:
+                await response.write(part)
+            await response.write_eof()
         return response
 
     async def proof(self, request: web.Request) -> web.Response:
