@@ -11,9 +11,11 @@ later writes and conflicts; a claim's inclusion proof verifies against the attes
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,20 @@ def test_attest_export_stop_and_verify_offline(
     assert made["witnesses"] == [nodes[1]["pubkey"]] and made["refusals"] == {}
     done = memmesh("export", "--attestation", str(att), "-o", str(bundle), "--node", a)
     assert done.returncode == 0, done.stderr
+    # Written a part at a time: a HEAD gets the length and no body, and the same connection
+    # then serves the bundle again, byte for byte.
+    url = f"{a}/v1/attestations/{made['id']}/bundle"
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(a).netloc, timeout=30)
+    try:
+        connection.request("HEAD", urllib.parse.urlsplit(url).path)
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b""
+        assert int(head.headers["Content-Length"]) == len(bundle.read_bytes())
+        connection.request("GET", urllib.parse.urlsplit(url).path)
+        again = connection.getresponse()
+        assert again.status == 200 and again.read() == bundle.read_bytes()
+    finally:
+        connection.close()
 
     # A second statement with the same seq, signed by the same node key: split-view evidence.
     statement = decode_statement(decode_dsse(att.read_bytes()).payload)

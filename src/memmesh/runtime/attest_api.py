@@ -178,6 +178,8 @@ class AttestApi:
         response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
         response.content_length = sum(len(part) for part in parts)
         await response.prepare(request)
+        if request.method == "HEAD":  # the length alone: a body here would be read as the
+            return response  # start of the connection's next response
         with contextlib.suppress(ConnectionResetError):  # the client went away mid-bundle
             for part in parts:
                 await response.write(part)
